@@ -1,0 +1,173 @@
+"""Model files: ``save_model`` / ``load_model`` (plain dicts read with ``weights_only=True``) and
+``from_pyg``, the importer of PyG ``ViSNet`` weights."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from visnet.model import ViSNet
+
+FORMAT = "visnet-model"
+FORMAT_VERSION = 1
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+# Units assumed for a model without metadata (DESIGN: a bare model is in eV and Å).
+DEFAULT_UNITS = {"energy": "eV", "length": "Å"}
+
+
+def _package_version() -> str:
+    from visnet import __version__
+
+    return __version__
+
+
+def model_metadata(model: nn.Module) -> dict[str, Any]:
+    """The metadata attached to ``model`` (units, training data, …), default units if none."""
+    meta = dict(getattr(model, "metadata", None) or {})
+    meta.setdefault("units", dict(DEFAULT_UNITS))
+    return meta
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the target folder, then rename: a crash mid-write
+    leaves any previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_model(model: ViSNet, path: str | os.PathLike, **metadata: Any) -> Path:
+    """Write ``model`` as a plain-dict file (atomically).
+
+    Args:
+        model: the ViSNet to save.
+        path: destination file (conventionally ``.pt``).
+        **metadata: merged over ``model.metadata``; e.g. ``units={"energy": "kcal/mol",
+            "length": "Å"}``, ``training_data=...``. Cutoff, dtype and package version are added.
+
+    Returns:
+        The path written.
+    """
+    meta = model_metadata(model)
+    meta.update(metadata)
+    meta.update(cutoff=model.cutoff, dtype=str(model.dtype).removeprefix("torch."), visnet_version=_package_version())
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "hyperparameters": dict(model.hparams),
+        "state_dict": state,
+        "metadata": meta,
+    }
+    return atomic_save(payload, path)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a torch file, or carrying pickled code
+        raise ValueError(
+            f"cannot read model file {path}: it is corrupted, truncated, or holds objects that are not plain "
+            f"tensors/containers (refused for safety; weights_only=True). Cause: {type(err).__name__}: {str(err)[:200]}"
+        ) from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path} is not a ViSNet model file (top level is {type(payload).__name__}, not a dict)")
+    return payload
+
+
+def _from_lightning(payload: dict[str, Any], path: Path) -> tuple[dict, dict, dict]:
+    hyper = payload.get("hyper_parameters") or {}
+    hparams = hyper.get("model_hparams")
+    if not isinstance(hparams, dict):
+        raise ValueError(f"{path} is a Lightning checkpoint but not one written by `visnet fit` (no model_hparams)")
+    prefix = "model."
+    state = {k[len(prefix) :]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
+    return hparams, state, dict(hyper.get("metadata") or {})
+
+
+def _resolve(path: str | os.PathLike) -> Path:
+    name = str(path)
+    if os.sep not in name and not name.endswith((".pt", ".ckpt")):
+        bundled = PRETRAINED_DIR / f"{name}.pt"
+        if bundled.is_file():
+            return bundled
+        available = sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+        if not Path(name).exists():
+            raise FileNotFoundError(f"no bundled model named {name!r}; bundled models: {available}")
+    return Path(path)
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None) -> ViSNet:
+    """Load a model file written by ``save_model`` (or a ``.ckpt`` written by ``visnet fit``).
+
+    Args:
+        path: file path, or the name of a bundled model (``"default"``).
+        device: where to put the model (default CPU).
+        dtype: torch dtype or its name ("float32"/"float64"); default: as saved.
+
+    Returns:
+        The model in eval mode with ``model.metadata`` (units, cutoff, training data, …).
+
+    Raises:
+        FileNotFoundError: no such file or bundled model.
+        ValueError: corrupted/truncated file, pickled code, or a file of another kind.
+    """
+    path = _resolve(path)
+    payload = _read(path)
+    if "pytorch-lightning_version" in payload:
+        hparams, state, meta = _from_lightning(payload, path)
+    elif payload.get("format") == FORMAT:
+        hparams, state, meta = payload["hyperparameters"], payload["state_dict"], dict(payload.get("metadata") or {})
+    else:
+        raise ValueError(f"{path} is not a ViSNet model file (keys: {sorted(payload)[:8]})")
+    try:
+        model = ViSNet(**hparams)
+        model.load_state_dict(state, strict=True)
+    except (TypeError, RuntimeError) as err:
+        raise ValueError(f"{path}: weights do not match the stored hyperparameters: {str(err)[:300]}") from None
+    model.metadata = meta
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    model = model.to(device=device or "cpu", dtype=dtype or getattr(torch, meta.get("dtype", "float32")))
+    return model.eval()
+
+
+def from_pyg(pyg_model: nn.Module) -> ViSNet:
+    """Import the weights of a ``torch_geometric.nn.models.ViSNet``.
+
+    The result reproduces PyG's energies and forces on the same inputs (``vector_cutoff`` and
+    ``isolated_atom_reference`` are off, as in the reference; its ``derivative`` is kept). Our
+    neighbour list never truncates, so results match as long as no atom of the input has more
+    than PyG's ``max_num_neighbors`` neighbours.
+    """
+    rep = pyg_model.representation_model
+    layer_types = {type(layer).__name__ for layer in rep.vis_mp_layers}
+    model = ViSNet(
+        lmax=rep.lmax, vecnorm_type=rep.vecnorm_type, trainable_vecnorm=rep.trainable_vecnorm,
+        num_heads=rep.num_heads, num_layers=rep.num_layers, hidden_channels=rep.hidden_channels,
+        num_rbf=rep.num_rbf, trainable_rbf=rep.trainable_rbf, max_z=rep.max_z, cutoff=rep.cutoff,
+        vertex="ViS_MP_Vertex" in layer_types, reduce_op=pyg_model.reduce_op, mean=float(pyg_model.mean),
+        std=float(pyg_model.std), derivative=bool(pyg_model.derivative), vector_cutoff=False,
+        isolated_atom_reference=False,
+    )  # fmt: skip
+    ref = next(pyg_model.parameters())
+    model = model.to(dtype=ref.dtype, device=ref.device)
+    model.load_state_dict(pyg_model.state_dict(), strict=True)
+    model.metadata = {"units": dict(DEFAULT_UNITS), "source": "imported from torch_geometric ViSNet"}
+    return model

@@ -1,0 +1,226 @@
+"""Output heads (per-atom outputs, reduction hooks) and the per-element atom reference prior.
+
+Each head follows TorchMD-Net's protocol: ``pre_reduce`` maps atom features to per-atom
+contributions (N, 1) or (N, 3); the model reduces them per molecule; ``post_reduce`` finishes
+(e.g. the norm of a dipole vector).
+"""
+
+from __future__ import annotations
+
+import torch
+from ase.data import atomic_masses
+from torch import Tensor, nn
+
+from visnet.model.geometry import safe_norm
+from visnet.model.scatter import scatter_sum
+
+
+class GatedEquivariantBlock(nn.Module):
+    """Gated equivariant block (PaiNN / TorchMD-Net): mixes scalars with vector norms and gates vectors.
+
+    Args:
+        hidden_channels: input channels H.
+        out_channels: output channels.
+        intermediate_channels: width of the scalar MLP (default H).
+        scalar_activation: SiLU on the scalar output.
+    """
+
+    def __init__(
+        self,
+        hidden_channels: int,
+        out_channels: int,
+        intermediate_channels: int | None = None,
+        scalar_activation: bool = False,
+    ) -> None:
+        super().__init__()
+        self.out_channels = out_channels
+        intermediate_channels = intermediate_channels or hidden_channels
+        self.vec1_proj = nn.Linear(hidden_channels, hidden_channels, bias=False)
+        self.vec2_proj = nn.Linear(hidden_channels, out_channels, bias=False)
+        self.update_net = nn.Sequential(
+            nn.Linear(2 * hidden_channels, intermediate_channels),
+            nn.SiLU(),
+            nn.Linear(intermediate_channels, 2 * out_channels),
+        )
+        self.act = nn.SiLU() if scalar_activation else nn.Identity()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for linear in (self.vec1_proj, self.vec2_proj, self.update_net[0], self.update_net[2]):
+            nn.init.xavier_uniform_(linear.weight)
+            if linear.bias is not None:
+                nn.init.zeros_(linear.bias)
+
+    def forward(self, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """x (N, H), v (N, M, H) -> x (N, out), v (N, M, out)."""
+        vec1 = safe_norm(self.vec1_proj(v), dim=-2)
+        vec2 = self.vec2_proj(v)
+        x, gate = torch.split(self.update_net(torch.cat([x, vec1], dim=-1)), self.out_channels, dim=-1)
+        return self.act(x), gate.unsqueeze(1) * vec2
+
+
+class _GatedHead(nn.Module):
+    """Two gated equivariant blocks H -> H/2 -> out_channels."""
+
+    def __init__(self, hidden_channels: int, out_channels: int = 1) -> None:
+        super().__init__()
+        self.output_network = nn.ModuleList(
+            [
+                GatedEquivariantBlock(hidden_channels, hidden_channels // 2, scalar_activation=True),
+                GatedEquivariantBlock(hidden_channels // 2, out_channels),
+            ]
+        )
+
+    def reset_parameters(self) -> None:
+        for block in self.output_network:
+            block.reset_parameters()
+
+    def _run(self, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        for block in self.output_network:
+            x, v = block(x, v)
+        return x, v
+
+    def post_reduce(self, y: Tensor) -> Tensor:
+        return y
+
+
+class EquivariantScalar(_GatedHead):
+    """Invariant per-atom scalar (energy) through gated equivariant blocks -> (N, 1)."""
+
+    is_vector = False
+
+    def __init__(self, hidden_channels: int) -> None:
+        super().__init__(hidden_channels, 1)
+
+    def pre_reduce(self, x: Tensor, v: Tensor, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
+        out, _ = self._run(x, v)
+        return out
+
+
+class Scalar(nn.Module):
+    """Invariant per-atom scalar from the scalar features only (MLP H -> H/2 -> 1) -> (N, 1)."""
+
+    is_vector = False
+
+    def __init__(self, hidden_channels: int) -> None:
+        super().__init__()
+        self.output_network = nn.Sequential(
+            nn.Linear(hidden_channels, hidden_channels // 2), nn.SiLU(), nn.Linear(hidden_channels // 2, 1)
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for i in (0, 2):
+            nn.init.xavier_uniform_(self.output_network[i].weight)
+            nn.init.zeros_(self.output_network[i].bias)
+
+    def pre_reduce(self, x: Tensor, v: Tensor, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
+        return self.output_network(x)
+
+    def post_reduce(self, y: Tensor) -> Tensor:
+        return y
+
+
+def _center_of_mass(masses: Tensor, pos: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+    """Per-molecule centre of mass (num_graphs, 3) Å."""
+    total = scatter_sum(masses, batch, num_graphs).clamp(min=1e-12)
+    return scatter_sum(masses.unsqueeze(-1) * pos, batch, num_graphs) / total.unsqueeze(-1)
+
+
+class _MassHead(_GatedHead):
+    def __init__(self, hidden_channels: int, max_z: int) -> None:
+        super().__init__(hidden_channels, 1)
+        masses = torch.zeros(max_z)
+        n = min(max_z, len(atomic_masses))
+        masses[:n] = torch.as_tensor(atomic_masses[:n], dtype=torch.float32)
+        self.register_buffer("atomic_mass", masses)
+
+    def _relative_positions(self, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
+        num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        center = _center_of_mass(self.atomic_mass[z].to(pos.dtype), pos, batch, num_graphs)
+        return pos - center.index_select(0, batch)
+
+
+class EquivariantDipoleMoment(_MassHead):
+    """Dipole moment μ = Σ_i q_i (r_i − r_com) + μ_i (per-atom charges plus atomic dipoles).
+
+    ``pre_reduce`` returns (N, 3); ``post_reduce`` returns |μ| (num_graphs, 1); the vector is
+    kept by the model under ``<key>_vector``. Units: those of the training target
+    (e.g. Debye for QM9's mu).
+    """
+
+    is_vector = True
+
+    def pre_reduce(self, x: Tensor, v: Tensor, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
+        charge, atomic_dipole = self._run(x, v)
+        return charge * self._relative_positions(z, pos, batch) + atomic_dipole[:, :3, 0]
+
+    def post_reduce(self, y: Tensor) -> Tensor:
+        return safe_norm(y, dim=-1, keepdim=True)
+
+
+class ElectronicSpatialExtent(_MassHead):
+    """Electronic spatial extent <R²> = Σ_i q_i |r_i − r_com|² -> per-atom (N, 1)."""
+
+    is_vector = False
+
+    def pre_reduce(self, x: Tensor, v: Tensor, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
+        weight, _ = self._run(x, v)
+        rel = self._relative_positions(z, pos, batch)
+        return weight * (rel * rel).sum(dim=-1, keepdim=True)
+
+
+class EquivariantVectorOutput(_GatedHead):
+    """Per-atom vector (N, 3) (e.g. direct force prediction); the model does not reduce it."""
+
+    is_vector = True
+    per_atom = True
+
+    def __init__(self, hidden_channels: int) -> None:
+        super().__init__(hidden_channels, 1)
+
+    def pre_reduce(self, x: Tensor, v: Tensor, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
+        _, vec = self._run(x, v)
+        return vec[:, :3, 0]
+
+
+HEADS = {
+    "energy": EquivariantScalar,
+    "equivariant_scalar": EquivariantScalar,
+    "scalar": Scalar,
+    "dipole": EquivariantDipoleMoment,
+    "spatial_extent": ElectronicSpatialExtent,
+    "vector": EquivariantVectorOutput,
+}
+
+
+def build_head(name: str, hidden_channels: int, max_z: int) -> nn.Module:
+    """Head by name: one of ``HEADS``."""
+    if name not in HEADS:
+        raise ValueError(f"output_head must be one of {sorted(HEADS)}, got {name!r}")
+    cls = HEADS[name]
+    return cls(hidden_channels, max_z) if issubclass(cls, _MassHead) else cls(hidden_channels)
+
+
+class Atomref(nn.Module):
+    """Trainable per-element reference added to each atom's contribution.
+
+    Args:
+        atomref: (max_z,) or (max_z, 1) initial values in the target's units (None: zeros).
+        max_z: size of the table.
+    """
+
+    def __init__(self, atomref: Tensor | None = None, max_z: int = 100) -> None:
+        super().__init__()
+        initial = torch.zeros(max_z, 1) if atomref is None else torch.as_tensor(atomref, dtype=torch.float32)
+        self.register_buffer("initial_atomref", initial.reshape(-1, 1))
+        self.atomref = nn.Embedding(initial.numel(), 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.atomref.weight.copy_(self.initial_atomref)
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        """x (N, 1), z (N,) -> x + atomref[z] (N, 1)."""
+        return x + self.atomref(z)

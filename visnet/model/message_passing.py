@@ -1,0 +1,152 @@
+"""Vector-scalar interactive message passing (ViS-MP), one layer."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from visnet.model.geometry import rejection_dot, vector_self_product
+from visnet.model.normalization import VecLayerNorm
+from visnet.model.scatter import scatter_sum
+
+
+def _xavier(linear: nn.Linear) -> None:
+    nn.init.xavier_uniform_(linear.weight)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+
+
+class ViSMPLayer(nn.Module):
+    """One ViS-MP layer: residual updates (dx, dvec, df) of scalar, vector and edge features.
+
+    Scalar messages are multi-head attention with edge-feature keys and values; vector messages
+    carry the neighbour's vectors and the direction units; scalar→vector (o1, s1, s2) and
+    vector→scalar (the angle-like self-product ⟨vec1, vec2⟩) interactions; edges are updated
+    through the rejection dot product (dihedral-like), except in the last layer.
+
+    Args:
+        num_heads: attention heads (must divide H).
+        hidden_channels: H.
+        vecnorm_type: "none", "max_min" or "rms" (VecLayerNorm).
+        trainable_vecnorm: trainable VecLayerNorm weight.
+        last_layer: no edge update.
+        vertex: PyG's ``ViS_MP_Vertex`` edge update (adds a second rejection term).
+        vector_cutoff: multiply vector messages by the cutoff so energy is continuous at r_c
+            (fix over the reference; False reproduces PyG / the official code).
+    """
+
+    def __init__(
+        self,
+        num_heads: int,
+        hidden_channels: int,
+        vecnorm_type: str | None,
+        trainable_vecnorm: bool,
+        last_layer: bool = False,
+        vertex: bool = False,
+        vector_cutoff: bool = True,
+    ) -> None:
+        super().__init__()
+        if hidden_channels % num_heads != 0:
+            raise ValueError(f"hidden_channels ({hidden_channels}) must be divisible by num_heads ({num_heads})")
+        self.num_heads = num_heads
+        self.hidden_channels = hidden_channels
+        self.head_dim = hidden_channels // num_heads
+        self.last_layer = last_layer
+        self.vertex = vertex
+        self.vector_cutoff = vector_cutoff
+
+        h = hidden_channels
+        self.layernorm = nn.LayerNorm(h)
+        self.vec_layernorm = VecLayerNorm(h, trainable=trainable_vecnorm, norm_type=vecnorm_type)
+        self.act = nn.SiLU()
+        self.vec_proj = nn.Linear(h, 3 * h, bias=False)
+        self.q_proj = nn.Linear(h, h)
+        self.k_proj = nn.Linear(h, h)
+        self.v_proj = nn.Linear(h, h)
+        self.dk_proj = nn.Linear(h, h)
+        self.dv_proj = nn.Linear(h, h)
+        self.s_proj = nn.Linear(h, 2 * h)
+        self.o_proj = nn.Linear(h, 3 * h)
+        if not last_layer:
+            self.f_proj = nn.Linear(h, 2 * h if vertex else h)
+            self.w_src_proj = nn.Linear(h, h, bias=False)
+            self.w_trg_proj = nn.Linear(h, h, bias=False)
+            if vertex:
+                self.t_src_proj = nn.Linear(h, h, bias=False)
+                self.t_trg_proj = nn.Linear(h, h, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.layernorm.reset_parameters()
+        self.vec_layernorm.reset_parameters()
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                _xavier(module)
+
+    def forward(
+        self,
+        x: Tensor,
+        vec: Tensor,
+        edge_index: Tensor,
+        cutoff: Tensor,
+        f_ij: Tensor,
+        d_ij: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Residual updates of one layer.
+
+        Args:
+            x: (N, H) scalar features.
+            vec: (N, M, H) vector features.
+            edge_index: (2, E) | row 0 = neighbour j, row 1 = centre i.
+            cutoff: (E,) cosine-cutoff weights of the edges.
+            f_ij: (E, H) edge features.
+            d_ij: (E, M) direction units.
+
+        Returns:
+            dx (N, H), dvec (N, M, H), df_ij (E, H) or None in the last layer.
+        """
+        src, dst = edge_index[0], edge_index[1]
+        x = self.layernorm(x)
+        vec = self.vec_layernorm(vec)
+        heads = (-1, self.num_heads, self.head_dim)
+
+        q = self.q_proj(x).view(heads)
+        k = self.k_proj(x).view(heads)
+        v = self.v_proj(x).view(heads)
+        dk = self.act(self.dk_proj(f_ij)).view(heads)
+        dv = self.act(self.dv_proj(f_ij)).view(heads)
+        vec1, vec2, vec3 = torch.split(self.vec_proj(vec), self.hidden_channels, dim=-1)
+        vec_dot = vector_self_product(vec1, vec2)
+
+        attn = self.act((q.index_select(0, dst) * k.index_select(0, src) * dk).sum(dim=-1))
+        attn = attn * cutoff.unsqueeze(-1)  # (E, heads)
+        msg = (v.index_select(0, src) * dv * attn.unsqueeze(-1)).reshape(-1, self.hidden_channels)
+        s1, s2 = torch.split(self.act(self.s_proj(msg)), self.hidden_channels, dim=-1)
+        vec_msg = vec.index_select(0, src) * s1.unsqueeze(1) + s2.unsqueeze(1) * d_ij.unsqueeze(-1)
+        if self.vector_cutoff:
+            vec_msg = vec_msg * cutoff.view(-1, 1, 1)
+
+        num_nodes = x.size(0)
+        x_agg = scatter_sum(msg, dst, num_nodes)
+        vec_agg = scatter_sum(vec_msg, dst, num_nodes)
+        o1, o2, o3 = torch.split(self.o_proj(x_agg), self.hidden_channels, dim=-1)
+        dx = vec_dot * o2 + o3
+        dvec = vec3 * o1.unsqueeze(1) + vec_agg
+        if self.last_layer:
+            return dx, dvec, None
+        return dx, dvec, self._edge_update(vec, src, dst, d_ij, f_ij)
+
+    def _edge_update(self, vec: Tensor, src: Tensor, dst: Tensor, d_ij: Tensor, f_ij: Tensor) -> Tensor:
+        # Projections are bias-free, so projecting per node and then gathering equals the
+        # reference's gather-then-project, at ~N/E of the cost.
+        w_trg = self.w_trg_proj(vec).index_select(0, dst)
+        w_src = self.w_src_proj(vec).index_select(0, src)
+        w_dot = rejection_dot(w_trg, w_src, d_ij)
+        if not self.vertex:
+            return self.act(self.f_proj(f_ij)) * w_dot
+        # PyG's vertex variant projects the *centre* atom's vectors for both t terms; kept for parity.
+        t_trg = self.t_trg_proj(vec).index_select(0, dst)
+        t_src = self.t_src_proj(vec).index_select(0, dst)
+        t_dot = rejection_dot(t_trg, t_src, d_ij)
+        f1, f2 = torch.split(self.act(self.f_proj(f_ij)), self.hidden_channels, dim=-1)
+        return f1 * w_dot + f2 * t_dot

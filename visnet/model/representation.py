@@ -1,0 +1,108 @@
+"""ViSNet representation: embeddings followed by a stack of ViS-MP layers."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from visnet.model.embedding import EdgeEmbedding, NeighborEmbedding
+from visnet.model.geometry import EdgeGeometry, num_direction_units
+from visnet.model.message_passing import ViSMPLayer
+from visnet.model.normalization import VecLayerNorm
+from visnet.model.radial import RBF_CLASSES, CosineCutoff
+
+
+class ViSNetRepresentation(nn.Module):
+    """Scalar (N, H) and vector (N, M, H) atom features from atomic numbers and edge geometry.
+
+    Args:
+        hidden_channels: H.
+        num_layers: number of ViS-MP layers.
+        num_rbf: K radial basis functions.
+        rbf_type: "expnorm" (default, as the paper) or "gauss".
+        trainable_rbf: trainable basis parameters.
+        cutoff: Å.
+        lmax: degree of the direction units (1 or 2); M = (lmax+1)^2 − 1.
+        num_heads: attention heads.
+        vecnorm_type: "none", "max_min" or "rms".
+        trainable_vecnorm: trainable VecLayerNorm weights.
+        max_z: size of the element tables (atomic numbers 1..max_z−1).
+        vertex: PyG's vertex edge update.
+        vector_cutoff: cutoff on vector messages (energy continuous at r_c).
+    """
+
+    def __init__(
+        self,
+        hidden_channels: int = 128,
+        num_layers: int = 6,
+        num_rbf: int = 32,
+        rbf_type: str = "expnorm",
+        trainable_rbf: bool = False,
+        cutoff: float = 5.0,
+        lmax: int = 1,
+        num_heads: int = 8,
+        vecnorm_type: str | None = None,
+        trainable_vecnorm: bool = False,
+        max_z: int = 100,
+        vertex: bool = False,
+        vector_cutoff: bool = True,
+    ) -> None:
+        super().__init__()
+        if lmax not in (1, 2):
+            raise ValueError(f"lmax must be 1 or 2, got {lmax}")
+        if rbf_type not in RBF_CLASSES:
+            raise ValueError(f"rbf_type must be one of {sorted(RBF_CLASSES)}, got {rbf_type!r}")
+        self.hidden_channels = hidden_channels
+        self.num_vectors = num_direction_units(lmax)
+        self.embedding = nn.Embedding(max_z, hidden_channels)
+        self.cutoff_fn = CosineCutoff(cutoff)
+        self.distance_expansion = RBF_CLASSES[rbf_type](cutoff, num_rbf, trainable_rbf)
+        self.neighbor_embedding = NeighborEmbedding(hidden_channels, num_rbf, max_z)
+        self.edge_embedding = EdgeEmbedding(num_rbf, hidden_channels)
+        self.vis_mp_layers = nn.ModuleList(
+            ViSMPLayer(
+                num_heads,
+                hidden_channels,
+                vecnorm_type,
+                trainable_vecnorm,
+                last_layer=(i == num_layers - 1),
+                vertex=vertex,
+                vector_cutoff=vector_cutoff,
+            )
+            for i in range(num_layers)
+        )
+        self.out_norm = nn.LayerNorm(hidden_channels)
+        self.vec_out_norm = VecLayerNorm(hidden_channels, trainable=trainable_vecnorm, norm_type=vecnorm_type)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.embedding.reset_parameters()
+        self.distance_expansion.reset_parameters()
+        self.neighbor_embedding.reset_parameters()
+        self.edge_embedding.reset_parameters()
+        for layer in self.vis_mp_layers:
+            layer.reset_parameters()
+        self.out_norm.reset_parameters()
+        self.vec_out_norm.reset_parameters()
+
+    def forward(self, z: Tensor, geometry: EdgeGeometry) -> tuple[Tensor, Tensor]:
+        """z: (N,) atomic numbers; geometry of a graph that includes one self-loop per atom.
+
+        Returns:
+            x (N, H) scalar and vec (N, M, H) vector features.
+        """
+        edge_index, r_ij, d_ij = geometry.edge_index, geometry.distances, geometry.directions
+        rbf = self.distance_expansion(r_ij)
+        cutoff = self.cutoff_fn(r_ij)
+        not_loop = ~geometry.self_loop
+        x = self.embedding(z)
+        x = self.neighbor_embedding(z, x, edge_index[:, not_loop], rbf[not_loop], cutoff[not_loop])
+        f_ij = self.edge_embedding(edge_index, rbf, x)
+        vec = torch.zeros(x.size(0), self.num_vectors, x.size(1), dtype=x.dtype, device=x.device)
+        for layer in self.vis_mp_layers:
+            dx, dvec, df_ij = layer(x, vec, edge_index, cutoff, f_ij, d_ij)
+            x = x + dx
+            vec = vec + dvec
+            if df_ij is not None:
+                f_ij = f_ij + df_ij
+        return self.out_norm(x), self.vec_out_norm(vec)
