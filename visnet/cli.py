@@ -1,0 +1,49 @@
+"""The ``visnet`` command.
+
+``visnet fit|validate|test|predict --config configs/<name>.yaml`` run LightningCLI;
+``visnet evaluate`` prints an error table and writes parity plots; ``visnet md`` runs molecular
+dynamics with the ASE calculator. Subcommands import their modules lazily so ``visnet md`` does not
+pay for Lightning's import.
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: visnet <command> [options]
+
+commands:
+  fit | validate | test | predict   train / evaluate with LightningCLI (--config configs/<name>.yaml)
+  evaluate                          MAE/RMSE table and parity plots of a model on a data file
+  md                                molecular dynamics with a ViSNet model (ASE)
+
+`visnet <command> --help` shows the options of a command."""
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``visnet`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command in LIGHTNING_COMMANDS:
+        from visnet.training.cli import lightning_main
+
+        return lightning_main([command, *rest])
+    if command == "evaluate":
+        from visnet.training.evaluate import main as evaluate_main
+
+        return evaluate_main(rest)
+    if command == "md":
+        from visnet.dynamics.cli import main as md_main
+
+        return md_main(rest)
+    print(f"visnet: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
