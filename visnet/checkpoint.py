@@ -137,14 +137,15 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
         hparams, state, meta = payload["hyperparameters"], payload["state_dict"], dict(payload.get("metadata") or {})
     else:
         raise ValueError(f"{path} is not a ViSNet model file (keys: {sorted(payload)[:8]})")
+    saved_dtype = getattr(torch, meta.get("dtype", "float32"))
     try:
-        model = ViSNet(**hparams)
+        model = ViSNet(**hparams).to(saved_dtype)  # before loading, so float64 weights are not rounded
         model.load_state_dict(state, strict=True)
     except (TypeError, RuntimeError) as err:
         raise ValueError(f"{path}: weights do not match the stored hyperparameters: {str(err)[:300]}") from None
     model.metadata = meta
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    model = model.to(device=device or "cpu", dtype=dtype or getattr(torch, meta.get("dtype", "float32")))
+    model = model.to(device=device or "cpu", dtype=dtype or saved_dtype)
     return model.eval()
 
 

@@ -80,4 +80,4 @@ def check_no_coincident_atoms(distances: Tensor, edge_index: Tensor, self_loop: 
     if bool(close.any()):
         e = _first_index(close)
         i, j = int(edge_index[1, e]), int(edge_index[0, e])
-        raise ValueError(f"atoms {i} and {j} are coincident (distance {float(distances[e]):.2e} Å < {min_distance} Å)")
+        raise ValueError(f"atoms {i} and {j} are coincident (distance {float(distances[e].detach()):.2e} Å < {min_distance} Å)")

@@ -1,0 +1,37 @@
+# Two commands do everything on a fresh clone:
+#   make demo   - create .venv, install, run a short NVT simulation of aspirin with the bundled model
+#   make test   - create .venv, install, run the test suite (fast tests; `make test-all` adds slow ones)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU build of torch pinned for this machine (installs from local disk in seconds).
+# With a GPU: make setup TORCH_SPEC="torch>=2.4" (or install torch yourself first).
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-all bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) md/demo.py
+
+test: setup
+	@$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is missing or every test was deselected"; fi; \
+	exit $$rc
+
+test-all: setup
+	$(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) scripts/benchmark.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache
