@@ -21,10 +21,12 @@ from torch import Tensor
 __all__ = ["NeighborList", "radius_graph", "AUTO_DENSE_MAX_ATOMS"]
 
 # Largest graph (atoms) for which method="auto" uses the dense search; measured on one CPU
-# thread: dense and cell_list cost the same at about this size for water-density systems.
-AUTO_DENSE_MAX_ATOMS = 256
-# Candidate pairs per chunk: bounds the temporary memory to roughly 100 MB.
-_CHUNK_PAIRS = 1 << 20
+# thread: dense and cell_list cost the same near 500 atoms (water density, 5 Å cutoff).
+AUTO_DENSE_MAX_ATOMS = 512
+# Atom pairs compared per chunk: small enough for the temporaries to stay in cache.
+_CHUNK_PAIRS = 1 << 16
+# Longest runs of atoms compared at once (bounds memory when bins or graphs are huge).
+_MAX_BLOCK_A, _MAX_BLOCK_B = 64, 4096
 _METHODS = ("auto", "dense", "cell_list", "vesin")
 
 
@@ -86,7 +88,7 @@ def radius_graph(
         batch: (num_atoms,) int64 graph index, sorted non-decreasing; None means one graph.
         cell: (num_graphs, 3, 3) or (3, 3) lattice vectors as rows (Å), or None.
             Graphs without periodic directions may have a zero cell.
-        pbc: (num_graphs, 3) or (3,) bool periodic directions; None means all periodic when
+        pbc: (num_graphs, 3), (3,) or () bool periodic directions; None means all periodic when
             ``cell`` is given and none otherwise.
         self_loops: append one (i, i, 0) edge per atom.
         method: "dense", "cell_list", "vesin" (needs the ``vesin`` package) or "auto"
@@ -175,7 +177,7 @@ def _check_pbc(pbc: Tensor | None, has_cell: bool, num_graphs: int, device: torc
     pbc = torch.as_tensor(pbc, device=device)
     if pbc.dtype != torch.bool:
         raise ValueError(f"pbc must be boolean, got {pbc.dtype}")
-    if pbc.shape == (3,):
+    if pbc.shape in ((), (3,)):
         pbc = pbc.expand(num_graphs, 3)
     if pbc.shape != (num_graphs, 3):
         raise ValueError(
@@ -215,7 +217,7 @@ def _prepare(pos: Tensor, batch: Tensor | None, cell: Tensor | None, pbc: Tensor
     counts = torch.bincount(batch, minlength=num_graphs)
     ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
     pos64 = pos.detach().to(torch.float64)
-    frac = torch.einsum("nk,nkl->nl", pos64, torch.linalg.inv(search_cell)[batch])
+    frac = _times_cell(pos64, torch.linalg.inv(search_cell)[batch])
     return _Systems(pos64, batch, ptr, search_cell, pbc_t.clone(), _heights(search_cell), frac)
 
 
@@ -296,13 +298,13 @@ def _wrap(systems: _Systems) -> tuple[Tensor, Tensor, Tensor]:
     periodic = systems.pbc[systems.batch]
     wraps = torch.where(periodic, systems.frac.floor(), torch.zeros_like(systems.frac))
     frac = systems.frac - wraps
-    pos = systems.pos - torch.einsum("nk,nkl->nl", wraps, systems.cell[systems.batch])
+    pos = systems.pos - _times_cell(wraps, systems.cell[systems.batch])
     return pos, frac, wraps.long()
 
 
-def _unwrap_shifts(i: Tensor, j: Tensor, shifts: Tensor, wraps: Tensor) -> Tensor:
-    """Offsets valid for the wrapped positions -> offsets valid for the input positions."""
-    return shifts - wraps[j] + wraps[i]
+def _times_cell(n: Tensor, cell: Tensor) -> Tensor:
+    """Row vectors (..., 3) times matching cells (..., 3, 3), as three broadcast FMAs."""
+    return n[..., 0:1] * cell[..., 0, :] + n[..., 1:2] * cell[..., 1, :] + n[..., 2:3] * cell[..., 2, :]
 
 
 def _sort_edges(i: Tensor, j: Tensor, shifts: Tensor, num_atoms: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -320,25 +322,6 @@ def _sort_edges(i: Tensor, j: Tensor, shifts: Tensor, num_atoms: int) -> tuple[T
         for column in (shifts[:, 2], shifts[:, 1], shifts[:, 0], j, i):
             order = order[torch.sort(column[order], stable=True).indices]
     return i[order], j[order], shifts[order]
-
-
-def _keep(i: Tensor, j: Tensor, shifts: Tensor, vec: Tensor, cutoff: float) -> Tensor:
-    """Mask of candidates inside the cutoff, excluding (i, i, 0)."""
-    inside = (vec * vec).sum(dim=1) < cutoff * cutoff
-    return inside & ((i != j) | shifts.any(dim=1))
-
-
-def _chunks(total: Tensor, budget: int) -> list[tuple[int, int]]:
-    """Split items with cumulative cost ``total`` (inclusive cumsum) into [start, end) runs."""
-    if total.numel() == 0:
-        return []
-    group = torch.div(total - 1, budget, rounding_mode="floor").clamp_min(0)
-    sizes = torch.unique_consecutive(group, return_counts=True)[1].tolist()
-    bounds, start = [], 0
-    for size in sizes:
-        bounds.append((start, start + size))
-        start += size
-    return bounds
 
 
 def _empty(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
@@ -362,46 +345,166 @@ def _digits(index: Tensor, radius: Tensor) -> Tensor:
     return torch.stack([dx, dy, dz], dim=1) - radius
 
 
+def _expand(counts: Tensor) -> tuple[Tensor, Tensor]:
+    """For items with ``counts`` sub-items: (item of each sub-item, rank within its item)."""
+    item = torch.repeat_interleave(torch.arange(counts.numel(), device=counts.device), counts)
+    first = counts.cumsum(0) - counts
+    return item, torch.arange(item.numel(), device=counts.device) - first[item]
+
+
+# --------------------------------------------------------------------------- block pairs
+
+
+@dataclass
+class _Atoms:
+    """Atoms in search order: each block of a block pair is a contiguous run of this order."""
+
+    pos: Tensor  # (N, 3) Å
+    frac: Tensor  # (N, 3)
+    index: Tensor  # (N,) original atom index
+
+    def __post_init__(self) -> None:
+        self.columns = self.pos.T.contiguous()
+        self.frac_columns = self.frac.T.contiguous()
+
+
+@dataclass
+class _BlockPairs:
+    """Pairs of atom blocks to compare; every atom of block a against every atom of block b.
+
+    The image of the b atom is ``shift`` plus, along ``nearest`` directions, the image of b
+    closest to a in fractional coordinates.
+    """
+
+    a_start: Tensor  # (P,)
+    a_len: Tensor  # (P,)
+    b_start: Tensor  # (P,)
+    b_len: Tensor  # (P,)
+    shift: Tensor  # (P, 3) int64
+    nearest: Tensor  # (P, 3) bool
+    graph: Tensor  # (P,)
+
+    def select(self, mask: Tensor) -> _BlockPairs:
+        return _BlockPairs(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
+
+
+def _padded_size(x: Tensor) -> Tensor:
+    """Round block sizes up to 2^k or 1.5 * 2^k, wasting at most 1.5x per side on padding."""
+    power = torch.exp2(torch.floor(torch.log2(x.clamp_min(1).double()))).long()
+    return torch.where(x <= power, power, torch.where(x <= power * 3 // 2, power * 3 // 2, 2 * power))
+
+
+def _split(pairs: _BlockPairs, side: str, limit: int) -> _BlockPairs:
+    """Cut blocks on one side ("a" or "b") into runs of at most ``limit`` atoms."""
+    length = getattr(pairs, f"{side}_len")
+    pieces = torch.div(length + limit - 1, limit, rounding_mode="floor").clamp_min(1)
+    item, rank = _expand(pieces)
+    out = pairs.select(item)
+    setattr(out, f"{side}_start", getattr(out, f"{side}_start") + rank * limit)
+    setattr(out, f"{side}_len", (getattr(out, f"{side}_len") - rank * limit).clamp(max=limit))
+    return out
+
+
+def _compare_blocks(
+    atoms: _Atoms, pairs: _BlockPairs, cell: Tensor, cutoff: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """All (i in a, j in b, n) within the cutoff, for every block pair (unsorted).
+
+    Blocks are cut to bound memory, grouped by padded size so that one large block does not
+    pad all the others, and processed in chunks of about ``_CHUNK_PAIRS`` atom pairs.
+    """
+    pairs = pairs.select((pairs.a_len > 0) & (pairs.b_len > 0))
+    pairs = _split(_split(pairs, "a", _MAX_BLOCK_A), "b", _MAX_BLOCK_B)
+    size_a, size_b = _padded_size(pairs.a_len), _padded_size(pairs.b_len)
+    bucket = size_a * (int(size_b.max()) + 1 if size_b.numel() else 1) + size_b
+    parts = []
+    for key in torch.unique(bucket).tolist():
+        members = (bucket == key).nonzero().flatten()
+        pad_a, pad_b = int(size_a[members[0]]), int(size_b[members[0]])
+        step = max(1, _CHUNK_PAIRS // (pad_a * pad_b))
+        for lo in range(0, members.numel(), step):
+            chunk = pairs.select(members[lo : lo + step])
+            parts.append(_compare_chunk(atoms, chunk, cell, cutoff, pad_a, pad_b))
+    return _cat(parts, atoms.pos.device)
+
+
+def _compare_chunk(
+    atoms: _Atoms, pairs: _BlockPairs, cell: Tensor, cutoff: float, pad_a: int, pad_b: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    rank_a = torch.arange(pad_a, device=cell.device)
+    rank_b = torch.arange(pad_b, device=cell.device)
+    in_a, in_b = rank_a < pairs.a_len[:, None], rank_b < pairs.b_len[:, None]
+    # padding slots point at the block's first atom and are masked out below
+    at_a = pairs.a_start[:, None] + rank_a * in_a
+    at_b = pairs.b_start[:, None] + rank_b * in_b
+    cells = cell[pairs.graph]
+    if bool(pairs.nearest.any()):
+        dist2 = _nearest_dist2(atoms, pairs, cells, at_a, at_b)
+    else:
+        dist2 = _shifted_dist2(atoms, pairs, cells, at_a, at_b)
+    inside = (dist2 < cutoff * cutoff) & in_a[:, :, None] & in_b[:, None, :]
+    p, a, b = inside.nonzero(as_tuple=True)
+    i, j, shifts = at_a[p, a], at_b[p, b], pairs.shift[p]
+    if bool(pairs.nearest.any()):
+        nearest = torch.round(atoms.frac[i] - atoms.frac[j]).long()
+        shifts = shifts + torch.where(pairs.nearest[p], nearest, 0)
+    keep = (i != j) | shifts.any(dim=1)
+    return atoms.index[i[keep]], atoms.index[j[keep]], shifts[keep]
+
+
+def _shifted_dist2(atoms: _Atoms, pairs: _BlockPairs, cells: Tensor, at_a: Tensor, at_b: Tensor) -> Tensor:
+    """(P, Ma, Mb) squared distances with one fixed image shift per block pair."""
+    image = _times_cell(pairs.shift.to(cells.dtype), cells)
+    dist2 = None
+    for c in range(3):  # per component: contiguous (P, Ma, Mb) ops are much faster than (..., 3)
+        column = atoms.columns[c]
+        # difference first, image second: a self image then lands exactly on the cell vector
+        d = (column[at_b][:, None, :] - column[at_a][:, :, None]) + image[:, c, None, None]
+        dist2 = d * d if dist2 is None else dist2 + d * d
+    return dist2
+
+
+def _nearest_dist2(atoms: _Atoms, pairs: _BlockPairs, cells: Tensor, at_a: Tensor, at_b: Tensor) -> Tensor:
+    """(P, Ma, Mb) squared distances at the nearest image (+ shift) along ``nearest`` directions."""
+    frac = []
+    for c in range(3):
+        column = atoms.frac_columns[c]
+        f = column[at_b][:, None, :] - column[at_a][:, :, None]
+        wrap = pairs.nearest[:, c, None, None].to(f.dtype)
+        frac.append(f - torch.round(f) * wrap + pairs.shift[:, c, None, None].to(f.dtype))
+    dist2 = None
+    for c in range(3):
+        d = sum(frac[k] * cells[:, k, c, None, None] for k in range(3))
+        dist2 = d * d if dist2 is None else dist2 + d * d
+    return dist2
+
+
 # --------------------------------------------------------------------------- dense
 
-
 def _dense_search(systems: _Systems, cutoff: float) -> tuple[Tensor, Tensor, Tensor]:
-    """All pairs of each graph, each with the few images that can be within the cutoff.
+    """Every graph against itself, each pair at its nearest image (plus more for small cells).
 
-    The fractional difference is first mapped to its nearest image; ``radius`` extra images per
-    periodic direction are needed only when the cell height is below twice the cutoff.
+    Along periodic directions the nearest image in fractional coordinates is used; ``radius``
+    extra images either side are needed only when the cell height is below twice the cutoff.
+    Offsets are computed on the input positions, so no wrapping is needed.
     """
     device = systems.pos.device
     sizes = systems.sizes
     ratio = cutoff / systems.heights
     radius = torch.where(systems.pbc, torch.ceil(ratio + 0.5) - 1, torch.zeros_like(ratio)).long()
-    images = (2 * radius + 1).prod(dim=1)
-    cost = sizes * sizes * images
-    end = cost.cumsum(0)
-    total = int(end[-1]) if end.numel() else 0
-    parts = []
-    for start in range(0, total, _CHUNK_PAIRS):
-        flat = torch.arange(start, min(start + _CHUNK_PAIRS, total), device=device)
-        parts.append(_dense_chunk(systems, flat, end, radius, images, cutoff))
-    return _cat(parts, device)
-
-
-def _dense_chunk(
-    systems: _Systems, flat: Tensor, end: Tensor, radius: Tensor, images: Tensor, cutoff: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    # flat enumerates (graph, i, j, image) in that lexicographic order, so output is sorted.
-    g = torch.searchsorted(end, flat, right=True)
-    local = flat - (end[g] - (systems.sizes[g] ** 2) * images[g])
-    n, k = systems.sizes[g], images[g]
-    i = systems.ptr[g] + torch.div(local, n * k, rounding_mode="floor")
-    rest = local % (n * k)
-    j = systems.ptr[g] + torch.div(rest, k, rounding_mode="floor")
-    nearest = torch.round(systems.frac[i] - systems.frac[j])
-    nearest = torch.where(systems.pbc[g], nearest, torch.zeros_like(nearest)).long()
-    shifts = nearest + _digits(rest % k, radius[g])
-    vec = systems.pos[j] - systems.pos[i] + torch.einsum("ek,ekl->el", shifts.double(), systems.cell[g])
-    keep = _keep(i, j, shifts, vec, cutoff)
-    return i[keep], j[keep], shifts[keep]
+    graph, image = _expand((2 * radius + 1).prod(dim=1))
+    pairs = _BlockPairs(
+        a_start=systems.ptr[graph],
+        a_len=sizes[graph],
+        b_start=systems.ptr[graph],
+        b_len=sizes[graph],
+        shift=_digits(image, radius[graph]),
+        nearest=systems.pbc[graph],
+        graph=graph,
+    )
+    atoms = _Atoms(systems.pos, systems.frac, torch.arange(systems.num_atoms, device=device))
+    i, j, shifts = _compare_blocks(atoms, pairs, systems.cell, cutoff)
+    return _sort_edges(i, j, shifts, systems.num_atoms)
 
 
 # --------------------------------------------------------------------------- cell list
@@ -409,18 +512,24 @@ def _dense_chunk(
 
 @dataclass
 class _Bins:
-    """Binning of wrapped fractional coordinates, per graph (G, 3) and per atom."""
+    """Binning of wrapped fractional coordinates: per graph (G, 3), per bin and per atom."""
 
     count: Tensor  # (G, 3) bins per direction
     radius: Tensor  # (G, 3) stencil half-width in bins
-    coord: Tensor  # (N, 3) bin of each atom
     offset: Tensor  # (G,) first global bin id of each graph
-    atoms: Tensor  # (N,) atom indices sorted by global bin id
-    start: Tensor  # (num_bins,) first position in ``atoms`` of each bin
+    order: Tensor  # (N,) atom indices sorted by global bin id
+    start: Tensor  # (num_bins,) first position in ``order`` of each bin
     size: Tensor  # (num_bins,) atoms per bin
+    graph: Tensor  # (num_bins,) graph of each bin
+    coord: Tensor  # (num_bins, 3) integer coordinates of each bin
 
 
-def _bin_atoms(systems: _Systems, frac: Tensor, cutoff: float) -> _Bins:
+def _bin_counts(systems: _Systems, frac: Tensor, cutoff: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Per graph: bins per direction, lower corner and bin width (fractional units).
+
+    Bins are at least ``cutoff`` thick (perpendicular), periodic directions span the cell and
+    the others the extent of the atoms.
+    """
     num_graphs, batch = systems.sizes.numel(), systems.batch
     inf = torch.full((num_graphs, 3), float("inf"), dtype=frac.dtype, device=frac.device)
     idx = batch[:, None].expand(-1, 3)
@@ -435,74 +544,77 @@ def _bin_atoms(systems: _Systems, frac: Tensor, cutoff: float) -> _Bins:
     factor = (count.prod(dim=1) / limit).clamp_min(1.0) ** (1.0 / 3.0)
     count = torch.floor(count / factor[:, None]).clamp_min(1)
     width = torch.where(span > 0, span / count, torch.ones_like(span))
+    return count, low, width
+
+
+def _bin_atoms(systems: _Systems, frac: Tensor, cutoff: float) -> _Bins:
+    count, low, width = _bin_counts(systems, frac, cutoff)
     thickness = width * systems.heights
     radius = torch.where(systems.pbc, torch.ceil(cutoff / thickness), (count > 1).to(count.dtype))
-    count, radius = count.long(), radius.long()
+    count, radius, batch = count.long(), radius.long(), systems.batch
     coord = torch.floor((frac - low[batch]) / width[batch]).long()
     coord = torch.minimum(coord.clamp_min(0), count[batch] - 1)
-    return _sort_into_bins(count, radius, coord, batch)
-
-
-def _sort_into_bins(count: Tensor, radius: Tensor, coord: Tensor, batch: Tensor) -> _Bins:
     per_graph = count.prod(dim=1)
     offset = per_graph.cumsum(0) - per_graph
     gid = offset[batch] + _bin_linear(coord, count[batch])
-    atoms = torch.argsort(gid, stable=True)
     size = torch.bincount(gid, minlength=int(per_graph.sum()))
-    start = size.cumsum(0) - size
-    return _Bins(count, radius, coord, offset, atoms, start, size)
+    graph, local = _expand(per_graph)
+    return _Bins(
+        count=count,
+        radius=radius,
+        offset=offset,
+        order=torch.argsort(gid, stable=True),
+        start=size.cumsum(0) - size,
+        size=size,
+        graph=graph,
+        coord=_bin_coords(local, count[graph]),
+    )
 
 
 def _bin_linear(coord: Tensor, count: Tensor) -> Tensor:
     return (coord[:, 0] * count[:, 1] + coord[:, 1]) * count[:, 2] + coord[:, 2]
 
 
-def _cell_list_search(systems: _Systems, cutoff: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Compare each atom with the atoms of its neighbouring bins (27 for ordinary cells).
+def _bin_coords(linear: Tensor, count: Tensor) -> Tensor:
+    z = linear % count[:, 2]
+    y = torch.div(linear, count[:, 2], rounding_mode="floor") % count[:, 1]
+    x = torch.div(linear, count[:, 2] * count[:, 1], rounding_mode="floor")
+    return torch.stack([x, y, z], dim=1)
 
-    Bins have a perpendicular thickness >= cutoff, so neighbours lie at most ``radius`` bins
-    away; periodic directions wrap around and record the image shift of the target bin.
+
+def _cell_list_search(systems: _Systems, cutoff: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Compare each bin with its neighbouring bins (27 for ordinary cells).
+
+    Bins are at least ``cutoff`` thick, so neighbours lie at most ``radius`` bins away
+    (radius > 1 only for cells thinner than the cutoff); periodic directions wrap around and
+    record the image shift of the target bin.
     """
     device = systems.pos.device
     if systems.num_atoms == 0:
         return _empty(device)
     pos, frac, wraps = _wrap(systems)
     bins = _bin_atoms(systems, frac, cutoff)
-    stencil = (2 * bins.radius + 1).prod(dim=1)[systems.batch]
-    per_atom = _estimate_candidates(systems, bins, stencil)
-    parts = []
-    for lo, hi in _chunks(per_atom.cumsum(0), _CHUNK_PAIRS):
-        i, j, s = _cell_list_atoms(systems, bins, pos, stencil, lo, hi, cutoff)
-        parts.append(_sort_edges(i, j, _unwrap_shifts(i, j, s, wraps), systems.num_atoms))
-    return _cat(parts, device)
-
-
-def _estimate_candidates(systems: _Systems, bins: _Bins, stencil: Tensor) -> Tensor:
-    """Approximate candidates per atom, at least its stencil size, to size the chunks."""
-    occupancy = (systems.sizes / bins.count.prod(dim=1)).clamp_min(1.0)
-    return (stencil * occupancy[systems.batch]).ceil().long()
-
-
-def _cell_list_atoms(
-    systems: _Systems, bins: _Bins, pos: Tensor, stencil: Tensor, lo: int, hi: int, cutoff: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Candidate pairs for centre atoms lo..hi-1 (entries = atom x stencil offset)."""
-    device = pos.device
-    atom = torch.repeat_interleave(torch.arange(lo, hi, device=device), stencil[lo:hi])
-    first = torch.repeat_interleave(stencil[lo:hi].cumsum(0) - stencil[lo:hi], stencil[lo:hi])
-    g = systems.batch[atom]
-    step = _digits(torch.arange(atom.numel(), device=device) - first, bins.radius[g])
-    target, shift, valid = _target_bins(systems.pbc[g], bins.coord[atom] + step, bins.count[g])
-    gid = bins.offset[g] + _bin_linear(target, bins.count[g])
-    size = torch.where(valid, bins.size[gid], torch.zeros_like(gid))
-    entry = torch.repeat_interleave(torch.arange(atom.numel(), device=device), size)
-    rank = torch.arange(entry.numel(), device=device) - (size.cumsum(0) - size)[entry]
-    i, j = atom[entry], bins.atoms[bins.start[gid[entry]] + rank]
-    image = torch.einsum("ek,ekl->el", shift.double(), systems.cell[g])
-    vec = pos[j] - pos[i] + image[entry]
-    shifts = shift[entry]
-    keep = _keep(i, j, shifts, vec, cutoff)
-    return i[keep], j[keep], shifts[keep]
+    occupied = (bins.size > 0).nonzero().flatten()
+    stencil = (2 * bins.radius + 1).prod(dim=1)[bins.graph[occupied]]
+    source, step = _expand(stencil)
+    source = occupied[source]
+    graph = bins.graph[source]
+    target, shift, valid = _target_bins(
+        systems.pbc[graph], bins.coord[source] + _digits(step, bins.radius[graph]), bins.count[graph]
+    )
+    target = bins.offset[graph] + _bin_linear(target, bins.count[graph])
+    pairs = _BlockPairs(
+        a_start=bins.start[source],
+        a_len=bins.size[source],
+        b_start=bins.start[target],
+        b_len=torch.where(valid, bins.size[target], 0),
+        shift=shift,
+        nearest=torch.zeros_like(shift, dtype=torch.bool),
+        graph=graph,
+    )
+    atoms = _Atoms(pos[bins.order], frac[bins.order], bins.order)
+    i, j, shifts = _compare_blocks(atoms, pairs, systems.cell, cutoff)
+    return _sort_edges(i, j, shifts - wraps[j] + wraps[i], systems.num_atoms)
 
 
 def _target_bins(periodic: Tensor, target: Tensor, count: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -544,7 +656,7 @@ def _vesin_search(systems: _Systems, cutoff: float) -> tuple[Tensor, Tensor, Ten
         i, j, s = search.compute(pos_np[ptr[g] : ptr[g + 1]], box, pbc[g], quantities="ijS")
         parts.append(_vesin_edges(i, j, s, ptr[g], device))
     i, j, s = _cat(parts, device)
-    return _sort_edges(i, j, _unwrap_shifts(i, j, s, wraps), systems.num_atoms)
+    return _sort_edges(i, j, s - wraps[j] + wraps[i], systems.num_atoms)
 
 
 def _vesin_edges(i, j, shifts, first: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:

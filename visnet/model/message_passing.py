@@ -122,9 +122,10 @@ class ViSMPLayer(nn.Module):
         attn = attn * cutoff.unsqueeze(-1)  # (E, heads)
         msg = (v.index_select(0, src) * dv * attn.unsqueeze(-1)).reshape(-1, self.hidden_channels)
         s1, s2 = torch.split(self.act(self.s_proj(msg)), self.hidden_channels, dim=-1)
-        vec_msg = vec.index_select(0, src) * s1.unsqueeze(1) + s2.unsqueeze(1) * d_ij.unsqueeze(-1)
-        if self.vector_cutoff:
-            vec_msg = vec_msg * cutoff.view(-1, 1, 1)
+        if self.vector_cutoff:  # cutoff on the (E, H) gates, not on the (E, M, H) message: same product
+            s1 = s1 * cutoff.unsqueeze(-1)
+            s2 = s2 * cutoff.unsqueeze(-1)
+        vec_msg = torch.addcmul(s2.unsqueeze(1) * d_ij.unsqueeze(-1), vec.index_select(0, src), s1.unsqueeze(1))
 
         num_nodes = x.size(0)
         x_agg = scatter_sum(msg, dst, num_nodes)
