@@ -228,3 +228,16 @@ def test_compiled_inference_matches_eager(ethanol):
     out = compiled(z, pos)
     torch.testing.assert_close(out["energy"], eager["energy"], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(out["forces"], eager["forces"], rtol=1e-10, atol=1e-10)
+
+
+def test_memory_saving_recomputation_gives_identical_forces(aspirin, monkeypatch):
+    import visnet.model.representation as representation
+
+    model = small_model(lmax=2)
+    z, pos = aspirin
+    stored = model(z, pos)
+    monkeypatch.setattr(representation, "CHECKPOINT_BYTES", 0.0)
+    assert model.representation_model._should_checkpoint(100, pos)
+    recomputed = model(z, pos)
+    torch.testing.assert_close(recomputed["energy"], stored["energy"], rtol=0, atol=0)
+    torch.testing.assert_close(recomputed["forces"], stored["forces"], rtol=0, atol=0)

@@ -1,0 +1,158 @@
+"""What an MD run leaves behind, written as it goes: ``.traj`` and extended-XYZ trajectories
+(each frame flushed), an ``MDLogger`` log, a thermodynamics record for plots, a progress bar."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from ase import Atoms, units
+from ase.io import write
+from ase.io.trajectory import Trajectory
+from ase.md import MDLogger
+from ase.md.md import MolecularDynamics
+from tqdm.auto import tqdm
+
+__all__ = ["OutputPaths", "Outputs", "ExtxyzWriter", "ThermoRecord", "ProgressBar", "attach_outputs"]
+
+_PS = 1000.0 * units.fs
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Files of one run, all named ``<directory>/<name>.<kind>``."""
+
+    directory: Path
+    name: str
+
+    def _path(self, suffix: str) -> Path:
+        return self.directory / f"{self.name}{suffix}"
+
+    @property
+    def traj(self) -> Path:
+        return self._path(".traj")
+
+    @property
+    def extxyz(self) -> Path:
+        return self._path(".extxyz")
+
+    @property
+    def log(self) -> Path:
+        return self._path(".log")
+
+    @property
+    def energy_plot(self) -> Path:
+        return self._path("_energy.png")
+
+    @property
+    def temperature_plot(self) -> Path:
+        return self._path("_temperature.png")
+
+
+class ExtxyzWriter:
+    """Appends frames (positions, momenta, energy, forces, per-atom energies) to an extended-XYZ
+    file and flushes after each, so the file is readable at any time."""
+
+    def __init__(self, atoms: Atoms, path: Path) -> None:
+        self.atoms = atoms
+        self.handle: IO[str] = open(path, "w")  # noqa: SIM115 - closed by close()
+
+    def __call__(self) -> None:
+        write(self.handle, self.atoms, format="extxyz")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+@dataclass
+class ThermoRecord:
+    """Time series for plots and drift checks.
+
+    Attributes (lists of equal length):
+        time: ps; potential, kinetic, total: eV (whole system); temperature: K.
+    """
+
+    atoms: Atoms
+    dyn: MolecularDynamics
+    time: list[float] = field(default_factory=list)
+    potential: list[float] = field(default_factory=list)
+    kinetic: list[float] = field(default_factory=list)
+    temperature: list[float] = field(default_factory=list)
+
+    def __call__(self) -> None:
+        self.time.append(self.dyn.get_time() / _PS)
+        self.potential.append(self.atoms.get_potential_energy())
+        self.kinetic.append(self.atoms.get_kinetic_energy())
+        self.temperature.append(self.atoms.get_temperature())
+
+    @property
+    def total(self) -> np.ndarray:
+        """(frames,) total energy, eV."""
+        return np.asarray(self.potential) + np.asarray(self.kinetic)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """All series as arrays: time (ps), potential/kinetic/total (eV), temperature (K)."""
+        return {
+            "time": np.asarray(self.time), "potential": np.asarray(self.potential),
+            "kinetic": np.asarray(self.kinetic), "total": self.total, "temperature": np.asarray(self.temperature),
+        }  # fmt: skip
+
+
+class ProgressBar:
+    """tqdm bar over the MD steps with the current temperature and total energy."""
+
+    def __init__(self, atoms: Atoms, dyn: MolecularDynamics, steps: int, every: int, enabled: bool) -> None:
+        self.atoms, self.dyn, self.every = atoms, dyn, max(1, every)
+        self.bar = tqdm(total=steps, unit="step", disable=not enabled, mininterval=0.5, dynamic_ncols=True)
+        self._last = dyn.nsteps
+
+    def __call__(self) -> None:
+        self.bar.update(self.dyn.nsteps - self._last)
+        self._last = self.dyn.nsteps
+        if self.dyn.nsteps % self.every == 0:
+            total = self.atoms.get_potential_energy() + self.atoms.get_kinetic_energy()
+            self.bar.set_postfix_str(f"T={self.atoms.get_temperature():.0f} K  E={total:.4f} eV", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+@dataclass
+class Outputs:
+    """Everything attached to one run; ``close()`` releases the files."""
+
+    paths: OutputPaths
+    record: ThermoRecord
+    closers: list = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in self.closers:
+            close()
+        self.closers.clear()
+
+
+def attach_outputs(
+    dyn: MolecularDynamics, atoms: Atoms, paths: OutputPaths, steps: int, log_interval: int, traj_interval: int,
+    progress: bool, stress: bool = False,
+) -> Outputs:  # fmt: skip
+    """Attach record, log, trajectories and progress bar to ``dyn`` (after any guard).
+
+    Args:
+        log_interval / traj_interval: steps between log lines / trajectory frames.
+        stress: also log the stress (NPT).
+    """
+    paths.directory.mkdir(parents=True, exist_ok=True)
+    record = ThermoRecord(atoms, dyn)
+    dyn.attach(record, interval=log_interval)
+    logger = MDLogger(dyn, atoms, str(paths.log), header=True, stress=stress, mode="w")
+    dyn.attach(logger, interval=log_interval)
+    traj = Trajectory(str(paths.traj), "w", atoms)
+    dyn.attach(traj.write, interval=traj_interval)
+    extxyz = ExtxyzWriter(atoms, paths.extxyz)
+    dyn.attach(extxyz, interval=traj_interval)
+    bar = ProgressBar(atoms, dyn, steps, log_interval, progress)
+    dyn.attach(bar, interval=1)
+    return Outputs(paths, record, [bar.close, logger.close, traj.close, extxyz.close])

@@ -1,0 +1,223 @@
+"""``run_md``: one MD simulation with a ViSNet model through ASE, from input checks to plots."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from visnet.calculator import DEFAULT_SKIN, NonFiniteResultError, ViSNetCalculator
+from visnet.dynamics.guard import BlowUpGuard, GuardLimits, MDBlowUpError
+from visnet.dynamics.integrators import check_ensemble, init_velocities, make_integrator, prepare_constraints
+from visnet.dynamics.nve import NVEDrift, nve_drift
+from visnet.dynamics.outputs import OutputPaths, Outputs, attach_outputs
+from visnet.dynamics.plots import plot_energy, plot_temperature
+from visnet.dynamics.structures import load_structure
+
+__all__ = ["MDConfig", "MDResult", "run_md", "prepare_system", "SMALL_SYSTEM_ATOMS"]
+
+# Below this many atoms a CPU run uses one torch thread by default: per-step work is too small to
+# share (measured here: ethanol, 2 contended cores, 14 steps/s with 2 threads vs 200 with 1).
+SMALL_SYSTEM_ATOMS = 200
+
+
+@dataclass
+class MDConfig:
+    """Settings of one MD run (units: K, fs, 1/ps, bar, Å, eV/Å).
+
+    Attributes:
+        structure: file, bundled molecule name or SMILES (see ``load_structure``).
+        ensemble: "nve", "langevin", "bussi", "baoab" or "npt".
+        temperature: target (thermostats) or initial (NVE) temperature, K.
+        timestep: fs. steps: MD steps.
+        friction: 1/ps (Langevin friction; Bussi/BAOAB time constant = 1/friction).
+        pressure: bar (NPT). seed: velocities, thermostat noise and SMILES embedding.
+        model: model file, bundled name, ViSNet module, or a list of those (committee).
+        dtype / device / skin: passed to ``ViSNetCalculator``.
+        output_dir / name: files go to ``output_dir/name.*`` (name: from the structure if None).
+        log_interval / traj_interval: steps between log lines / trajectory frames.
+        progress / plots: show a progress bar / write PNG plots at the end.
+        max_force / min_distance / max_temperature: blow-up guard bounds (eV/Å, Å, K; None:
+            ``GuardLimits.default_max_temperature(temperature)``).
+        frame: frame of a multi-frame structure file (ASE index).
+        threads: torch CPU threads during the run (None: 1 below ``SMALL_SYSTEM_ATOMS`` atoms,
+            where thread overhead exceeds the work, else torch's default); restored afterwards.
+        keep_velocities: start from the momenta on the atoms (e.g. a ``.traj`` frame, to continue
+            a run) instead of drawing Maxwell–Boltzmann velocities at ``temperature``.
+    """
+
+    structure: str = "aspirin"
+    ensemble: str = "langevin"
+    temperature: float = 300.0
+    timestep: float = 0.5
+    steps: int = 1000
+    friction: float = 10.0
+    pressure: float = 1.0
+    seed: int = 0
+    model: Any = "default"
+    dtype: str = "float64"
+    device: str | None = None
+    skin: float = DEFAULT_SKIN
+    output_dir: Path = Path("md_output")
+    name: str | None = None
+    log_interval: int = 10
+    traj_interval: int = 10
+    progress: bool = True
+    plots: bool = True
+    max_force: float = 50.0
+    min_distance: float = 0.5
+    max_temperature: float | None = None
+    frame: int = -1
+    keep_velocities: bool = False
+    threads: int | None = None
+
+    def limits(self) -> GuardLimits:
+        """The blow-up guard bounds of this run."""
+        max_t = self.max_temperature
+        if max_t is None:
+            max_t = GuardLimits.default_max_temperature(self.temperature)
+        return GuardLimits(max_force=self.max_force, min_distance=self.min_distance, max_temperature=max_t)
+
+
+@dataclass
+class MDResult:
+    """Outcome of ``run_md``.
+
+    Attributes:
+        atoms: the system at the end (last step run).
+        steps_done: MD steps completed; completed: all requested steps ran.
+        message: why the run stopped early (blow-up), else None.
+        paths: the output files; plots: PNGs written; wall_time: seconds spent in the MD loop.
+        thermo: time (ps), potential/kinetic/total (eV), temperature (K) arrays.
+        drift: energy conservation (NVE runs with at least 3 samples), else None.
+    """
+
+    atoms: Atoms
+    steps_done: int
+    completed: bool
+    message: str | None
+    paths: OutputPaths
+    thermo: dict[str, np.ndarray]
+    wall_time: float = 0.0
+    plots: list[Path] = field(default_factory=list)
+    drift: NVEDrift | None = None
+
+
+def _check_config(config: MDConfig) -> None:
+    if config.steps < 0 or config.log_interval < 1 or config.traj_interval < 1:
+        raise ValueError(
+            f"steps must be >= 0 and intervals >= 1, got steps={config.steps}, log_interval={config.log_interval}, "
+            f"traj_interval={config.traj_interval}"
+        )
+    if not (config.timestep > 0 and config.friction > 0):
+        raise ValueError(f"timestep and friction must be positive, got {config.timestep} fs, {config.friction} 1/ps")
+    if config.threads is not None and config.threads < 1:
+        raise ValueError(f"threads must be >= 1, got {config.threads}")
+
+
+def _models(model: Any) -> Sequence[Any] | Any:
+    return list(model) if isinstance(model, (list, tuple)) else model
+
+
+def prepare_system(
+    config: MDConfig, atoms: Atoms | None = None, calculator: ViSNetCalculator | None = None
+) -> tuple[Atoms, ViSNetCalculator]:
+    """Load the structure and the model and check everything before any MD step.
+
+    Raises:
+        FileNotFoundError / ValueError: unreadable structure or model file, invalid SMILES,
+            elements the model was not trained on, NaN positions, pbc without a cell, a bad
+            ensemble/temperature/time step.
+    """
+    _check_config(config)
+    atoms = load_structure(config.structure, seed=config.seed, index=config.frame) if atoms is None else atoms
+    check_ensemble(atoms, config.ensemble, config.temperature)
+    if calculator is None:
+        calculator = ViSNetCalculator(
+            model=_models(config.model), device=config.device, dtype=config.dtype, skin=config.skin
+        )
+    calculator.check_atoms(atoms)
+    atoms.calc = calculator
+    return atoms, calculator
+
+
+def _check_start(atoms: Atoms, config: MDConfig) -> None:
+    problem = BlowUpGuard(atoms, config.limits()).problem()
+    if problem is not None:
+        raise ValueError(f"the initial state is already beyond the blow-up guard's bounds: {problem}")
+
+
+def _threads(config: MDConfig, atoms: Atoms, calculator: ViSNetCalculator) -> int:
+    if config.threads is not None:
+        return config.threads
+    small = calculator.device.type == "cpu" and len(atoms) < SMALL_SYSTEM_ATOMS
+    return 1 if small else torch.get_num_threads()
+
+
+def _name(config: MDConfig, atoms: Atoms) -> str:
+    name = config.name or atoms.info.get("name") or atoms.get_chemical_formula()
+    return f"{name}_{config.ensemble}"
+
+
+def run_md(config: MDConfig, atoms: Atoms | None = None, calculator: ViSNetCalculator | None = None) -> MDResult:
+    """Run one simulation described by ``config``.
+
+    Args:
+        config: the settings.
+        atoms: start from these atoms instead of ``config.structure`` (modified in place).
+        calculator: use this calculator instead of building one from ``config.model``.
+
+    Raises:
+        FileNotFoundError / ValueError: bad input (see ``prepare_system``) or an initial state
+            already beyond the guard bounds, all before any step.
+
+    Returns:
+        MDResult. A blow-up does not raise: the run stops, ``message`` says why, and every
+        frame written so far (all of them good) stays readable.
+    """
+    atoms, calculator = prepare_system(config, atoms, calculator)
+    if not config.keep_velocities:
+        init_velocities(atoms, config.temperature, config.seed)
+    prepare_constraints(atoms, config.ensemble)
+    _check_start(atoms, config)
+    dyn = make_integrator(atoms, config.ensemble, config.timestep, config.temperature, config.friction, config.seed,
+                          config.pressure)  # fmt: skip
+    dyn.attach(BlowUpGuard(atoms, config.limits(), dyn), interval=1)  # first: runs before the writers
+    paths = OutputPaths(Path(config.output_dir), _name(config, atoms))
+    outputs = attach_outputs(dyn, atoms, paths, config.steps, config.log_interval, config.traj_interval,
+                             config.progress, stress=config.ensemble == "npt")  # fmt: skip
+    message, start, threads = None, time.perf_counter(), torch.get_num_threads()
+    try:
+        torch.set_num_threads(_threads(config, atoms, calculator))
+        dyn.run(config.steps)
+    except (MDBlowUpError, NonFiniteResultError, ValueError) as err:  # ValueError: the model rejected a step
+        if not isinstance(err, MDBlowUpError):
+            err = f"MD stopped at step {dyn.nsteps}: {type(err).__name__}: {err}"
+        message = f"{err}. Frames up to the last good one are in {paths.traj} and {paths.extxyz}."
+    finally:
+        torch.set_num_threads(threads)
+        outputs.close()
+    return _finish(config, atoms, dyn.nsteps, message, outputs, time.perf_counter() - start)
+
+
+def _finish(
+    config: MDConfig, atoms: Atoms, steps_done: int, message: str | None, outputs: Outputs, wall: float
+) -> MDResult:
+    thermo = outputs.record.arrays()
+    completed = steps_done >= config.steps and message is None
+    result = MDResult(atoms, steps_done, completed, message, outputs.paths, thermo, wall_time=wall)
+    if config.ensemble == "nve" and len(thermo["time"]) >= 3:
+        result.drift = nve_drift(thermo["time"], thermo["total"], len(atoms))
+    if config.plots and len(thermo["time"]):
+        title = f"{outputs.paths.name}: {config.ensemble}, {config.timestep} fs"
+        target = None if config.ensemble == "nve" else config.temperature
+        result.plots = [
+            plot_energy(thermo["time"], thermo["total"], thermo["potential"], outputs.paths.energy_plot, title),
+            plot_temperature(thermo["time"], thermo["temperature"], outputs.paths.temperature_plot, target, title),
+        ]
+    return result

@@ -1,0 +1,82 @@
+"""Units of model outputs and their conversion to ASE's eV and Å.
+
+A model file records the units it was trained in (``metadata["units"] = {"energy": ...,
+"length": ...}``, see ``visnet.checkpoint.model_metadata``). The ASE calculator and the MD drivers
+always work in eV, Å, eV/Å and eV/Å³; these tables give the factors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ase import units as ase_units
+
+# eV per unit of energy.
+ENERGY_UNITS: dict[str, float] = {
+    "eV": 1.0,
+    "meV": 1e-3,
+    "kcal/mol": ase_units.kcal / ase_units.mol,
+    "kJ/mol": ase_units.kJ / ase_units.mol,
+    "Hartree": ase_units.Hartree,
+}
+# Å per unit of length.
+LENGTH_UNITS: dict[str, float] = {
+    "Å": 1.0,
+    "bohr": ase_units.Bohr,
+    "nm": 10.0,
+}
+# Other spellings seen in model files and datasets, lower case, spaces removed.
+_ENERGY_ALIASES = {"ev": "eV", "mev": "meV", "kcal/mol": "kcal/mol", "kcal_mol": "kcal/mol", "kcalmol-1": "kcal/mol",
+                   "kj/mol": "kJ/mol", "kj_mol": "kJ/mol", "kjmol-1": "kJ/mol", "hartree": "Hartree", "ha": "Hartree",
+                   "eh": "Hartree", "au": "Hartree"}  # fmt: skip
+_LENGTH_ALIASES = {"å": "Å", "a": "Å", "ang": "Å", "angstrom": "Å", "ångström": "Å", "bohr": "bohr", "a0": "bohr",
+                   "au": "bohr", "nm": "nm"}  # fmt: skip
+
+
+def _lookup(name: Any, table: dict[str, float], aliases: dict[str, str], kind: str) -> str:
+    key = str(name).strip().replace(" ", "").lower()
+    if key not in aliases:
+        raise ValueError(f"unknown {kind} unit {name!r} in the model's metadata; known: {sorted(table)}")
+    return aliases[key]
+
+
+def energy_unit(name: Any) -> str:
+    """Canonical name of an energy unit ("kcal/mol", "eV", ...); ValueError if unknown."""
+    return _lookup(name, ENERGY_UNITS, _ENERGY_ALIASES, "energy")
+
+
+def length_unit(name: Any) -> str:
+    """Canonical name of a length unit ("Å", "bohr", "nm"); ValueError if unknown."""
+    return _lookup(name, LENGTH_UNITS, _LENGTH_ALIASES, "length")
+
+
+@dataclass(frozen=True)
+class UnitConversion:
+    """Factors from a model's units to ASE units.
+
+    Attributes:
+        energy: eV per model energy unit.
+        length: Å per model length unit (model positions = Å positions / length).
+    """
+
+    energy: float = 1.0
+    length: float = 1.0
+
+    @property
+    def force(self) -> float:
+        """(eV/Å) per (model energy / model length)."""
+        return self.energy / self.length
+
+    @property
+    def stress(self) -> float:
+        """(eV/Å³) per (model energy / model length³)."""
+        return self.energy / self.length**3
+
+    @classmethod
+    def from_metadata(cls, units: Mapping[str, Any] | None) -> "UnitConversion":
+        """Factors for ``metadata["units"]``; missing entries mean eV and Å."""
+        units = dict(units or {})
+        energy = ENERGY_UNITS[energy_unit(units.get("energy", "eV"))]
+        length = LENGTH_UNITS[length_unit(units.get("length", "Å"))]
+        return cls(energy=energy, length=length)
