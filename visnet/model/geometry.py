@@ -63,6 +63,17 @@ def vector_rejection(vec: Tensor, direction: Tensor) -> Tensor:
     return vec - (vec * d).sum(dim=1, keepdim=True) * d
 
 
+def _project(vec: Tensor, direction: Tensor) -> Tensor:
+    """Σ_m vec[e, m, h] · direction[e, m]: (E, M, H), (E, M) -> (E, H).
+
+    Measured on CPU (aspirin, forward + backward): a batched matmul wins for M = 8 (lmax 2,
+    ~25 % faster model), a broadcast multiply-sum for M = 3; ``einsum`` is slower than both.
+    """
+    if vec.size(1) > 3:
+        return torch.bmm(direction.unsqueeze(1), vec).squeeze(1)
+    return (vec * direction.unsqueeze(-1)).sum(dim=1)
+
+
 def rejection_dot(a: Tensor, b: Tensor, direction: Tensor) -> Tensor:
     """⟨rej(a, d), rej(b, −d)⟩ summed over the M components: the dihedral-like edge term.
 
@@ -76,8 +87,8 @@ def rejection_dot(a: Tensor, b: Tensor, direction: Tensor) -> Tensor:
     Returns:
         (E, H).
     """
-    ad = torch.einsum("emh,em->eh", a, direction)
-    bd = torch.einsum("emh,em->eh", b, direction)
+    ad = _project(a, direction)
+    bd = _project(b, direction)
     dd = (direction * direction).sum(dim=1, keepdim=True)
     return (a * b).sum(dim=1) - ad * bd * (2.0 - dd)
 
