@@ -1,0 +1,79 @@
+"""On-disk cache of processed data, keyed by a hash of the source file and the loading settings.
+
+Writes are atomic (temporary file in the same folder, then ``os.replace``), so concurrent
+processes (DDP ranks) and crashes never leave a half-written cache entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visnet.data.structures import AtomsData
+
+# Bump when the processed layout or the readers change meaning: old cache entries are then ignored.
+CACHE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$VISNET_CACHE_DIR``, else ``~/.cache/visnet/data``."""
+    return Path(os.environ.get("VISNET_CACHE_DIR", Path.home() / ".cache" / "visnet" / "data"))
+
+
+def cache_key(path: str | Path, settings: dict[str, Any]) -> str:
+    """Hex digest of the source file's identity (absolute path, size, mtime) and ``settings``."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    blob = json.dumps(
+        {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "settings": settings, "version": CACHE_VERSION},
+        sort_keys=True, default=str,
+    )  # fmt: skip
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def atomic_savez(path: str | Path, **arrays: np.ndarray) -> Path:
+    """``np.savez`` to a temporary file next to ``path``, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def cached(path: str | Path, settings: dict[str, Any], cache_dir: str | Path | None, build) -> AtomsData:
+    """``build()`` once per (file, settings); later calls read the processed arrays from the cache.
+
+    Args:
+        path: the source file (its size and mtime are part of the key).
+        settings: everything else that changes the result (format, units, target, keys ...).
+        cache_dir: cache folder (None: ``default_cache_dir()``).
+        build: zero-argument function returning the processed ``AtomsData``.
+    """
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    entry = folder / f"{Path(path).stem}-{cache_key(path, settings)}.npz"
+    if entry.is_file():
+        try:
+            with np.load(entry, allow_pickle=False) as npz:
+                return AtomsData.from_arrays(npz)
+        except Exception:  # unreadable entry (e.g. disk full earlier): rebuild it
+            pass
+    data = build()
+    atomic_savez(entry, **data.to_arrays())
+    return data

@@ -1,0 +1,148 @@
+"""``visnet fit|validate|test|predict``: LightningCLI over ``ViSNetModule`` and ``ViSNetDataModule``.
+
+Examples::
+
+    visnet fit --config configs/rmd17_ethanol_cpu.yaml
+    visnet fit --config configs/rmd17_ethanol_cpu.yaml --trainer.max_epochs 1 --data.num_train 50 \\
+        --trainer.default_root_dir runs/smoke
+    visnet fit --config configs/rmd17_ethanol_cpu.yaml --ckpt_path last        # resume a killed run
+    visnet test --config configs/rmd17_ethanol_cpu.yaml --ckpt_path runs/rmd17_ethanol_cpu/checkpoints/best.ckpt
+    visnet fit --config configs/rmd17_ethanol_cpu.yaml --print_config          # the full resolved config
+
+The run folder is ``trainer.default_root_dir``: ``splits.npz``, ``checkpoints/{best,last}.ckpt``,
+``logs/version_N/metrics.csv`` (plus TensorBoard files when tensorboard is installed) and, at the end
+of ``fit``, ``model.pt`` (the best checkpoint's weights, EMA when used, via ``visnet.save_model``).
+
+Multi-GPU / multi-node: Lightning's DDP, e.g. ``--trainer.accelerator gpu --trainer.devices 4
+--trainer.strategy ddp_find_unused_parameters_true`` (``--trainer.num_nodes N`` under SLURM/torchrun);
+on CPU ``--trainer.accelerator cpu --trainer.devices 2`` with the same strategy uses gloo. The
+energy head's last vector projection gets no gradient (as in TorchMD-Net), hence
+``find_unused_parameters``. DDP re-launches the command line, so start it as ``visnet fit ...``.
+Every rank reads the data and derives the same splits and statistics; rank 0 writes
+``splits.npz`` and ``model.pt``; metrics are averaged over ranks; ``data.batch_size`` is per process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from visnet.data.cache import atomic_savez
+from visnet.data.datamodule import ViSNetDataModule
+from visnet.training.export import export_best
+from visnet.training.module import ViSNetModule
+
+DEFAULT_RUN_DIR = "runs/visnet"
+CHECKPOINT_DEFAULTS = {"monitor": "val_loss", "mode": "min", "save_top_k": 1, "save_last": True, "filename": "best"}
+EARLY_STOPPING_DEFAULTS = {"monitor": "val_loss", "mode": "min", "patience": 150}
+
+
+def default_loggers(run_dir: str | os.PathLike) -> list[Logger]:
+    """A CSV logger always; a TensorBoard logger as well when ``tensorboard`` is installed."""
+    loggers: list[Logger] = [CSVLogger(run_dir, name="logs")]
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return loggers
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
+    return loggers
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes ``predict`` outputs of the test split to ``<run_dir>/predictions.npz`` (training units)."""
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        super().__init__(write_interval="epoch")
+        self.run_dir = Path(run_dir)
+
+    def write_on_epoch_end(self, trainer: Trainer, pl_module: LightningModule, predictions: Any, batch_indices: Any) -> None:
+        batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
+        if not batches:
+            return
+        arrays = {key: torch.cat([b[key] for b in batches]).numpy() for key in batches[0]}
+        suffix = "" if trainer.world_size == 1 else f"_rank{trainer.global_rank}"
+        path = atomic_savez(self.run_dir / f"predictions{suffix}.npz", **arrays)
+        print(f"predictions written to {path}")
+
+
+class ViSNetCLI(LightningCLI):
+    """LightningCLI with the ViSNet defaults: checkpointing, early stopping, loggers, export."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.target", "model.target")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({f"checkpoint.{k}": v for k, v in CHECKPOINT_DEFAULTS.items()})
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults({f"early_stopping.{k}": v for k, v in EARLY_STOPPING_DEFAULTS.items()})
+
+    def _run_dir(self) -> str:
+        trainer = self._get(self.config, "trainer")
+        return trainer.get("default_root_dir") or DEFAULT_RUN_DIR
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(str(self.subcommand), self.config)
+        config["trainer"]["default_root_dir"] = self._run_dir()
+        if config["checkpoint"].get("dirpath") is None:
+            config["checkpoint"]["dirpath"] = str(Path(self._run_dir()) / "checkpoints")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        if trainer_config.get("logger") in (None, True):
+            kwargs["logger"] = default_loggers(self._run_dir())
+        return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        ckpt_path = self._get(self.config, "ckpt_path")
+        self.datamodule.fresh_run = ckpt_path is None
+
+    def before_predict(self) -> None:
+        self.trainer.callbacks.append(PredictionWriter(self._run_dir()))
+
+    def after_fit(self) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        path = export_best(self.trainer, self._run_dir())
+        if path is None:
+            print("no checkpoint was written (no validation ran?): nothing exported", file=sys.stderr)
+        else:
+            print(f"exported model: {path.resolve()}")
+
+
+def lightning_main(argv: list[str]) -> int:
+    """Run ``visnet <fit|validate|test|predict> [options]``; returns the exit code.
+
+    Bad input (missing keys, NaN labels, unknown targets, impossible splits, ...) is reported as
+    ``visnet: error: ...`` with exit code 2 before training starts.
+    """
+    saved_argv = sys.argv
+    sys.argv = [saved_argv[0] if saved_argv else "visnet", *argv]  # DDP re-launches sys.argv
+    try:
+        ViSNetCLI(
+            ViSNetModule,
+            ViSNetDataModule,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"default_root_dir": DEFAULT_RUN_DIR, "inference_mode": False},
+            seed_everything_default=0,
+            parser_kwargs={"description": "Train / evaluate ViSNet (LightningCLI)."},
+        )
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"visnet: error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        sys.argv = saved_argv
+    return 0
+
+
+__all__ = ["PredictionWriter", "ViSNetCLI", "default_loggers", "lightning_main"]

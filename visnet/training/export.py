@@ -1,0 +1,46 @@
+"""Export of the best checkpoint of a run as a plain model file (``visnet.save_model``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+
+from visnet.checkpoint import load_model, save_model
+
+MODEL_FILE = "model.pt"
+
+
+def best_checkpoint(trainer: pl.Trainer) -> Path | None:
+    """The best checkpoint of the run (by the monitored metric), else the last one, else None."""
+    callback = trainer.checkpoint_callback
+    if callback is None:
+        return None
+    for candidate in (getattr(callback, "best_model_path", ""), getattr(callback, "last_model_path", "")):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def export_model(checkpoint: str | Path, path: str | Path) -> Path:
+    """Write the model of a ``visnet fit`` checkpoint as a ``save_model`` file (atomic write).
+
+    Args:
+        checkpoint: a Lightning ``.ckpt`` written by ``visnet fit`` (EMA weights when EMA was used).
+        path: the model file to write (``model.pt``).
+
+    Returns:
+        The path written.
+    """
+    model = load_model(checkpoint)
+    metadata = dict(model.metadata)
+    metadata["checkpoint"] = str(checkpoint)
+    return save_model(model, path, **metadata)
+
+
+def export_best(trainer: pl.Trainer, run_dir: str | Path) -> Path | None:
+    """Export the best checkpoint of ``trainer`` as ``run_dir/model.pt``; None if there is none."""
+    checkpoint = best_checkpoint(trainer)
+    if checkpoint is None:
+        return None
+    return export_model(checkpoint, Path(run_dir) / MODEL_FILE)

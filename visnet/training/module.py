@@ -1,0 +1,231 @@
+"""``ViSNetModule``: the LightningModule that trains a ``visnet.ViSNet`` on energies+forces or a property.
+
+Loss = ``energy_weight`` · L(target) + ``force_weight`` · L(forces) with L = MSE, L1 or Huber;
+AdamW; a linear learning-rate warm-up over ``lr_warmup_steps`` optimizer steps, then
+``ReduceLROnPlateau`` on ``val_loss``. Statistics of the training split (per-element references,
+scale) are put into the model when training starts. Checkpoints carry the ViSNet keyword
+arguments (``hyper_parameters["model_hparams"]``) and the metadata (units, data, level of theory),
+so ``visnet.load_model("x.ckpt")`` rebuilds the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from visnet.data.qm9 import head_for_target
+from visnet.data.statistics import Statistics
+from visnet.model import ViSNet
+from visnet.training.losses import loss_function, target_loss
+from visnet.training.metrics import mae, metric_names
+
+
+class ViSNetModule(pl.LightningModule):
+    """Trains ``self.model`` (a ``visnet.ViSNet``).
+
+    Args:
+        hidden_channels, num_layers, num_rbf, cutoff, lmax, num_heads, vecnorm_type,
+        trainable_vecnorm, trainable_rbf, rbf_type, max_z, vertex, reduce_op, vector_cutoff,
+        isolated_atom_reference: ViSNet hyperparameters (PyG names; cutoff in Å).
+        target: "energy" (energies + forces) or a QM9 column; set from ``data.target`` by the CLI.
+        output_head: ViSNet head; default from the target ("energy"; QM9: "scalar", "dipole" for
+            mu, "spatial_extent" for r2).
+        atomref_prior: initialise the per-element Atomref from the training split (least squares)
+            for extensive targets.
+        standardize: scale per-atom outputs by the force RMS (with forces) or the per-atom std of
+            the residual target.
+        loss: "mse", "l1" or "huber"; huber_delta: its transition (training units).
+        energy_weight: weight of the target (energy or property) loss.
+        force_weight: weight of the force loss (0: train on the target only).
+        lr: peak learning rate of AdamW; weight_decay: its decoupled weight decay.
+        lr_warmup_steps: optimizer steps of linear warm-up from ~0 to ``lr``.
+        lr_factor, lr_patience, lr_min: ReduceLROnPlateau on ``val_loss`` (patience in validation runs).
+        model_hparams: complete ViSNet keyword arguments; overrides the architecture arguments
+            above (filled in automatically; used when rebuilding from a checkpoint).
+        metadata: extra metadata for the exported model (units etc. come from the data).
+    """
+
+    def __init__(
+        self,
+        hidden_channels: int = 128,
+        num_layers: int = 6,
+        num_rbf: int = 32,
+        cutoff: float = 5.0,
+        lmax: int = 1,
+        num_heads: int = 8,
+        vecnorm_type: str | None = None,
+        trainable_vecnorm: bool = False,
+        trainable_rbf: bool = False,
+        rbf_type: str = "expnorm",
+        max_z: int = 100,
+        vertex: bool = False,
+        reduce_op: str = "sum",
+        vector_cutoff: bool = True,
+        isolated_atom_reference: bool = True,
+        target: str = "energy",
+        output_head: str | None = None,
+        atomref_prior: bool = True,
+        standardize: bool = True,
+        loss: str = "mse",
+        huber_delta: float = 0.01,
+        energy_weight: float = 0.05,
+        force_weight: float = 0.95,
+        lr: float = 4e-4,
+        weight_decay: float = 0.0,
+        lr_warmup_steps: int = 1000,
+        lr_factor: float = 0.8,
+        lr_patience: int = 30,
+        lr_min: float = 1e-7,
+        model_hparams: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if model_hparams is None:
+            model_hparams = dict(
+                hidden_channels=hidden_channels, num_layers=num_layers, num_rbf=num_rbf, cutoff=cutoff, lmax=lmax,
+                num_heads=num_heads, vecnorm_type=vecnorm_type, trainable_vecnorm=trainable_vecnorm,
+                trainable_rbf=trainable_rbf, rbf_type=rbf_type, max_z=max_z, vertex=vertex, reduce_op=reduce_op,
+                vector_cutoff=vector_cutoff, isolated_atom_reference=isolated_atom_reference,
+                output_head=output_head or head_for_target(target), output_key=target, derivative=target == "energy",
+            )  # fmt: skip
+        try:
+            self.model = ViSNet(**model_hparams)
+        except TypeError as err:
+            raise ValueError(f"invalid ViSNet hyperparameters {sorted(model_hparams)}: {err}") from None
+        self.hparams["model_hparams"] = dict(self.model.hparams)
+        self.loss_fn = loss_function(loss, huber_delta)
+        if energy_weight < 0 or force_weight < 0 or energy_weight + force_weight == 0:
+            raise ValueError(f"loss weights must be >= 0 and not both 0, got energy {energy_weight}, forces {force_weight}")
+        self._statistics_applied = False
+
+    # ------------------------------------------------------------ statistics
+    def setup(self, stage: str) -> None:
+        """Check the data against the model and put the training statistics into the model (once)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None or self._statistics_applied:
+            return
+        self._check_data(datamodule)
+        stats = datamodule.statistics(
+            self.model.max_z, use_forces=self._trains_forces(datamodule.has_forces),
+            fit_references=self.hparams.atomref_prior, standardize=self.hparams.standardize,
+        )  # fmt: skip
+        self.apply_statistics(stats)
+        self.hparams["metadata"] = {**datamodule.metadata(), **(self.hparams.metadata or {})}
+        self.model.metadata = dict(self.hparams["metadata"])
+
+    def _check_data(self, datamodule) -> None:
+        target = getattr(datamodule.hparams, "target", self.model.output_key)
+        if target != self.model.output_key:
+            raise ValueError(f"the data provides target {target!r} but the model predicts {self.model.output_key!r}")
+        if self.model.derivative and self.hparams.force_weight > 0 and not datamodule.has_forces:
+            raise ValueError(f"{datamodule.hparams.path} has no forces: set --model.force_weight 0 to train on energies only")
+        if self.model.derivative and datamodule.has_forces and getattr(self.trainer.validate_loop, "inference_mode", False):
+            raise ValueError("validation forces need autograd: set trainer.inference_mode: false")
+
+    def _trains_forces(self, has_forces: bool) -> bool:
+        return self.model.derivative and has_forces and self.hparams.force_weight > 0
+
+    def apply_statistics(self, stats: Statistics) -> None:
+        """Set the Atomref initial values and the model's ``mean``/``std`` buffers."""
+        model = self.model
+        with torch.no_grad():
+            atomref = torch.as_tensor(stats.atomref, dtype=model.prior_model.initial_atomref.dtype).reshape(-1, 1)
+            model.prior_model.initial_atomref.copy_(atomref)
+            model.prior_model.reset_parameters()
+            model.mean.fill_(stats.mean)
+            model.std.fill_(stats.std)
+        model.hparams.update(mean=float(stats.mean), std=float(stats.std))
+        self.hparams["model_hparams"] = dict(model.hparams)
+        model._isolated_cache = None
+        self._statistics_applied = True
+
+    # ---------------------------------------------------------------- steps
+    def forward(self, batch: dict[str, Tensor], compute_forces: bool) -> dict[str, Tensor]:
+        """Model outputs for a collated batch (see ``visnet.data.dataset``)."""
+        return self.model(
+            batch["z"], batch["pos"], batch["batch"], batch.get("cell"), batch.get("pbc"), compute_forces=compute_forces
+        )
+
+    def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        has_forces = "forces" in batch
+        compute_forces = self._trains_forces(has_forces) if stage == "train" else self.model.derivative and has_forces
+        out = self(batch, compute_forces)
+        key = self.model.output_key
+        h = self.hparams
+        loss_y = target_loss(self.loss_fn, out[key], batch["y"])
+        loss = h.energy_weight * loss_y
+        num_graphs = batch["y"].numel()
+        log = dict(on_step=stage == "train", on_epoch=True, sync_dist=True)
+        self.log(f"{stage}_loss_{key}", loss_y, batch_size=num_graphs, **log)
+        if compute_forces:
+            loss_f = self.loss_fn(out["forces"], batch["forces"])
+            loss = loss + h.force_weight * loss_f
+            self.log(f"{stage}_loss_forces", loss_f, batch_size=batch["forces"].numel(), **log)
+        self.log(f"{stage}_loss", loss, batch_size=num_graphs, prog_bar=True, **log)
+        if stage != "train":
+            self._log_errors(out, batch, stage, compute_forces)
+        return loss
+
+    def _log_errors(self, out: dict[str, Tensor], batch: dict[str, Tensor], stage: str, forces: bool) -> None:
+        key = self.model.output_key
+        unit = (self.hparams.metadata or {}).get("units", {}).get(key, "")
+        names = metric_names(stage, key, unit)
+        err_y = mae(out[key].detach(), batch["y"])
+        kw = dict(on_epoch=True, sync_dist=True)
+        self.log(names["y"][0], err_y, batch_size=batch["y"].numel(), prog_bar=not forces, **kw)
+        if "y_paper" in names:
+            self.log(names["y_paper"][0], err_y * names["y_paper"][1], batch_size=batch["y"].numel(), **kw)
+        if forces:
+            err_f = mae(out["forces"].detach(), batch["forces"])
+            self.log(names["forces"][0], err_f, batch_size=batch["forces"].numel(), prog_bar=True, **kw)
+            if "forces_paper" in names:
+                self.log(names["forces_paper"][0], err_f * names["forces_paper"][1], batch_size=batch["forces"].numel(), **kw)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self._step(batch, "train")
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=1)
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "test")
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        out = self(batch, self.model.derivative)
+        keep = [self.model.output_key, "forces", f"{self.model.output_key}_vector"]
+        result = {k: out[k].detach().cpu() for k in keep if k in out}
+        result.update(index=batch["index"].cpu(), natoms=batch["natoms"].cpu())
+        return result
+
+    def on_validation_epoch_start(self) -> None:
+        self.model._isolated_cache = None  # weights may have been swapped (EMA) without version bumps
+
+    def on_test_epoch_start(self) -> None:
+        self.model._isolated_cache = None
+
+    # ---------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        h = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=h.lr_factor, patience=h.lr_patience, min_lr=h.lr_min
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss", "interval": "epoch", "strict": False},
+        }
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        """Linear warm-up of the learning rate over the first ``lr_warmup_steps`` optimizer steps."""
+        warmup = self.hparams.lr_warmup_steps
+        step = self.trainer.global_step
+        if warmup > 0 and step < warmup:
+            for group in optimizer.param_groups:
+                group["lr"] = self.hparams.lr * (step + 1) / warmup
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
