@@ -37,7 +37,7 @@ def aspirin_structure():
     if ASPIRIN.exists():
         data = np.load(ASPIRIN)
         return Atoms(numbers=data["z"], positions=data["R"][0])
-    from visnet.dynamics.structures import load_structure  # bundled copy when ../shared is absent
+    from visnet.molecules import load_structure  # bundled copy when ../shared is absent
 
     return load_structure("aspirin")
 

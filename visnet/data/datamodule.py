@@ -164,6 +164,7 @@ class ViSNetDataModule(pl.LightningDataModule):
         sizes = {name: int(len(idx)) for name, idx in (self.split_indices or {}).items()}
         return {
             "units": dict(data.units),
+            "elements": sorted(int(z) for z in np.unique(data.z)),  # the calculator refuses others
             "target": data.target,
             "training_data": {
                 "path": str(Path(h.path)), "file": Path(h.path).name, "format": h.format, "structures": len(data),
