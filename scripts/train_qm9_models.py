@@ -62,8 +62,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", default=None, help="folder for runs/ and pretrained/ (default: runs/qm9_bundle "
                         "and visnet/pretrained; --smoke: a new temporary folder)")  # fmt: skip
     parser.add_argument("--runs-dir", default=None, help="training runs (default runs/qm9_bundle)")
-    parser.add_argument("--pretrained-dir", default=None, help="where the models and qm9.json go (default visnet/pretrained)")
-    parser.add_argument("--smoke", action="store_true", help="tiny run (200 molecules, 1 epoch) into a temporary folder")
+    parser.add_argument("--pretrained-dir", default=None,
+                        help="where the models and qm9.json go (default visnet/pretrained)")  # fmt: skip
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny run (200 molecules, 1 epoch) into a temporary folder")  # fmt: skip
     parser.add_argument("--skip-fit", action="store_true", help="only evaluate and bundle existing runs")
     parser.add_argument("fit_args", nargs="*", help="after --: extra `visnet fit` arguments")
     return parser.parse_args(argv)
@@ -73,7 +75,8 @@ def resolve_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
     """(runs folder, pretrained folder); a smoke run never writes into visnet/pretrained by default."""
     out = Path(args.out) if args.out else (Path(tempfile.mkdtemp(prefix="visnet_qm9_smoke_")) if args.smoke else None)
     runs = Path(args.runs_dir) if args.runs_dir else (out / "runs" if out else REPO / "runs" / "qm9_bundle")
-    pretrained = Path(args.pretrained_dir) if args.pretrained_dir else (out / "pretrained" if out else REPO / "visnet" / "pretrained")
+    default_pretrained = out / "pretrained" if out else REPO / "visnet" / "pretrained"
+    pretrained = Path(args.pretrained_dir) if args.pretrained_dir else default_pretrained
     return runs.resolve(), pretrained.resolve()
 
 
@@ -95,7 +98,9 @@ def fit(target: str, data: str, run_dir: Path, extra: list[str]) -> Path:
     config = REPO / "configs" / f"qm9_{target}_cpu.yaml"
     if not config.is_file():
         raise FileNotFoundError(f"no config for target {target!r}: {config}")
-    run(visnet_command("fit", "--config", str(config), "--data.path", data, "--trainer.default_root_dir", str(run_dir), *extra))
+    run(visnet_command(
+        "fit", "--config", str(config), "--data.path", data, "--trainer.default_root_dir", str(run_dir), *extra
+    ))  # fmt: skip
     model = run_dir / "model.pt"
     if not model.is_file():
         raise FileNotFoundError(f"training of {target} exported no model: {model} is missing")
@@ -105,7 +110,9 @@ def fit(target: str, data: str, run_dir: Path, extra: list[str]) -> Path:
 def evaluate(run_dir: Path, data: str) -> dict[str, Any]:
     """Held-out test metrics of the run's model (``visnet evaluate --split test``)."""
     out = run_dir / "evaluation_test"
-    run(visnet_command("evaluate", "--model", str(run_dir / "model.pt"), "--data", data, "--split", "test", "--out", str(out)))
+    run(visnet_command(
+        "evaluate", "--model", str(run_dir / "model.pt"), "--data", data, "--split", "test", "--out", str(out)
+    ))  # fmt: skip
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -162,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         copy_atomic(run_dir / "model.pt", pretrained / f"qm9_{target}.pt")
         entry = manifest_entry(target, metrics, args.data, extra)
         manifest = update_manifest(pretrained, entry)
-        print(f"{target}: test MAE {entry['test_mae_paper_unit']:.4g} {entry['paper_unit']} "
-              f"({entry['num_test']} molecules) -> {pretrained / entry['file']}; manifest {manifest}", flush=True)  # fmt: skip
+        mae = f"{entry['test_mae_paper_unit']:.4g} {entry['paper_unit']} ({entry['num_test']} molecules)"
+        print(f"{target}: test MAE {mae} -> {pretrained / entry['file']}; manifest {manifest}", flush=True)
     return 0
 
 

@@ -1,7 +1,8 @@
 """ViSNet: equivariant vector-scalar interactive message passing as a practical force field.
 
 Public API (names fixed by DESIGN.md): ``ViSNet``, ``save_model``, ``load_model``, ``from_pyg``,
-``radius_graph``, ``ViSNetCalculator``.
+``radius_graph``, ``ViSNetCalculator``, ``predict`` (with ``Prediction``, ``results_to_table``,
+``to_dataframe``, ``write_csv``, ``write_json``).
 """
 
 __version__ = "0.1.0"
@@ -10,7 +11,10 @@ from visnet.calculator import ViSNetCalculator
 from visnet.checkpoint import from_pyg, load_model, save_model
 from visnet.model import ViSNet
 from visnet.neighbors import NeighborList, radius_graph
+from visnet.predict import predict
+from visnet.results import Prediction, results_to_table, to_dataframe, write_csv, write_json
 
 __all__ = [
-    "NeighborList", "ViSNet", "ViSNetCalculator", "__version__", "from_pyg", "load_model", "radius_graph", "save_model",
+    "NeighborList", "Prediction", "ViSNet", "ViSNetCalculator", "__version__", "from_pyg", "load_model", "predict",
+    "radius_graph", "results_to_table", "save_model", "to_dataframe", "write_csv", "write_json",
 ]

@@ -27,7 +27,8 @@ from visnet.neighbors import NeighborList, radius_graph
 from visnet.units import UnitConversion
 
 __all__ = [
-    "ViSNetCalculator", "VerletNeighborList", "NonFiniteResultError", "DEFAULT_SKIN", "check_elements", "check_geometry",
+    "ViSNetCalculator", "VerletNeighborList", "NonFiniteResultError", "DEFAULT_SKIN", "batch_inputs", "check_elements",
+    "check_geometry",
 ]  # fmt: skip
 
 # Verlet skin (Å): the list is built with cutoff + skin and rebuilt once an atom moved skin / 2.
@@ -334,24 +335,42 @@ class ViSNetCalculator(Calculator):
         return [_combine([member_out[k] for member_out in outputs]) for k in range(len(images))]
 
     def _evaluate_batch(self, member: _Member, images: list[Atoms], want_stress: bool) -> list[dict[str, Any]]:
-        conv, device, dtype = member.units, self.device, self.dtype
-        counts = [len(a) for a in images]
-        z = torch.as_tensor(np.concatenate([a.numbers for a in images]), dtype=torch.long, device=device)
-        pos = torch.as_tensor(np.concatenate([a.positions for a in images]) / conv.length, dtype=dtype, device=device)
-        batch = torch.repeat_interleave(
-            torch.arange(len(images), device=device), torch.as_tensor(counts, device=device)
-        )
-        cell = pbc = None
-        if any(a.pbc.any() for a in images):
-            cells = np.stack([np.asarray(a.cell) if a.pbc.any() else np.zeros((3, 3)) for a in images])
-            cell = torch.as_tensor(cells / conv.length, dtype=dtype, device=device)
-            pbc = torch.as_tensor(np.stack([a.pbc for a in images]), dtype=torch.bool, device=device)
-        out = member.model(z, pos, batch, cell, pbc, compute_forces=True, compute_stress=want_stress)
-        starts = np.concatenate([[0], np.cumsum(counts)])
+        inputs = batch_inputs(images, member.units.length, self.dtype, self.device)
+        out = member.model(*inputs, compute_forces=True, compute_stress=want_stress)
+        starts = np.concatenate([[0], np.cumsum([len(a) for a in images])])
         return [
             _to_ase(out, member, graph=k, atoms_slice=slice(starts[k], starts[k + 1]), want_stress=want_stress)
             for k in range(len(images))
         ]
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def batch_inputs(
+    images: Sequence[Atoms], length: float, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Model inputs for many structures in one batch.
+
+    Args:
+        images: structures (molecules and/or periodic systems), positions in Å.
+        length: Å per model length unit (positions and cells are divided by it).
+        dtype, device: of the returned floating-point tensors.
+
+    Returns:
+        (z (N,) int64, pos (N, 3) model length units, batch (N,) int64, cell (G, 3, 3) or None
+        (zeros for the non-periodic images of a mixed batch), pbc (G, 3) bool or None).
+    """
+    counts = torch.as_tensor([len(a) for a in images], device=device)
+    z = torch.as_tensor(np.concatenate([a.numbers for a in images]), dtype=torch.long, device=device)
+    pos = torch.as_tensor(np.concatenate([a.positions for a in images]) / length, dtype=dtype, device=device)
+    batch = torch.repeat_interleave(torch.arange(len(images), device=device), counts)
+    cell = pbc = None
+    if any(a.pbc.any() for a in images):
+        cells = np.stack([np.asarray(a.cell) if a.pbc.any() else np.zeros((3, 3)) for a in images])
+        cell = torch.as_tensor(cells / length, dtype=dtype, device=device)
+        pbc = torch.as_tensor(np.stack([a.pbc for a in images]), dtype=torch.bool, device=device)
+    return z, pos, batch, cell, pbc
 
 
 # --------------------------------------------------------------------------- results

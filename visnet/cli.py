@@ -1,9 +1,10 @@
 """The ``visnet`` command.
 
 ``visnet fit|validate|test|predict --config configs/<name>.yaml`` run LightningCLI;
-``visnet evaluate`` prints an error table and writes parity plots; ``visnet md`` runs molecular
-dynamics with the ASE calculator. Subcommands import their modules lazily so ``visnet md`` does not
-pay for Lightning's import.
+``visnet predict`` without ``--config`` predicts properties of SMILES / files / molecules
+(``visnet.predict_cli``); ``visnet evaluate`` prints an error table and writes parity plots;
+``visnet md`` runs molecular dynamics with the ASE calculator. Subcommands import their modules
+lazily so ``visnet md`` and ``visnet predict`` do not pay for Lightning's import.
 """
 
 from __future__ import annotations
@@ -14,12 +15,19 @@ USAGE = """usage: visnet <command> [options]
 
 commands:
   fit | validate | test | predict   train / evaluate with LightningCLI (--config configs/<name>.yaml)
+  predict                           without --config: properties of SMILES, files, molecule names
+                                    (visnet predict --smiles CCO --model qm9 --output results.csv)
   evaluate                          MAE/RMSE table and parity plots of a model on a data file
   md                                molecular dynamics with a ViSNet model (ASE)
 
 `visnet <command> --help` shows the options of a command."""
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def _has_config(args: list[str]) -> bool:
+    """Whether LightningCLI options select a config (``--config``/``-c``, ``--config=...``)."""
+    return any(a in ("--config", "-c") or a.startswith("--config=") for a in args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     command, rest = argv[0], argv[1:]
+    if command == "predict" and not _has_config(rest):
+        from visnet.predict_cli import main as predict_main
+
+        return predict_main(rest)
     if command in LIGHTNING_COMMANDS:
         from visnet.training.cli import lightning_main
 

@@ -1,19 +1,29 @@
-"""Starting structures for MD: any ASE-readable file, a bundled molecule, or a SMILES string."""
+"""Molecules as ``ase.Atoms`` (Å) from files, bundled names, SMILES strings and RDKit molecules.
+
+Used by the MD drivers (one starting structure: ``load_structure``) and by ``visnet.predict``
+(every frame of a file: ``load_structures``; RDKit molecules: ``atoms_from_mol``).
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ase import Atoms
 from ase.io import read
 
-__all__ = ["STRUCTURES_DIR", "named_structures", "load_structure", "atoms_from_smiles"]
+__all__ = [
+    "STRUCTURES_DIR", "SMILES_METHOD", "atoms_from_mol", "atoms_from_smiles", "embed_smiles", "is_rdkit_mol",
+    "load_structure", "load_structures", "named_structures", "read_frames",
+]  # fmt: skip
 
-STRUCTURES_DIR = Path(__file__).resolve().parents[1] / "pretrained" / "structures"
+STRUCTURES_DIR = Path(__file__).resolve().parent / "pretrained" / "structures"
+SMILES_METHOD = "RDKit ETKDGv3 + MMFF"
 # Strings that are meant as file names (so a typo gives "file not found", not "invalid SMILES").
 _FILE_LIKE = re.compile(r"[/\\]|\.(xyz|extxyz|traj|pdb|cif|vasp|poscar|xsf|mol|sdf|json|db|gen|in|out)$", re.I)
+_KINDS = ("file", "name", "smiles")
 
 
 def named_structures() -> dict[str, Path]:
@@ -42,20 +52,78 @@ def _read_file(path: Path, index: int) -> Atoms:
     return atoms
 
 
-def atoms_from_smiles(smiles: str, seed: int = 0) -> Atoms:
-    """A 3D conformer of ``smiles`` (hydrogens added): RDKit ETKDGv3 embedding with a fixed seed,
-    then MMFF94 (UFF when MMFF lacks parameters) relaxation. Positions in Å.
+def read_frames(path: str | Path, index: str | int | slice = ":") -> list[Atoms]:
+    """Every frame of an ASE-readable file (or those selected by ``index``), positions in Å.
+
+    Returns:
+        Bare ``Atoms`` with ``info["name"]`` (the file stem), ``info["source"]`` (the path) and
+        ``info["frame"]`` (frame number within the selection).
 
     Raises:
-        ValueError: invalid SMILES, or no 3D embedding found.
-        ImportError: RDKit is not installed.
+        FileNotFoundError: no such file.
+        ValueError: the file cannot be read, holds no structures, or a frame has no atoms
+            (the message names the file and frame).
     """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"structure file not found: {path}")
+    try:
+        frames = read(path, index=index)
+    except Exception as err:  # ASE raises many kinds for unreadable input
+        raise ValueError(f"cannot read structure file {path}: {type(err).__name__}: {str(err)[:200]}") from None
+    frames = frames if isinstance(frames, list) else [frames]
+    if not frames:
+        raise ValueError(f"structure file {path} holds no structures")
+    out = []
+    for k, atoms in enumerate(frames):
+        if len(atoms) == 0:
+            raise ValueError(f"structure file {path}: frame {k} holds no atoms")
+        clean = _clean(atoms, path.stem, str(path))
+        clean.info["frame"] = k
+        out.append(clean)
+    return out
+
+
+# --------------------------------------------------------------------------- RDKit
+
+
+def _rdkit() -> tuple[Any, Any]:
+    """(Chem, AllChem) with RDKit's logging silenced; ImportError with the install hint."""
     try:
         from rdkit import Chem, RDLogger
         from rdkit.Chem import AllChem
     except ImportError as err:  # pragma: no cover - rdkit is a dev/smiles extra
-        raise ImportError("SMILES input needs RDKit: pip install 'visnet[smiles]'") from err
+        raise ImportError("SMILES / RDKit input needs RDKit: pip install 'visnet[smiles]'") from err
     RDLogger.DisableLog("rdApp.*")
+    return Chem, AllChem
+
+
+def is_rdkit_mol(obj: Any) -> bool:
+    """Whether ``obj`` is an ``rdkit.Chem.Mol`` (False when RDKit is not installed)."""
+    if type(obj).__module__.split(".")[0] != "rdkit":
+        return False
+    from rdkit import Chem
+
+    return isinstance(obj, Chem.Mol)
+
+
+def _parses_as_smiles(text: str) -> bool:
+    try:
+        Chem, _ = _rdkit()
+    except ImportError:
+        return False
+    return Chem.MolFromSmiles(text) is not None
+
+
+def embed_smiles(smiles: str, seed: int = 0) -> Any:
+    """An RDKit molecule with hydrogens and one 3D conformer (Å) for ``smiles``: ETKDGv3 embedding
+    with a fixed seed, then MMFF94 (UFF when MMFF lacks parameters) relaxation.
+
+    Raises:
+        ValueError: invalid SMILES, or no 3D embedding found (the message quotes the SMILES).
+        ImportError: RDKit is not installed.
+    """
+    Chem, AllChem = _rdkit()
     mol = Chem.MolFromSmiles(smiles)
     if mol is None or mol.GetNumAtoms() == 0:
         raise ValueError(f"invalid SMILES {smiles!r}: RDKit cannot parse it")
@@ -68,9 +136,93 @@ def atoms_from_smiles(smiles: str, seed: int = 0) -> Atoms:
         AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
     elif AllChem.UFFHasAllMoleculeParams(mol):
         AllChem.UFFOptimizeMolecule(mol, maxIters=2000)
+    return mol
+
+
+def atoms_from_smiles(smiles: str, seed: int = 0) -> Atoms:
+    """A 3D conformer of ``smiles`` (hydrogens added; see ``embed_smiles``). Positions in Å.
+
+    Raises:
+        ValueError: invalid SMILES, or no 3D embedding found.
+        ImportError: RDKit is not installed.
+    """
+    mol = embed_smiles(smiles, seed)
     numbers = [atom.GetAtomicNum() for atom in mol.GetAtoms()]
     positions = np.asarray(mol.GetConformer().GetPositions(), dtype=np.float64)
     return Atoms(numbers=numbers, positions=positions)
+
+
+def _mol_label(mol: Any) -> str:
+    Chem, _ = _rdkit()
+    try:
+        return Chem.MolToSmiles(Chem.RemoveHs(mol))
+    except Exception:  # noqa: BLE001 - a label for messages only
+        return f"<RDKit Mol with {mol.GetNumAtoms()} atoms>"
+
+
+def atoms_from_mol(mol: Any, conf_id: int = -1) -> Atoms:
+    """``Atoms`` (Å) from an RDKit molecule with explicit hydrogens and a 3D conformer.
+
+    Args:
+        mol: ``rdkit.Chem.Mol``, e.g. ``Chem.AddHs(mol)`` then ``AllChem.EmbedMolecule(mol)``.
+        conf_id: conformer to use (-1: the default one).
+
+    Returns:
+        Atoms with ``info["name"]`` and ``info["smiles"]`` (canonical SMILES without hydrogens)
+        and ``info["source"]``.
+
+    Raises:
+        ValueError: no atoms, a dummy atom, no conformer, a 2D conformer, or hydrogens that are
+            implicit (no coordinates); the message names the molecule.
+    """
+    label = _mol_label(mol)
+    if mol.GetNumAtoms() == 0:
+        raise ValueError("RDKit molecule has no atoms")
+    numbers = [atom.GetAtomicNum() for atom in mol.GetAtoms()]
+    if 0 in numbers:
+        raise ValueError(f"RDKit molecule {label} has a dummy atom (atomic number 0) at index {numbers.index(0)}")
+    if mol.GetNumConformers() == 0:
+        raise ValueError(
+            f"RDKit molecule {label} has no conformer: add hydrogens and embed it first "
+            "(Chem.AddHs(mol); AllChem.EmbedMolecule(mol)), or pass the SMILES string"
+        )
+    conf = mol.GetConformer(conf_id)
+    if not conf.Is3D():
+        raise ValueError(f"RDKit molecule {label} has a 2D conformer; a 3D one is needed (AllChem.EmbedMolecule)")
+    implicit = [a.GetIdx() for a in mol.GetAtoms() if a.GetTotalNumHs() > 0]
+    if implicit:
+        raise ValueError(
+            f"RDKit molecule {label} has implicit hydrogens without coordinates (on atoms {implicit[:10]}): "
+            "use Chem.AddHs(mol, addCoords=True) before prediction"
+        )
+    atoms = Atoms(numbers=numbers, positions=np.asarray(conf.GetPositions(), dtype=np.float64))
+    atoms.info.update(name=label, smiles=label, source=f"RDKit Mol {label} (conformer {conf.GetId()})")
+    return atoms
+
+
+# --------------------------------------------------------------------------- strings
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def classify_spec(spec: str) -> tuple[str, str]:
+    """("file" | "name" | "smiles", value) for a structure string (see ``load_structure``).
+
+    A string that looks like a path but names no file is a SMILES only if RDKit parses it
+    (stereo bonds like ``F/C=C/F`` contain slashes); otherwise FileNotFoundError.
+    """
+    kind, _, rest = spec.partition(":")
+    if kind in _KINDS and rest:
+        return kind, rest
+    if Path(spec).is_file():
+        return "file", spec
+    if _key(spec) in named_structures():
+        return "name", _key(spec)
+    if _FILE_LIKE.search(spec) and not _parses_as_smiles(spec):
+        raise FileNotFoundError(f"structure file not found: {spec}")
+    return "smiles", spec
 
 
 def load_structure(spec: str, seed: int = 0, index: int = -1) -> Atoms:
@@ -91,22 +243,40 @@ def load_structure(spec: str, seed: int = 0, index: int = -1) -> Atoms:
         FileNotFoundError: ``spec`` looks like a file name but no such file exists.
         ValueError: unreadable file, invalid SMILES, or nothing ``spec`` could mean.
     """
-    kind, _, rest = spec.partition(":")
-    if kind in ("file", "name", "smiles") and rest:
-        return _load_as(kind, rest, seed, index)
-    if Path(spec).is_file():
-        return _load_as("file", spec, seed, index)
-    key = spec.strip().lower().replace("-", "_").replace(" ", "_")
-    if key in named_structures():
-        return _load_as("name", key, seed, index)
-    if _FILE_LIKE.search(spec):
-        raise FileNotFoundError(f"structure file not found: {spec}")
+    kind, value = classify_spec(spec)
+    if kind != "smiles" or spec.startswith("smiles:"):
+        return _load_as(kind, value, seed, index)
     try:
-        return _load_as("smiles", spec, seed, index)
+        return _load_as("smiles", value, seed, index)
     except ValueError:
         raise ValueError(
             f"{spec!r} is not a file, a bundled molecule ({', '.join(named_structures())}) or a valid SMILES"
         ) from None
+
+
+def load_structures(spec: str, seed: int = 0, index: str | int | slice = ":") -> list[Atoms]:
+    """Like ``load_structure`` but a file gives all its frames (``index``, default every frame).
+
+    SMILES results carry ``info["smiles"]`` (the string as given); file frames ``info["frame"]``.
+
+    Raises:
+        FileNotFoundError: ``spec`` looks like a file name but no such file exists.
+        ValueError: unreadable file (named), invalid SMILES (quoted), or nothing ``spec`` could mean.
+    """
+    kind, value = classify_spec(spec)
+    if kind == "file":
+        return read_frames(value, index)
+    if kind == "name":
+        return [_load_as(kind, value, seed, -1)]
+    if not _parses_as_smiles(value):
+        _rdkit()  # ImportError with the install hint when RDKit is missing
+        raise ValueError(
+            f"invalid SMILES {value!r}: RDKit cannot parse it (nor is it a file or a bundled molecule: "
+            f"{', '.join(named_structures())})"
+        )
+    atoms = _load_as("smiles", value, seed, -1)
+    atoms.info["smiles"] = value
+    return [atoms]
 
 
 def _load_as(kind: str, value: str, seed: int, index: int) -> Atoms:
@@ -117,10 +287,10 @@ def _load_as(kind: str, value: str, seed: int, index: int) -> Atoms:
         return _clean(_read_file(path, index), path.stem, str(path))
     if kind == "name":
         files = named_structures()
-        key = value.strip().lower().replace("-", "_").replace(" ", "_")
+        key = _key(value)
         if key not in files:
             raise ValueError(f"no bundled molecule named {value!r}; available: {', '.join(files)}")
         return _clean(_read_file(files[key], 0), key, f"bundled {files[key].name}")
     atoms = atoms_from_smiles(value, seed)
-    source = f"SMILES {value} (RDKit ETKDGv3 + MMFF, seed {seed})"
+    source = f"SMILES {value} ({SMILES_METHOD}, seed {seed})"
     return _clean(atoms, f"smiles_{atoms.get_chemical_formula()}", source)

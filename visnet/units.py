@@ -80,3 +80,42 @@ class UnitConversion:
         energy = ENERGY_UNITS[energy_unit(units.get("energy", "eV"))]
         length = LENGTH_UNITS[length_unit(units.get("length", "Å"))]
         return cls(energy=energy, length=length)
+
+
+# --------------------------------------------------------------------------- property units
+# Debye per unit of dipole moment (ase.units.Debye is one Debye in e·Å).
+DIPOLE_UNITS: dict[str, float] = {
+    "D": 1.0,
+    "e·Å": 1.0 / ase_units.Debye,
+    "e·bohr": ase_units.Bohr / ase_units.Debye,
+}
+_DIPOLE_ALIASES = {"d": "D", "debye": "D", "e·å": "e·Å", "e*å": "e·Å", "eå": "e·Å", "e*a": "e·Å", "e·a": "e·Å",
+                   "e*ang": "e·Å", "e*angstrom": "e·Å", "e·bohr": "e·bohr", "e*bohr": "e·bohr", "ebohr": "e·bohr",
+                   "e*a0": "e·bohr"}  # fmt: skip
+
+
+def dipole_unit(name: Any) -> str:
+    """Canonical name of a dipole-moment unit ("D", "e·Å", "e·bohr"); ValueError if unknown."""
+    return _lookup(name, DIPOLE_UNITS, _DIPOLE_ALIASES, "dipole")
+
+
+def _is_known(name: Any, lookup: Any) -> bool:
+    try:
+        lookup(name)
+    except ValueError:
+        return False
+    return True
+
+
+def reporting_unit(name: Any) -> tuple[float, str]:
+    """(factor, unit) in which predictions of a quantity stored in unit ``name`` are reported.
+
+    Energies (eV, kcal/mol, Hartree, ...) are reported in eV and dipole moments (D, e·Å, e·bohr)
+    in Debye; any other unit (QM9's bohr^3, bohr^2, cal/(mol K), GHz) is kept as it is.
+    ``value_reported = value * factor``.
+    """
+    if _is_known(name, energy_unit):
+        return ENERGY_UNITS[energy_unit(name)], "eV"
+    if _is_known(name, dipole_unit):
+        return DIPOLE_UNITS[dipole_unit(name)], "D"
+    return 1.0, str(name)

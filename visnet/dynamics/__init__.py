@@ -8,7 +8,7 @@ from visnet.dynamics.guard import BlowUpGuard, GuardLimits, MDBlowUpError, close
 from visnet.dynamics.integrators import ENSEMBLES, init_velocities, make_integrator, prepare_constraints
 from visnet.dynamics.nve import NVEDrift, nve_drift
 from visnet.dynamics.runner import MDConfig, MDResult, prepare_system, run_md
-from visnet.dynamics.structures import atoms_from_smiles, load_structure, named_structures
+from visnet.molecules import atoms_from_smiles, load_structure, named_structures
 
 __all__ = [
     "ENSEMBLES", "BlowUpGuard", "GuardLimits", "MDBlowUpError", "MDConfig", "MDResult", "NVEDrift",

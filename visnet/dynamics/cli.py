@@ -17,7 +17,7 @@ from pathlib import Path
 from visnet.calculator import DEFAULT_SKIN
 from visnet.dynamics.integrators import ENSEMBLES
 from visnet.dynamics.runner import MDConfig, MDResult, run_md
-from visnet.dynamics.structures import named_structures
+from visnet.molecules import named_structures
 
 __all__ = ["build_parser", "main"]
 

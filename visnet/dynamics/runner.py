@@ -17,7 +17,7 @@ from visnet.dynamics.integrators import check_ensemble, init_velocities, make_in
 from visnet.dynamics.nve import NVEDrift, nve_drift
 from visnet.dynamics.outputs import OutputPaths, Outputs, attach_outputs
 from visnet.dynamics.plots import plot_energy, plot_temperature
-from visnet.dynamics.structures import load_structure
+from visnet.molecules import load_structure
 
 __all__ = ["MDConfig", "MDResult", "run_md", "prepare_system", "SMALL_SYSTEM_ATOMS"]
 
