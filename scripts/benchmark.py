@@ -271,6 +271,17 @@ def report(results: list[dict], nl_rows: list[str]) -> str:
     return "\n".join(lines)
 
 
+ANALYSIS_MARKER = "<!-- analysis: kept across benchmark runs -->"
+
+
+def kept_analysis(path: Path) -> str:
+    """The hand-written part of an existing BENCHMARKS.md (from ANALYSIS_MARKER on), kept as is."""
+    if not path.is_file():
+        return ""
+    text = path.read_text()
+    return "\n" + text[text.index(ANALYSIS_MARKER):] if ANALYSIS_MARKER in text else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -286,7 +297,7 @@ def main() -> None:
         result = spawn(case)
         print(json.dumps(result), flush=True)
         results.append(result)
-    text = report(results, neighbor_rows())
+    text = report(results, neighbor_rows()) + kept_analysis(Path(args.output))
     tmp = Path(args.output).with_suffix(".tmp")
     tmp.write_text(text + "\n")
     tmp.replace(args.output)

@@ -140,7 +140,16 @@ def _elements_of(model: nn.Module) -> frozenset[int]:
     listed = model_metadata(model).get("elements")
     if listed is None:
         return frozenset(range(1, int(model.max_z)))
-    return frozenset(int(e) if not isinstance(e, str) else chemical_symbols.index(e) for e in listed)
+    return frozenset(_atomic_number(e) for e in listed)
+
+
+def _atomic_number(element: int | str) -> int:
+    """Atomic number of an entry of the metadata's "elements" (a number or a symbol)."""
+    if isinstance(element, str) and element in chemical_symbols[1:]:
+        return chemical_symbols.index(element)
+    if not isinstance(element, str) and 0 < int(element) < len(chemical_symbols):
+        return int(element)
+    raise ValueError(f"the model's metadata lists an unknown element {element!r} in 'elements'")
 
 
 def _make_member(model: ModelLike, device: torch.device, dtype: torch.dtype, skin: float) -> _Member:
@@ -187,7 +196,9 @@ def check_elements(numbers: np.ndarray, known: frozenset[int]) -> None:
 
 
 def check_geometry(atoms: Atoms) -> None:
-    """Raise ValueError for non-finite positions or a periodic direction without a cell vector."""
+    """Raise ValueError for no atoms, non-finite positions or a periodic direction without a cell vector."""
+    if len(atoms) == 0:
+        raise ValueError("empty structure: the Atoms object holds no atoms")
     finite = np.isfinite(atoms.positions).all(axis=1)
     if not finite.all():
         bad = np.flatnonzero(~finite)
@@ -330,9 +341,25 @@ class ViSNetCalculator(Calculator):
                 self.check_atoms(atoms)
             except ValueError as err:
                 raise ValueError(f"image {k}: {err}") from None
-        outputs = [self._evaluate_batch(member, images, want_stress) for member in self.members]
+        try:
+            outputs = [self._evaluate_batch(member, images, want_stress) for member in self.members]
+        except ValueError as err:
+            raise self._name_the_image(images, err) from None
         self.num_evaluations += 1
         return [_combine([member_out[k] for member_out in outputs]) for k in range(len(images))]
+
+    def _name_the_image(self, images: list[Atoms], err: ValueError) -> ValueError:
+        """The model rejected the batch (e.g. coincident atoms): find the image at fault, so the
+        message names it and its own atom numbers (not the batch's)."""
+        member = self.members[0]
+        for k, atoms in enumerate(images):
+            inputs = batch_inputs([atoms], member.units.length, self.dtype, self.device)
+            try:
+                with torch.no_grad():
+                    member.model(*inputs, compute_forces=False)
+            except ValueError as inner:
+                return ValueError(f"image {k}: {inner}")
+        return err
 
     def _evaluate_batch(self, member: _Member, images: list[Atoms], want_stress: bool) -> list[dict[str, Any]]:
         inputs = batch_inputs(images, member.units.length, self.dtype, self.device)

@@ -44,6 +44,9 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600: give the file normal permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -77,7 +80,15 @@ def save_model(model: ViSNet, path: str | os.PathLike, **metadata: Any) -> Path:
     return atomic_save(payload, path)
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The top-level dict of a model file or Lightning checkpoint, read with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: a folder, a corrupted or truncated file,
+            pickled code (refused without running it), or a top level that is not a dict.
+    """
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a model file (a run folder holds model.pt)")
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     try:
@@ -92,14 +103,54 @@ def _read(path: Path) -> dict[str, Any]:
     return payload
 
 
-def _from_lightning(payload: dict[str, Any], path: Path) -> tuple[dict, dict, dict]:
-    hyper = payload.get("hyper_parameters") or {}
-    hparams = hyper.get("model_hparams")
+def _from_lightning(payload: dict[str, Any], path: Path) -> tuple[Any, Any, Any]:
+    hyper = payload.get("hyper_parameters")
+    hparams = hyper.get("model_hparams") if isinstance(hyper, dict) else None
     if not isinstance(hparams, dict):
         raise ValueError(f"{path} is a Lightning checkpoint but not one written by `visnet fit` (no model_hparams)")
+    state = payload.get("state_dict")
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is a Lightning checkpoint without a state_dict")
     prefix = "model."
-    state = {k[len(prefix) :]: v for k, v in payload["state_dict"].items() if k.startswith(prefix)}
-    return hparams, state, dict(hyper.get("metadata") or {})
+    state = {k[len(prefix) :]: v for k, v in state.items() if isinstance(k, str) and k.startswith(prefix)}
+    return hparams, state, hyper.get("metadata") or {}
+
+
+def _check_parts(hparams: Any, state: Any, meta: Any, path: Path) -> torch.dtype:
+    """Types of the stored parts (crafted or foreign files fail here, naming the part); the saved dtype."""
+    for name, value in (("hyperparameters", hparams), ("state_dict", state), ("metadata", meta)):
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}: its {name} is a {type(value).__name__}, not a dict: not a ViSNet model file")
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise ValueError(f"{path}: state_dict entries {not_tensors[:5]} are not tensors")
+    if not isinstance(meta.get("units", {}), dict):
+        raise ValueError(f"{path}: metadata 'units' must be a dict like {DEFAULT_UNITS}, got {meta['units']!r}")
+    return _float_dtype(meta.get("dtype", "float32"), f"{path}: metadata 'dtype'")
+
+
+def _float_dtype(dtype: Any, what: str) -> torch.dtype:
+    """torch.float32/float64 from a dtype or its name; ValueError for anything else."""
+    resolved = getattr(torch, dtype.removeprefix("torch."), None) if isinstance(dtype, str) else dtype
+    if resolved not in (torch.float32, torch.float64):
+        raise ValueError(f"{what} must be float32 or float64, got {dtype!r}")
+    return resolved
+
+
+def _build(hparams: dict[str, Any], state: dict[str, Any], dtype: torch.dtype, path: Path) -> ViSNet:
+    """The model of ``hparams`` with the weights of ``state``, every failure a ValueError naming ``path``."""
+    try:
+        model = ViSNet(**hparams).to(dtype)  # before loading, so float64 weights are not rounded
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: invalid stored hyperparameters: {str(err)[:300]}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except (TypeError, RuntimeError) as err:
+        raise ValueError(f"{path}: weights do not match the stored hyperparameters: {str(err)[:300]}") from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"{path}: non-finite (NaN/inf) weights in {bad[:5]}: the run that wrote it diverged")
+    return model
 
 
 def _resolve(path: str | os.PathLike) -> Path:
@@ -127,24 +178,21 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = None
 
     Raises:
         FileNotFoundError: no such file or bundled model.
-        ValueError: corrupted/truncated file, pickled code, or a file of another kind.
+        ValueError: corrupted/truncated file, pickled code, a file of another kind or of
+            another model, non-finite weights, or a ``dtype`` other than float32/float64.
     """
     path = _resolve(path)
-    payload = _read(path)
+    dtype = None if dtype is None else _float_dtype(dtype, "dtype")
+    payload = read_checkpoint(path)
     if "pytorch-lightning_version" in payload:
         hparams, state, meta = _from_lightning(payload, path)
     elif payload.get("format") == FORMAT:
-        hparams, state, meta = payload["hyperparameters"], payload["state_dict"], dict(payload.get("metadata") or {})
+        hparams, state, meta = payload.get("hyperparameters"), payload.get("state_dict"), payload.get("metadata") or {}
     else:
-        raise ValueError(f"{path} is not a ViSNet model file (keys: {sorted(payload)[:8]})")
-    saved_dtype = getattr(torch, meta.get("dtype", "float32"))
-    try:
-        model = ViSNet(**hparams).to(saved_dtype)  # before loading, so float64 weights are not rounded
-        model.load_state_dict(state, strict=True)
-    except (TypeError, RuntimeError) as err:
-        raise ValueError(f"{path}: weights do not match the stored hyperparameters: {str(err)[:300]}") from None
-    model.metadata = meta
-    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        raise ValueError(f"{path} is not a ViSNet model file (keys: {sorted(map(str, payload))[:8]})")
+    saved_dtype = _check_parts(hparams, state, meta, path)
+    model = _build(hparams, state, saved_dtype, path)
+    model.metadata = dict(meta)
     model = model.to(device=device or "cpu", dtype=dtype or saved_dtype)
     return model.eval()
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["NeighborList", "radius_graph", "AUTO_DENSE_MAX_ATOMS"]
+__all__ = ["NeighborList", "radius_graph", "AUTO_DENSE_MAX_ATOMS", "MAX_PERIODIC_IMAGES"]
 
 # Largest graph (atoms) for which method="auto" uses the dense search; measured on one CPU
 # thread: dense and cell_list cost the same near 500 atoms (water density, 5 Å cutoff).
@@ -28,6 +28,13 @@ _CHUNK_PAIRS = 1 << 16
 # Longest runs of atoms compared at once (bounds memory when bins or graphs are huge).
 _MAX_BLOCK_A, _MAX_BLOCK_B = 64, 4096
 _METHODS = ("auto", "dense", "cell_list", "vesin")
+# Most periodic images of one atom a search may visit (product over periodic directions of
+# 2·ceil(cutoff / height) + 1). Real cells need < 10^3 at ML cutoffs; 10^5 means a cell thinner
+# than ~cutoff / 23 (degenerate or mis-scaled), whose search would exhaust memory, not fail.
+MAX_PERIODIC_IMAGES = 100_000
+# vesin (0.6) dies with SIGFPE once its bounding box holds more than ~10^5 cutoff-sized cells and
+# one direction is thin; such sparse graphs are searched with the cell list instead (same edges).
+_VESIN_MAX_CELLS = 50_000
 
 
 @dataclass
@@ -102,7 +109,9 @@ def radius_graph(
 
     Raises:
         ValueError: on malformed input (shapes, non-finite positions, unsorted batch,
-            non-positive cutoff, singular periodic cell, pbc without cell, unknown method).
+            non-positive cutoff, singular periodic cell, pbc without cell, unknown method), or a
+            periodic cell so thin that an atom would have more than ``MAX_PERIODIC_IMAGES``
+            images within the cutoff.
     """
     _check_pos(pos)
     cutoff = _check_cutoff(cutoff)
@@ -110,6 +119,7 @@ def radius_graph(
         raise ValueError(f"unknown method {method!r}; expected one of {_METHODS}")
     with torch.no_grad():
         systems = _prepare(pos, batch, cell, pbc)
+        _check_image_count(systems, cutoff)
         method = _resolve_method(method, systems)
         i, j, shifts = _SEARCHES[method](systems, cutoff)
         if self_loops:
@@ -229,6 +239,20 @@ def _heights(cell: Tensor) -> Tensor:
         dim=1,
     )
     return volume[:, None] / areas.clamp_min(torch.finfo(torch.float64).tiny)
+
+
+def _check_image_count(systems: _Systems, cutoff: float) -> None:
+    """Refuse cells so thin for the cutoff that the search would need > MAX_PERIODIC_IMAGES images."""
+    reach = torch.ceil(cutoff / systems.heights).clamp(max=1e6)
+    images = torch.where(systems.pbc, 2 * reach + 1, torch.ones_like(reach)).prod(dim=1)
+    if bool((images > MAX_PERIODIC_IMAGES).any()):
+        g = int(torch.argmax(images))
+        heights = ", ".join(f"{h:.3g}" for h in systems.heights[g].tolist())
+        raise ValueError(
+            f"cell of graph {g} is too small for the cutoff {cutoff:g}: its heights ({heights}) would give each "
+            f"atom ~{float(images[g]):.1e} periodic images within the cutoff (limit {MAX_PERIODIC_IMAGES:,}); "
+            "is the cell in the right length unit?"
+        )
 
 
 def _is_singular(cell: Tensor) -> Tensor:
@@ -540,11 +564,22 @@ def _bin_counts(systems: _Systems, frac: Tensor, cutoff: float) -> tuple[Tensor,
     span = (high - low).clamp_min(0.0)
     count = torch.floor(span * systems.heights / cutoff).clamp_min(1)
     # Sparse systems (vacuum, clusters) would get far more bins than atoms: coarsen uniformly.
-    limit = (2 * systems.sizes + 64).to(count.dtype)
-    factor = (count.prod(dim=1) / limit).clamp_min(1.0) ** (1.0 / 3.0)
-    count = torch.floor(count / factor[:, None]).clamp_min(1)
+    count = _coarsen(count, (2 * systems.sizes + 64).to(count.dtype))
     width = torch.where(span > 0, span / count, torch.ones_like(span))
     return count, low, width
+
+
+def _coarsen(count: Tensor, limit: Tensor) -> Tensor:
+    """(G, 3) bin counts scaled down uniformly until each graph has about ``limit`` bins or fewer.
+
+    Only directions with more than one bin shrink: a flat or linear system (one direction
+    already at one bin) is coarsened along the others, never to more bins than ``limit``.
+    """
+    for _ in range(3):
+        excess = (count.prod(dim=1) / limit).clamp_min(1.0)
+        free = (count > 1).sum(dim=1).clamp_min(1).to(count.dtype)
+        count = torch.floor(count / excess[:, None] ** (1.0 / free[:, None])).clamp_min(1)
+    return count
 
 
 def _bin_atoms(systems: _Systems, frac: Tensor, cutoff: float) -> _Bins:
@@ -643,6 +678,8 @@ def _vesin_search(systems: _Systems, cutoff: float) -> tuple[Tensor, Tensor, Ten
         from vesin import NeighborList as VesinNeighborList
     except ImportError as error:
         raise ValueError("method='vesin' needs the optional 'vesin' package") from error
+    if _vesin_cells(systems, cutoff) > _VESIN_MAX_CELLS:
+        return _cell_list_search(systems, cutoff)
     device = systems.pos.device
     pos, _, wraps = _wrap(systems)
     pos_np, cell_np = pos.cpu().numpy(), systems.cell.cpu().numpy()
@@ -657,6 +694,19 @@ def _vesin_search(systems: _Systems, cutoff: float) -> tuple[Tensor, Tensor, Ten
         parts.append(_vesin_edges(i, j, s, ptr[g], device))
     i, j, s = _cat(parts, device)
     return _sort_edges(i, j, s - wraps[j] + wraps[i], systems.num_atoms)
+
+
+def _vesin_cells(systems: _Systems, cutoff: float) -> float:
+    """Most cutoff-sized cells vesin would make for one graph (cell heights along periodic
+    directions, the atoms' extent along the others)."""
+    if systems.num_atoms == 0:
+        return 0.0
+    idx = systems.batch[:, None].expand(-1, 3)
+    inf = torch.full_like(systems.heights, float("inf"))
+    low = inf.scatter_reduce(0, idx, systems.pos, "amin", include_self=True)
+    high = (-inf).scatter_reduce(0, idx, systems.pos, "amax", include_self=True)
+    extent = torch.where(systems.pbc, systems.heights, (high - low).nan_to_num(0.0, 0.0, 0.0))
+    return float((extent / cutoff).floor().clamp_min(1).prod(dim=1).max())
 
 
 def _vesin_edges(i, j, shifts, first: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:

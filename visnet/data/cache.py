@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ def atomic_savez(path: str | Path, **arrays: np.ndarray) -> Path:
 
 def cached(path: str | Path, settings: dict[str, Any], cache_dir: str | Path | None, build) -> AtomsData:
     """``build()`` once per (file, settings); later calls read the processed arrays from the cache.
+    A cache entry that cannot be written (e.g. a full disk) only costs a warning.
 
     Args:
         path: the source file (its size and mtime are part of the key).
@@ -75,5 +77,8 @@ def cached(path: str | Path, settings: dict[str, Any], cache_dir: str | Path | N
         except Exception:  # unreadable entry (e.g. disk full earlier): rebuild it
             pass
     data = build()
-    atomic_savez(entry, **data.to_arrays())
+    try:
+        atomic_savez(entry, **data.to_arrays())
+    except OSError as err:  # full disk, read-only cache folder: the data itself is fine
+        warnings.warn(f"could not write the data cache entry {entry} ({err}); continuing without it", stacklevel=2)
     return data

@@ -8,6 +8,10 @@ QM9 energies are always eV).
 
 from __future__ import annotations
 
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -75,6 +79,28 @@ def load_atoms_data(
         raise FileNotFoundError(f"data file not found: {path}")
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    with _errors_name_the_file(path):
+        return _load(path, format, target, energy_unit, length_unit, output_energy_unit, index, energy_key,
+                     forces_key, cache_dir)  # fmt: skip
+
+
+@contextmanager
+def _errors_name_the_file(path: Path) -> Iterator[None]:
+    """Re-raise any read error as a ValueError naming ``path``: truncated or non-zip npz files
+    (``BadZipFile``, ``zlib.error``, ``EOFError``), object arrays, unconvertible values."""
+    try:
+        yield
+    except ValueError as err:
+        if str(path) in str(err):
+            raise
+        raise ValueError(f"{path}: {err}") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"{path}: cannot read this file ({type(err).__name__}: {err})") from None
+
+
+def _load(path: Path, format: str, target: str, energy_unit, length_unit, output_energy_unit, index: str,
+          energy_key: str, forces_key: str, cache_dir) -> AtomsData:  # fmt: skip
+    """``load_atoms_data`` after the file and format checks."""
     format = detect_format(path) if format == "auto" else format
     if format == "qm9":
         if energy_unit not in (None, "Hartree") or length_unit not in (None, "Å"):

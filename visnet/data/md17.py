@@ -80,11 +80,22 @@ def _unit(npz, key: str, given: str | None, kind: str, path: Path) -> str:
     return declared or DEFAULT_UNITS[kind]
 
 
+def _atomic_numbers(z: np.ndarray, key: str, path: Path) -> np.ndarray:
+    """(atoms,) int64 atomic numbers; ValueError for non-numeric or non-integer entries."""
+    z = np.asarray(z)
+    if z.dtype.kind not in "iuf" or (z.dtype.kind == "f" and not np.all(np.isfinite(z) & (z == np.round(z)))):
+        first = z.ravel()[:5].tolist()
+        raise ValueError(f"{path}: key {key!r} must hold integer atomic numbers, got {z.dtype} {first}")
+    return z.astype(np.int64)
+
+
 def _check_shapes(arrays: dict[str, np.ndarray], layout: dict[str, str], path: Path):
-    pos, z = arrays["pos"], np.asarray(arrays["z"]).astype(np.int64)
+    pos, z = arrays["pos"], _atomic_numbers(arrays["z"], layout["z"], path)
     if pos.ndim != 3 or pos.shape[2] != 3:
         raise ValueError(f"{path}: key {layout['pos']!r} has shape {pos.shape}, expected (frames, atoms, 3)")
     frames, atoms = pos.shape[:2]
+    if frames == 0:
+        raise ValueError(f"{path}: key {layout['pos']!r} holds no frames (shape {pos.shape})")
     if z.shape != (atoms,):
         raise ValueError(
             f"{path}: key {layout['z']!r} has shape {z.shape}, expected ({atoms},) to match {layout['pos']!r} {pos.shape}"

@@ -81,7 +81,28 @@ class AtomsData:
         self._check_finite(self.target, self.y, per_atom=False)
         if self.forces is not None:
             self._check_finite("forces", self.forces, per_atom=True)
+        if self.pbc is not None:
+            self._check_cells()
         return self
+
+    def _check_cells(self) -> None:
+        """Periodic frames need finite cell vectors spanning their periodic directions."""
+        m = len(self)
+        _expect(self.cell is not None and self.cell.shape == (m, 3, 3) and self.pbc.shape == (m, 3), self.source,
+                f"periodic data needs cell (frames, 3, 3) and pbc (frames, 3), got {getattr(self.cell, 'shape', None)} "
+                f"and {self.pbc.shape}")  # fmt: skip
+        self._check_finite("cell", self.cell, per_atom=False)
+        pbc = self.pbc.astype(bool)
+        rows = self.cell * pbc[:, :, None]
+        gram = rows @ rows.transpose(0, 2, 1) + np.eye(3) * (~pbc)[:, None, :]
+        scale = np.prod(np.where(pbc, (rows**2).sum(axis=2), 1.0), axis=1)
+        bad = np.flatnonzero(pbc.any(axis=1) & (np.linalg.det(gram) <= 1e-12 * scale))
+        if bad.size:
+            first = int(bad[0])
+            raise ValueError(
+                f"{self.source}: frame {first} is periodic (pbc={pbc[first].tolist()}) but its cell vectors along the "
+                f"periodic directions are zero or degenerate ({bad.size} such frame(s): {bad[:10].tolist()})"
+            )
 
     def _check_finite(self, name: str, values: np.ndarray, per_atom: bool) -> None:
         bad = ~np.isfinite(values)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -60,7 +61,9 @@ class ExtxyzWriter:
         self.handle: IO[str] = open(path, "w")  # noqa: SIM115 - closed by close()
 
     def __call__(self) -> None:
-        write(self.handle, self.atoms, format="extxyz")
+        frame = io.StringIO()
+        write(frame, self.atoms, format="extxyz")
+        self.handle.write(frame.getvalue())  # one write per frame: a killed run leaves whole frames
         self.handle.flush()
 
     def close(self) -> None:

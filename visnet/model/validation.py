@@ -10,6 +10,12 @@ def _first_index(mask: Tensor) -> int:
     return int(torch.nonzero(mask)[0, 0])
 
 
+def _check_tensor(value: object, name: str) -> None:
+    """A clear error for NumPy arrays, lists, ... where the model needs a tensor (not AttributeError)."""
+    if not isinstance(value, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(value).__name__} (convert it with torch.as_tensor)")
+
+
 def check_species(z: Tensor, max_z: int) -> None:
     """z: (N,) integer atomic numbers in [1, max_z − 1]."""
     if z.dim() != 1:
@@ -26,6 +32,7 @@ def check_species(z: Tensor, max_z: int) -> None:
 
 def check_positions(pos: Tensor, num_atoms: int, dtype: torch.dtype) -> None:
     """pos: (N, 3) finite, floating point, in the model's dtype."""
+    _check_tensor(pos, "pos")
     if pos.dim() != 2 or pos.size(1) != 3:
         raise ValueError(f"pos must have shape (num_atoms, 3), got {tuple(pos.shape)}")
     if pos.size(0) != num_atoms:
@@ -42,6 +49,7 @@ def check_positions(pos: Tensor, num_atoms: int, dtype: torch.dtype) -> None:
 
 def check_batch(batch: Tensor, num_atoms: int) -> int:
     """batch: (N,) sorted graph indices starting at 0; returns the number of graphs."""
+    _check_tensor(batch, "batch")
     if batch.dim() != 1 or batch.size(0) != num_atoms:
         raise ValueError(f"batch must have shape ({num_atoms},), got {tuple(batch.shape)}")
     if batch.dtype.is_floating_point or batch.dtype == torch.bool:

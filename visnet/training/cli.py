@@ -25,6 +25,7 @@ Every rank reads the data and derives the same splits and statistics; rank 0 wri
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, EarlyStopping, Mod
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
 
+from visnet.checkpoint import read_checkpoint
 from visnet.data.cache import atomic_savez
 from visnet.data.datamodule import ViSNetDataModule
 from visnet.training.export import export_best
@@ -101,6 +103,23 @@ class ViSNetCLI(LightningCLI):
             kwargs["logger"] = default_loggers(self._run_dir())
         return super().instantiate_trainer(**kwargs)
 
+    def _parse_ckpt_path(self) -> None:
+        """A ``--ckpt_path`` file that is truncated, foreign or carries pickled code fails here with a
+        ValueError naming it (``read_checkpoint``, weights only), not a traceback from ``torch.load``."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            read_checkpoint(Path(ckpt_path))
+        super()._parse_ckpt_path()
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        """Checkpoints load with ``weights_only=True`` unless ``--weights_only false`` is given explicitly
+        (not left to torch's default, which ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` turns off)."""
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if "weights_only" in self._subcommand_method_arguments[subcommand] and kwargs.get("weights_only") is None:
+            kwargs["weights_only"] = True
+        return kwargs
+
     def before_fit(self) -> None:
         ckpt_path = self._get(self.config, "ckpt_path")
         self.datamodule.fresh_run = ckpt_path is None
@@ -121,8 +140,8 @@ class ViSNetCLI(LightningCLI):
 def lightning_main(argv: list[str]) -> int:
     """Run ``visnet <fit|validate|test|predict> [options]``; returns the exit code.
 
-    Bad input (missing keys, NaN labels, unknown targets, impossible splits, ...) is reported as
-    ``visnet: error: ...`` with exit code 2 before training starts.
+    Bad input (missing keys, NaN labels, unknown targets, impossible splits, unreadable or unsafe
+    checkpoints, ...) is reported as ``visnet: error: ...`` with exit code 2.
     """
     saved_argv = sys.argv
     sys.argv = [saved_argv[0] if saved_argv else "visnet", *argv]  # DDP re-launches sys.argv
@@ -139,6 +158,9 @@ def lightning_main(argv: list[str]) -> int:
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     except (ValueError, FileNotFoundError) as err:
         print(f"visnet: error: {err}", file=sys.stderr)
+        return 2
+    except pickle.UnpicklingError as err:  # a checkpoint found via --ckpt_path last/best carrying code
+        print(f"visnet: error: checkpoint refused for safety (weights_only=True): {str(err)[:300]}", file=sys.stderr)
         return 2
     finally:
         sys.argv = saved_argv

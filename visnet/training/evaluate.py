@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +21,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from visnet.bundles import atomic_write_text
 from visnet.checkpoint import load_model
 from visnet.data.dataset import AtomsDataset, collate
 from visnet.data.loading import load_atoms_data
 from visnet.data.splits import SPLITS_FILE, read_splits
 from visnet.data.units import energy_factor, is_energy_unit
 from visnet.training.metrics import error_metrics
+from visnet.training.module import batch_error
 from visnet.training.plots import parity_plot
 
 
@@ -67,7 +67,12 @@ def select_indices(args: argparse.Namespace, total: int) -> np.ndarray:
 
 
 def predict(model: torch.nn.Module, dataset: AtomsDataset, batch_size: int, forces: bool) -> dict[str, np.ndarray]:
-    """Predictions of ``model`` (its units) for every structure of ``dataset``."""
+    """Predictions of ``model`` (its units) for every structure of ``dataset``.
+
+    Raises:
+        ValueError: a structure the model rejects (named by its index in the data file).
+    """
+    source = dataset.data.source
     key = model.output_key
     outputs: dict[str, list[np.ndarray]] = {key: [], "forces": []}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
@@ -75,7 +80,11 @@ def predict(model: torch.nn.Module, dataset: AtomsDataset, batch_size: int, forc
         pos = batch["pos"].to(device=model.device, dtype=model.dtype)
         cell = batch["cell"].to(device=model.device, dtype=model.dtype) if "cell" in batch else None
         pbc = batch["pbc"].to(model.device) if "pbc" in batch else None
-        out = model(batch["z"].to(model.device), pos, batch["batch"].to(model.device), cell, pbc, compute_forces=forces)
+        z, index = batch["z"].to(model.device), batch["batch"].to(model.device)
+        try:
+            out = model(z, pos, index, cell, pbc, compute_forces=forces)
+        except ValueError as err:
+            raise batch_error(model, {k: v.to(model.device) for k, v in batch.items()}, err, source) from None
         outputs[key].append(out[key].detach().double().cpu().numpy())
         if forces:
             outputs["forces"].append(out["forces"].detach().double().cpu().numpy())
@@ -146,11 +155,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(obj, handle, indent=2)
-    os.replace(tmp, path)
+    """Atomic write: a crash leaves any previous file intact and no temporary file behind."""
+    atomic_write_text(path, json.dumps(obj, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:

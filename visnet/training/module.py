@@ -153,7 +153,10 @@ class ViSNetModule(pl.LightningModule):
     def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         has_forces = "forces" in batch
         compute_forces = self._trains_forces(has_forces) if stage == "train" else self.model.derivative and has_forces
-        out = self(batch, compute_forces)
+        try:
+            out = self(batch, compute_forces)
+        except ValueError as err:
+            raise batch_error(self.model, batch, err, self._data_source()) from None
         key = self.model.output_key
         h = self.hparams
         loss_y = target_loss(self.loss_fn, out[key], batch["y"])
@@ -196,8 +199,15 @@ class ViSNetModule(pl.LightningModule):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "test")
 
+    def _data_source(self) -> str:
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        return str(getattr(getattr(datamodule, "hparams", None), "path", "the data"))
+
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        out = self(batch, self.model.derivative)
+        try:
+            out = self(batch, self.model.derivative)
+        except ValueError as err:
+            raise batch_error(self.model, batch, err, self._data_source()) from None
         keep = [self.model.output_key, "forces", f"{self.model.output_key}_vector"]
         result = {k: out[k].detach().cpu() for k in keep if k in out}
         result.update(index=batch["index"].cpu(), natoms=batch["natoms"].cpu())
@@ -229,3 +239,23 @@ class ViSNetModule(pl.LightningModule):
             for group in optimizer.param_groups:
                 group["lr"] = self.hparams.lr * (step + 1) / warmup
         super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+
+
+def batch_error(model: ViSNet, batch: dict[str, Tensor], err: ValueError, source: str) -> ValueError:
+    """The model rejected a collated batch (coincident atoms, a too small cell, ...): find the
+    structure at fault by evaluating the batch's structures one by one, and name it.
+
+    Returns:
+        ValueError "structure <index in the file> of <source>: <the model's message for it>"
+        (atom numbers then count within that structure), or the batch's indices if none fails alone.
+    """
+    for g, index in enumerate(batch["index"].tolist()):
+        atoms = batch["batch"] == g
+        cell = batch["cell"][g] if "cell" in batch else None
+        pbc = batch["pbc"][g] if "pbc" in batch else None
+        try:
+            with torch.no_grad():
+                model(batch["z"][atoms], batch["pos"][atoms], cell=cell, pbc=pbc, compute_forces=False)
+        except ValueError as inner:
+            return ValueError(f"structure {index} of {source}: {inner}")
+    return ValueError(f"batch of structures {batch['index'].tolist()} of {source}: {err}")
