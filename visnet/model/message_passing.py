@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from visnet.model.geometry import rejection_dot, vector_self_product
 from visnet.model.normalization import VecLayerNorm
@@ -91,6 +92,8 @@ class ViSMPLayer(nn.Module):
         cutoff: Tensor,
         f_ij: Tensor,
         d_ij: Tensor,
+        edge_chunk: int | None = None,
+        recompute: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Residual updates of one layer.
 
@@ -101,23 +104,73 @@ class ViSMPLayer(nn.Module):
             cutoff: (E,) cosine-cutoff weights of the edges.
             f_ij: (E, H) edge features.
             d_ij: (E, M) direction units.
+            edge_chunk: process the edges in slices of this many (None: all at once).
+            recompute: recompute each edge slice in the backward pass instead of storing its
+                activations (forces of large systems; not for double backward).
 
         Returns:
             dx (N, H), dvec (N, M, H), df_ij (E, H) or None in the last layer.
         """
-        src, dst = edge_index[0], edge_index[1]
         x = self.layernorm(x)
         vec = self.vec_layernorm(vec)
-        heads = (-1, self.num_heads, self.head_dim)
+        vec1, vec2, vec3 = torch.split(self.vec_proj(vec), self.hidden_channels, dim=-1)
+        nodes = self._node_projections(x, vec)
+        x_agg, vec_agg, df_ij = self._edges(nodes, edge_index, cutoff, f_ij, d_ij, edge_chunk, recompute)
+        o1, o2, o3 = torch.split(self.o_proj(x_agg), self.hidden_channels, dim=-1)
+        dx = vector_self_product(vec1, vec2) * o2 + o3
+        dvec = vec3 * o1.unsqueeze(1) + vec_agg
+        return dx, dvec, df_ij
 
-        q = self.q_proj(x).view(heads)
-        k = self.k_proj(x).view(heads)
-        v = self.v_proj(x).view(heads)
+    def _node_projections(self, x: Tensor, vec: Tensor) -> tuple[Tensor, ...]:
+        """Per-node tensors the edges gather: q, k, v (N, heads, head_dim), vec and, except in the
+        last layer, the bias-free edge-update projections of vec (N, M, H). Projecting per node and
+        then gathering equals the reference's gather-then-project, at ~N/E of the cost."""
+        heads = (-1, self.num_heads, self.head_dim)
+        nodes = (self.q_proj(x).view(heads), self.k_proj(x).view(heads), self.v_proj(x).view(heads), vec)
+        if self.last_layer:
+            return nodes
+        nodes += (self.w_trg_proj(vec), self.w_src_proj(vec))
+        if self.vertex:
+            nodes += (self.t_trg_proj(vec), self.t_src_proj(vec))
+        return nodes
+
+    def _edges(
+        self,
+        nodes: tuple[Tensor, ...],
+        edge_index: Tensor,
+        cutoff: Tensor,
+        f_ij: Tensor,
+        d_ij: Tensor,
+        edge_chunk: int | None,
+        recompute: bool,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Aggregated messages (N, H), (N, M, H) and edge updates (E, H), slice by slice."""
+        num_edges = edge_index.size(1)
+        chunk = num_edges if not edge_chunk else max(1, edge_chunk)
+        x_agg = vec_agg = None
+        updates = []
+        for start in range(0, max(num_edges, 1), chunk):
+            part = slice(start, start + chunk)
+            args = (edge_index[:, part], cutoff[part], f_ij[part], d_ij[part], *nodes)
+            if recompute:
+                xa, va, df = checkpoint(self._edge_slice, *args, use_reentrant=False)
+            else:
+                xa, va, df = self._edge_slice(*args)
+            x_agg = xa if x_agg is None else x_agg + xa
+            vec_agg = va if vec_agg is None else vec_agg + va
+            updates.append(df)
+        df_ij = None if self.last_layer else (updates[0] if len(updates) == 1 else torch.cat(updates))
+        return x_agg, vec_agg, df_ij
+
+    def _edge_slice(
+        self, edge_index: Tensor, cutoff: Tensor, f_ij: Tensor, d_ij: Tensor, q: Tensor, k: Tensor, v: Tensor,
+        vec: Tensor, *projections: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:  # fmt: skip
+        """Messages of a set of edges summed onto their centre atoms, and those edges' updates."""
+        src, dst = edge_index[0], edge_index[1]
+        heads = (-1, self.num_heads, self.head_dim)
         dk = self.act(self.dk_proj(f_ij)).view(heads)
         dv = self.act(self.dv_proj(f_ij)).view(heads)
-        vec1, vec2, vec3 = torch.split(self.vec_proj(vec), self.hidden_channels, dim=-1)
-        vec_dot = vector_self_product(vec1, vec2)
-
         attn = self.act((q.index_select(0, dst) * k.index_select(0, src) * dk).sum(dim=-1))
         attn = attn * cutoff.unsqueeze(-1)  # (E, heads)
         msg = (v.index_select(0, src) * dv * attn.unsqueeze(-1)).reshape(-1, self.hidden_channels)
@@ -126,28 +179,21 @@ class ViSMPLayer(nn.Module):
             s1 = s1 * cutoff.unsqueeze(-1)
             s2 = s2 * cutoff.unsqueeze(-1)
         vec_msg = torch.addcmul(s2.unsqueeze(1) * d_ij.unsqueeze(-1), vec.index_select(0, src), s1.unsqueeze(1))
-
-        num_nodes = x.size(0)
+        num_nodes = q.size(0)
         x_agg = scatter_sum(msg, dst, num_nodes)
         vec_agg = scatter_sum(vec_msg, dst, num_nodes)
-        o1, o2, o3 = torch.split(self.o_proj(x_agg), self.hidden_channels, dim=-1)
-        dx = vec_dot * o2 + o3
-        dvec = vec3 * o1.unsqueeze(1) + vec_agg
         if self.last_layer:
-            return dx, dvec, None
-        return dx, dvec, self._edge_update(vec, src, dst, d_ij, f_ij)
+            return x_agg, vec_agg, None
+        return x_agg, vec_agg, self._edge_update(src, dst, d_ij, f_ij, *projections)
 
-    def _edge_update(self, vec: Tensor, src: Tensor, dst: Tensor, d_ij: Tensor, f_ij: Tensor) -> Tensor:
-        # Projections are bias-free, so projecting per node and then gathering equals the
-        # reference's gather-then-project, at ~N/E of the cost.
-        w_trg = self.w_trg_proj(vec).index_select(0, dst)
-        w_src = self.w_src_proj(vec).index_select(0, src)
-        w_dot = rejection_dot(w_trg, w_src, d_ij)
+    def _edge_update(
+        self, src: Tensor, dst: Tensor, d_ij: Tensor, f_ij: Tensor, w_trg: Tensor, w_src: Tensor, *vertex: Tensor
+    ) -> Tensor:
+        w_dot = rejection_dot(w_trg.index_select(0, dst), w_src.index_select(0, src), d_ij)
         if not self.vertex:
             return self.act(self.f_proj(f_ij)) * w_dot
         # PyG's vertex variant projects the *centre* atom's vectors for both t terms; kept for parity.
-        t_trg = self.t_trg_proj(vec).index_select(0, dst)
-        t_src = self.t_src_proj(vec).index_select(0, dst)
-        t_dot = rejection_dot(t_trg, t_src, d_ij)
+        t_trg, t_src = vertex
+        t_dot = rejection_dot(t_trg.index_select(0, dst), t_src.index_select(0, dst), d_ij)
         f1, f2 = torch.split(self.act(self.f_proj(f_ij)), self.hidden_channels, dim=-1)
         return f1 * w_dot + f2 * t_dot
