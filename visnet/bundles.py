@@ -14,36 +14,19 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from visnet.atomic import atomic_write_text
 from visnet.checkpoint import PRETRAINED_DIR
 
 __all__ = [
-    "BUNDLE_FORMAT", "atomic_write_text", "bundle_members", "bundle_path", "list_bundles", "read_bundle",
+    "BUNDLE_FORMAT", "bundle_members", "bundle_path", "list_bundles", "read_bundle",
     "write_bundle",
 ]  # fmt: skip
 
 BUNDLE_FORMAT = "visnet-bundle"
 BUNDLE_VERSION = 1
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to a temporary file next to ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _is_bundle(path: Path) -> bool:

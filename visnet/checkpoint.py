@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from visnet.atomic import atomic_open
 from visnet.model import ViSNet
 
 FORMAT = "visnet-model"
@@ -34,24 +34,10 @@ def model_metadata(model: nn.Module) -> dict[str, Any]:
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the target folder, then rename: a crash mid-write
-    leaves any previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600: give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` ``obj`` to ``path`` atomically (see ``visnet.atomic``)."""
+    with atomic_open(path) as handle:
+        torch.save(obj, handle)
+    return Path(path)
 
 
 def save_model(model: ViSNet, path: str | os.PathLike, **metadata: Any) -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from visnet.bundles import atomic_write_text
+from visnet.atomic import atomic_write_text
 
 __all__ = ["Prediction", "results_to_table", "to_dataframe", "write_csv", "write_json"]
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from visnet.atomic import atomic_open
 from visnet.data.structures import AtomsData
 
 # Bump when the processed layout or the readers change meaning: old cache entries are then ignored.
@@ -39,23 +39,10 @@ def cache_key(path: str | Path, settings: dict[str, Any]) -> str:
 
 
 def atomic_savez(path: str | Path, **arrays: np.ndarray) -> Path:
-    """``np.savez`` to a temporary file next to ``path``, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``np.savez`` to ``path`` atomically (see ``visnet.atomic``)."""
+    with atomic_open(path, suffix=".tmp.npz") as handle:
+        np.savez(handle, **arrays)
+    return Path(path)
 
 
 def cached(path: str | Path, settings: dict[str, Any], cache_dir: str | Path | None, build) -> AtomsData:

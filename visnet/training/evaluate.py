@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from visnet.bundles import atomic_write_text
+from visnet.atomic import atomic_write_text
 from visnet.checkpoint import load_model
 from visnet.data.dataset import AtomsDataset, collate
 from visnet.data.loading import load_atoms_data

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from visnet.atomic import atomic_open
+
 
 def parity_plot(reference: np.ndarray, predicted: np.ndarray, path: str | Path, title: str, unit: str) -> Path:
     """Scatter of predicted against reference values with the y = x line; written atomically.
@@ -16,9 +18,6 @@ def parity_plot(reference: np.ndarray, predicted: np.ndarray, path: str | Path, 
         title: plot title (quantity name).
         unit: axis unit label.
     """
-    import os
-    import tempfile
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,14 +36,10 @@ def parity_plot(reference: np.ndarray, predicted: np.ndarray, path: str | Path, 
     ax.set_title(f"{title}: MAE {mae:.4g} {unit} (n={reference.size})", fontsize=9)
     ax.set_aspect("equal", adjustable="datalim")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_open(path, suffix=".png") as handle:
+            fig.savefig(handle, format="png")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
+    path = Path(path)
     return path
