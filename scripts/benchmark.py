@@ -15,10 +15,10 @@ import json
 import os
 import platform
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from capped_subprocess import run_case as run_capped
 
 REPO = Path(__file__).resolve().parents[1]
 ASPIRIN = REPO.parent / "shared" / "data" / "rmd17" / "rmd17_aspirin_train1000.npz"
@@ -147,36 +147,9 @@ def run_case(case: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- driver
-def _rss_gb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024**2
-    except OSError:
-        pass
-    return 0.0
-
-
 def spawn(case: dict) -> dict:
-    """Run one case in a subprocess; kill it (reported as out of memory) above MEMORY_CAP_GB RSS."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(case["threads"]))
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--case", json.dumps(case)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env,
-    )  # fmt: skip
-    killed = False
-    while proc.poll() is None:
-        if _rss_gb(proc.pid) > MEMORY_CAP_GB:
-            proc.kill()
-            killed = True
-        time.sleep(0.05)
-    stdout, stderr = proc.communicate()
-    lines = [line for line in stdout.splitlines() if line.startswith("{")]
-    if proc.returncode == 0 and lines:
-        return json.loads(lines[-1])
-    if killed:
-        return {**case, "error": f"out of memory (> {MEMORY_CAP_GB:.0f} GB)"}
-    return {**case, "error": (stderr.strip().splitlines() or ["failed"])[-1][:120]}
+    """Run one case in a subprocess; reported as out of memory above MEMORY_CAP_GB resident."""
+    return run_capped(__file__, case, MEMORY_CAP_GB)
 
 
 def plan(threads: list[int], quick: bool) -> list[dict]:

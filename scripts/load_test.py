@@ -15,11 +15,11 @@ import argparse
 import json
 import os
 import platform
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from capped_subprocess import run_case as run_capped
 
 WATER_DENSITY = 0.0334  # molecules / Å³ at 300 K, 1 g/cm³
 CASES = [
@@ -96,36 +96,9 @@ def run_case(case: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- driver
-def _rss_gb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024**2
-    except OSError:
-        pass
-    return 0.0
-
-
 def spawn(case: dict, memory_cap_gb: float) -> dict:
-    """Run one case in a fresh subprocess; kill it above ``memory_cap_gb`` of resident memory."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(case["threads"]))
-    command = [sys.executable, __file__, "--case", json.dumps(case)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    peak = 0.0
-    while proc.poll() is None:
-        peak = max(peak, _rss_gb(proc.pid))
-        if peak > memory_cap_gb:
-            proc.kill()
-        time.sleep(0.05)
-    stdout, stderr = proc.communicate()
-    lines = [line for line in stdout.splitlines() if line.startswith("{")]
-    if proc.returncode == 0 and lines:
-        return json.loads(lines[-1])
-    if peak > memory_cap_gb:
-        return {**case, "error": f"stopped above {memory_cap_gb:g} GB resident memory"}
-    if proc.returncode == -signal.SIGKILL:
-        return {**case, "error": f"killed (out of memory?) at {peak:.1f} GB resident memory"}
-    return {**case, "error": (stderr.strip().splitlines() or ["failed"])[-1][:200]}
+    """Run one case in a fresh subprocess; stopped above ``memory_cap_gb`` of resident memory."""
+    return run_capped(__file__, case, memory_cap_gb)
 
 
 def markdown(results: list[dict], threads: int) -> str:
