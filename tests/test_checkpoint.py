@@ -11,11 +11,12 @@ import torch
 from visnet import ViSNet, load_model, save_model
 
 REFERENCE = Path(__file__).parent / "data" / "regression_reference.json"
+SMOOTH_REFERENCE = Path(__file__).parent / "data" / "regression_reference_smooth_norm.json"
 
 
-def deterministic_model() -> ViSNet:
+def deterministic_model(**kwargs) -> ViSNet:
     """A model whose weights do not depend on torch's RNG: every parameter is a fixed sinusoid."""
-    model = ViSNet(hidden_channels=16, num_layers=2, num_heads=2, num_rbf=8, cutoff=4.0, lmax=2).double()
+    model = ViSNet(hidden_channels=16, num_layers=2, num_heads=2, num_rbf=8, cutoff=4.0, lmax=2, **kwargs).double()
     with torch.no_grad():
         for k, p in enumerate(model.parameters()):
             idx = torch.arange(p.numel(), dtype=torch.float64)
@@ -43,12 +44,20 @@ def test_saved_file_is_plain_data(tmp_path):
     assert payload["format"] == "visnet-model" and "visnet_version" in payload["metadata"]
 
 
-def test_stored_reference_regression(ethanol):
-    """Energies/forces of a fixed-weight model on a fixed frame, stored once; guards the maths."""
-    model = deterministic_model()
+@pytest.mark.parametrize(
+    "norm_eps,reference_file",
+    [(0.0, REFERENCE), (None, SMOOTH_REFERENCE)],
+    ids=["exact-norm", "smooth-norm"],
+)
+def test_stored_reference_regression(ethanol, norm_eps, reference_file):
+    """Energies/forces of a fixed-weight model on a fixed frame, stored once; guards the maths.
+
+    The first file was stored before norms of learned vectors were smoothed (``vector_norm_eps=0``
+    reproduces it); the second with the default smoothing radius."""
+    model = deterministic_model(**({} if norm_eps is None else {"vector_norm_eps": norm_eps}))
     z, pos = ethanol
     out = model(z, pos)
-    reference = json.loads(REFERENCE.read_text())
+    reference = json.loads(reference_file.read_text())
     assert out["energy"].item() == pytest.approx(reference["energy"], rel=1e-10, abs=1e-10)
     torch.testing.assert_close(out["forces"], torch.tensor(reference["forces"], dtype=torch.float64), rtol=1e-9, atol=1e-10)
 

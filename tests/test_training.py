@@ -102,6 +102,16 @@ def test_resume_continues_from_saved_step(tiny_run, tmp_path):
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 12
 
 
+def test_last_checkpoint_is_the_last_epoch_not_the_best(tmp_path):
+    """Lightning 2.6 writes last.ckpt only with a new top-k checkpoint; ours after every epoch.
+    Monitoring ``epoch`` in "min" mode makes epoch 0 the best forever."""
+    run_dir = tmp_path / "run"
+    assert _fit(run_dir, "--trainer.max_epochs", "3", "--checkpoint.monitor", "epoch") == 0
+    checkpoints = run_dir / "checkpoints"
+    assert torch.load(checkpoints / "best.ckpt", weights_only=True)["global_step"] == 4
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 12
+
+
 def test_evaluate_reports_data_units_and_mev(tiny_run, tmp_path, capsys, monkeypatch):
     npz = str(shared_file("rmd17", "rmd17_ethanol_train1000.npz"))
     xyz = str(shared_file("rmd17", "rmd17_ethanol_train1000.extxyz"))

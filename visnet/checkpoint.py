@@ -187,7 +187,9 @@ def from_pyg(pyg_model: nn.Module) -> ViSNet:
     """Import the weights of a ``torch_geometric.nn.models.ViSNet``.
 
     The result reproduces PyG's energies and forces on the same inputs (``vector_cutoff`` and
-    ``isolated_atom_reference`` are off, as in the reference; its ``derivative`` is kept). Our
+    ``isolated_atom_reference`` are off and ``vector_norm_eps`` is 0, as in the reference; its
+    ``derivative`` is kept). Set ``model.hparams``-compatible smoothing by rebuilding with
+    ``vector_norm_eps > 0`` if the imported model must be smooth at symmetric structures. Our
     neighbour list never truncates, so results match as long as no atom of the input has more
     than PyG's ``max_num_neighbors`` neighbours.
     """
@@ -199,7 +201,7 @@ def from_pyg(pyg_model: nn.Module) -> ViSNet:
         num_rbf=rep.num_rbf, trainable_rbf=rep.trainable_rbf, max_z=rep.max_z, cutoff=rep.cutoff,
         vertex="ViS_MP_Vertex" in layer_types, reduce_op=pyg_model.reduce_op, mean=float(pyg_model.mean),
         std=float(pyg_model.std), derivative=bool(pyg_model.derivative), vector_cutoff=False,
-        isolated_atom_reference=False,
+        isolated_atom_reference=False, vector_norm_eps=0.0,
     )  # fmt: skip
     ref = next(pyg_model.parameters())
     model = model.to(dtype=ref.dtype, device=ref.device)

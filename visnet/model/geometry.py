@@ -14,12 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-
-def safe_norm(x: Tensor, dim: int, keepdim: bool = False) -> Tensor:
-    """Euclidean norm along ``dim`` whose gradient (and second derivative) is 0, not NaN, at 0."""
-    sq = (x * x).sum(dim=dim, keepdim=keepdim)
-    positive = sq > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, sq, torch.ones_like(sq))), torch.zeros_like(sq))
+from visnet.model.norms import safe_norm
 
 
 def num_direction_units(lmax: int) -> int:

@@ -11,7 +11,7 @@ import torch
 from ase.data import atomic_masses
 from torch import Tensor, nn
 
-from visnet.model.geometry import safe_norm
+from visnet.model.norms import VECTOR_NORM_EPS, safe_norm, smooth_norm
 from visnet.model.scatter import scatter_sum
 
 
@@ -23,6 +23,7 @@ class GatedEquivariantBlock(nn.Module):
         out_channels: output channels.
         intermediate_channels: width of the scalar MLP (default H).
         scalar_activation: SiLU on the scalar output.
+        norm_eps: smoothing radius of the vector norm (``visnet.model.norms``; 0: exact, as PyG).
     """
 
     def __init__(
@@ -31,9 +32,11 @@ class GatedEquivariantBlock(nn.Module):
         out_channels: int,
         intermediate_channels: int | None = None,
         scalar_activation: bool = False,
+        norm_eps: float = VECTOR_NORM_EPS,
     ) -> None:
         super().__init__()
         self.out_channels = out_channels
+        self.norm_eps = norm_eps
         intermediate_channels = intermediate_channels or hidden_channels
         self.vec1_proj = nn.Linear(hidden_channels, hidden_channels, bias=False)
         self.vec2_proj = nn.Linear(hidden_channels, out_channels, bias=False)
@@ -53,7 +56,7 @@ class GatedEquivariantBlock(nn.Module):
 
     def forward(self, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """x (N, H), v (N, M, H) -> x (N, out), v (N, M, out)."""
-        vec1 = safe_norm(self.vec1_proj(v), dim=-2)
+        vec1 = smooth_norm(self.vec1_proj(v), dim=-2, eps=self.norm_eps)  # exact |v| would put a cusp at symmetric centres
         vec2 = self.vec2_proj(v)
         x, gate = torch.split(self.update_net(torch.cat([x, vec1], dim=-1)), self.out_channels, dim=-1)
         return self.act(x), gate.unsqueeze(1) * vec2
@@ -62,12 +65,12 @@ class GatedEquivariantBlock(nn.Module):
 class _GatedHead(nn.Module):
     """Two gated equivariant blocks H -> H/2 -> out_channels."""
 
-    def __init__(self, hidden_channels: int, out_channels: int = 1) -> None:
+    def __init__(self, hidden_channels: int, out_channels: int = 1, norm_eps: float = VECTOR_NORM_EPS) -> None:
         super().__init__()
         self.output_network = nn.ModuleList(
             [
-                GatedEquivariantBlock(hidden_channels, hidden_channels // 2, scalar_activation=True),
-                GatedEquivariantBlock(hidden_channels // 2, out_channels),
+                GatedEquivariantBlock(hidden_channels, hidden_channels // 2, scalar_activation=True, norm_eps=norm_eps),
+                GatedEquivariantBlock(hidden_channels // 2, out_channels, norm_eps=norm_eps),
             ]
         )
 
@@ -89,8 +92,8 @@ class EquivariantScalar(_GatedHead):
 
     is_vector = False
 
-    def __init__(self, hidden_channels: int) -> None:
-        super().__init__(hidden_channels, 1)
+    def __init__(self, hidden_channels: int, norm_eps: float = VECTOR_NORM_EPS) -> None:
+        super().__init__(hidden_channels, 1, norm_eps)
 
     def pre_reduce(self, x: Tensor, v: Tensor, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
         out, _ = self._run(x, v)
@@ -102,7 +105,7 @@ class Scalar(nn.Module):
 
     is_vector = False
 
-    def __init__(self, hidden_channels: int) -> None:
+    def __init__(self, hidden_channels: int, norm_eps: float = VECTOR_NORM_EPS) -> None:
         super().__init__()
         self.output_network = nn.Sequential(
             nn.Linear(hidden_channels, hidden_channels // 2), nn.SiLU(), nn.Linear(hidden_channels // 2, 1)
@@ -128,8 +131,8 @@ def _center_of_mass(masses: Tensor, pos: Tensor, batch: Tensor, num_graphs: int)
 
 
 class _MassHead(_GatedHead):
-    def __init__(self, hidden_channels: int, max_z: int) -> None:
-        super().__init__(hidden_channels, 1)
+    def __init__(self, hidden_channels: int, max_z: int, norm_eps: float = VECTOR_NORM_EPS) -> None:
+        super().__init__(hidden_channels, 1, norm_eps)
         masses = torch.zeros(max_z)
         n = min(max_z, len(atomic_masses))
         masses[:n] = torch.as_tensor(atomic_masses[:n], dtype=torch.float32)
@@ -176,8 +179,8 @@ class EquivariantVectorOutput(_GatedHead):
     is_vector = True
     per_atom = True
 
-    def __init__(self, hidden_channels: int) -> None:
-        super().__init__(hidden_channels, 1)
+    def __init__(self, hidden_channels: int, norm_eps: float = VECTOR_NORM_EPS) -> None:
+        super().__init__(hidden_channels, 1, norm_eps)
 
     def pre_reduce(self, x: Tensor, v: Tensor, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
         _, vec = self._run(x, v)
@@ -194,12 +197,14 @@ HEADS = {
 }
 
 
-def build_head(name: str, hidden_channels: int, max_z: int) -> nn.Module:
-    """Head by name: one of ``HEADS``."""
+def build_head(name: str, hidden_channels: int, max_z: int, norm_eps: float = VECTOR_NORM_EPS) -> nn.Module:
+    """Head by name: one of ``HEADS``; ``norm_eps`` smooths the gated blocks' vector norms."""
     if name not in HEADS:
         raise ValueError(f"output_head must be one of {sorted(HEADS)}, got {name!r}")
     cls = HEADS[name]
-    return cls(hidden_channels, max_z) if issubclass(cls, _MassHead) else cls(hidden_channels)
+    if issubclass(cls, _MassHead):
+        return cls(hidden_channels, max_z, norm_eps)
+    return cls(hidden_channels, norm_eps)
 
 
 class Atomref(nn.Module):

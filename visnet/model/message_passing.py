@@ -8,6 +8,7 @@ from torch.utils.checkpoint import checkpoint
 
 from visnet.model.geometry import rejection_dot, vector_self_product
 from visnet.model.normalization import VecLayerNorm
+from visnet.model.norms import VECTOR_NORM_EPS
 from visnet.model.scatter import scatter_sum
 
 
@@ -34,6 +35,7 @@ class ViSMPLayer(nn.Module):
         vertex: PyG's ``ViS_MP_Vertex`` edge update (adds a second rejection term).
         vector_cutoff: multiply vector messages by the cutoff so energy is continuous at r_c
             (fix over the reference; False reproduces PyG / the official code).
+        vector_norm_eps: smoothing radius of VecLayerNorm's norms (0: exact, as the reference).
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class ViSMPLayer(nn.Module):
         last_layer: bool = False,
         vertex: bool = False,
         vector_cutoff: bool = True,
+        vector_norm_eps: float = VECTOR_NORM_EPS,
     ) -> None:
         super().__init__()
         if hidden_channels % num_heads != 0:
@@ -58,7 +61,7 @@ class ViSMPLayer(nn.Module):
 
         h = hidden_channels
         self.layernorm = nn.LayerNorm(h)
-        self.vec_layernorm = VecLayerNorm(h, trainable=trainable_vecnorm, norm_type=vecnorm_type)
+        self.vec_layernorm = VecLayerNorm(h, trainable=trainable_vecnorm, norm_type=vecnorm_type, norm_eps=vector_norm_eps)
         self.act = nn.SiLU()
         self.vec_proj = nn.Linear(h, 3 * h, bias=False)
         self.q_proj = nn.Linear(h, h)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from visnet.model.geometry import safe_norm
+from visnet.model.norms import VECTOR_NORM_EPS, smooth_floor
 
 VECNORM_TYPES = ("none", "max_min", "rms")
+# Floor of the exact norms when ``norm_eps=0`` (the reference code's clamp).
+EXACT_FLOOR = 1e-12
 
 
 class VecLayerNorm(nn.Module):
@@ -21,16 +23,23 @@ class VecLayerNorm(nn.Module):
         hidden_channels: H.
         trainable: make the per-channel weight (H,) trainable.
         norm_type: "none" (or None), "max_min" or "rms".
+        norm_eps: smoothing radius of the vector norms (``visnet.model.norms``); 0 reproduces the
+            reference code exactly (a non-smooth point wherever the vectors vanish).
     """
 
-    eps = 1e-12
-
-    def __init__(self, hidden_channels: int, trainable: bool = False, norm_type: str | None = "max_min") -> None:
+    def __init__(
+        self,
+        hidden_channels: int,
+        trainable: bool = False,
+        norm_type: str | None = "max_min",
+        norm_eps: float = VECTOR_NORM_EPS,
+    ) -> None:
         super().__init__()
         norm_type = "none" if norm_type is None else norm_type
         if norm_type not in VECNORM_TYPES:
             raise ValueError(f"vecnorm_type must be one of {VECNORM_TYPES} or None, got {norm_type!r}")
         self.norm_type = norm_type
+        self.norm_eps = norm_eps
         weight = torch.ones(hidden_channels)
         if trainable:
             self.weight = nn.Parameter(weight)
@@ -42,18 +51,27 @@ class VecLayerNorm(nn.Module):
             self.weight.fill_(1.0)
 
     def _max_min(self, vec: Tensor) -> Tensor:
-        dist = safe_norm(vec, dim=1, keepdim=True).clamp(min=self.eps)  # (N, 1, H)
+        # Smooth norms (exact above VECTOR_NORM_EPS): with exact ones the output at v -> 0 depends on
+        # the direction of approach (a discontinuity at symmetric centres, not just a cusp).
+        eps = self.norm_eps
+        dist = smooth_floor((vec * vec).sum(dim=1, keepdim=True), eps)  # (N, 1, H)
+        if eps <= 0:
+            dist = dist.clamp(min=EXACT_FLOOR)
         direct = vec / dist
         max_val = dist.amax(dim=-1, keepdim=True)
         min_val = dist.amin(dim=-1, keepdim=True)
         delta = max_val - min_val
-        delta = torch.where(delta == 0, torch.ones_like(delta), delta)
+        if eps > 0:
+            delta = smooth_floor(delta * delta, eps)  # = delta unless all channel norms agree within eps
+        else:
+            delta = torch.where(delta == 0, torch.ones_like(delta), delta)
         return torch.relu((dist - min_val) / delta) * direct
 
     def _rms(self, vec: Tensor) -> Tensor:
-        dist = safe_norm(vec, dim=1).clamp(min=self.eps)  # (N, H)
-        rms = torch.sqrt(torch.mean(dist * dist, dim=-1))
-        return vec / rms.view(-1, 1, 1)
+        mean_sq = (vec * vec).sum(dim=1).mean(dim=-1)  # (N,)
+        if self.norm_eps <= 0:
+            return vec / torch.sqrt(mean_sq).clamp(min=EXACT_FLOOR).view(-1, 1, 1)
+        return vec / smooth_floor(mean_sq, self.norm_eps).view(-1, 1, 1)  # exact rms above eps, smooth at 0
 
     def _normalise_block(self, vec: Tensor) -> Tensor:
         if self.norm_type == "max_min":

@@ -10,6 +10,7 @@ from visnet.model.embedding import EdgeEmbedding, NeighborEmbedding
 from visnet.model.geometry import EdgeGeometry, num_direction_units
 from visnet.model.message_passing import ViSMPLayer
 from visnet.model.normalization import VecLayerNorm
+from visnet.model.norms import VECTOR_NORM_EPS
 from visnet.model.radial import RBF_CLASSES, CosineCutoff
 
 
@@ -40,6 +41,7 @@ class ViSNetRepresentation(nn.Module):
         max_z: size of the element tables (atomic numbers 1..max_z−1).
         vertex: PyG's vertex edge update.
         vector_cutoff: cutoff on vector messages (energy continuous at r_c).
+        vector_norm_eps: smoothing radius of the vector norms in VecLayerNorm (0: exact).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class ViSNetRepresentation(nn.Module):
         max_z: int = 100,
         vertex: bool = False,
         vector_cutoff: bool = True,
+        vector_norm_eps: float = VECTOR_NORM_EPS,
     ) -> None:
         super().__init__()
         if lmax not in (1, 2):
@@ -79,11 +82,14 @@ class ViSNetRepresentation(nn.Module):
                 last_layer=(i == num_layers - 1),
                 vertex=vertex,
                 vector_cutoff=vector_cutoff,
+                vector_norm_eps=vector_norm_eps,
             )
             for i in range(num_layers)
         )
         self.out_norm = nn.LayerNorm(hidden_channels)
-        self.vec_out_norm = VecLayerNorm(hidden_channels, trainable=trainable_vecnorm, norm_type=vecnorm_type)
+        self.vec_out_norm = VecLayerNorm(
+            hidden_channels, trainable=trainable_vecnorm, norm_type=vecnorm_type, norm_eps=vector_norm_eps
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from visnet.model.geometry import EdgeGeometry, edge_geometry
 from visnet.model.heads import Atomref, build_head
+from visnet.model.norms import VECTOR_NORM_EPS
 from visnet.model.representation import ViSNetRepresentation
 from visnet.model.scatter import scatter_mean, scatter_sum
 from visnet.model import validation
@@ -48,6 +49,10 @@ class ViSNet(nn.Module):
         isolated_atom_reference: subtract the network's output for each element's isolated atom,
             so an atom with no neighbours gets exactly its atom reference (the atomrefs are then
             free-atom energies and separated fragments add up). Default True (False in from_pyg).
+        vector_norm_eps: smoothing radius of the norms of learned vectors (output head,
+            VecLayerNorm): exact above it, C2-smooth at zero, so energies have no cusp and forces
+            stay −dE/dR where symmetry makes vector features vanish. Default 3e-2; 0 is the
+            reference code's exact norm (``from_pyg`` sets 0 for bit-level parity).
     """
 
     def __init__(
@@ -73,18 +78,22 @@ class ViSNet(nn.Module):
         output_head: str = "energy",
         output_key: str = "energy",
         isolated_atom_reference: bool = True,
+        vector_norm_eps: float = VECTOR_NORM_EPS,
     ) -> None:
         super().__init__()
         if reduce_op not in ("sum", "mean"):
             raise ValueError(f"reduce_op must be 'sum' or 'mean', got {reduce_op!r}")
         if cutoff <= 0:
             raise ValueError(f"cutoff must be positive, got {cutoff}")
+        if not vector_norm_eps >= 0:
+            raise ValueError(f"vector_norm_eps must be >= 0, got {vector_norm_eps}")
         self.hparams: dict[str, Any] = dict(
             lmax=lmax, vecnorm_type=vecnorm_type, trainable_vecnorm=trainable_vecnorm, num_heads=num_heads,
             num_layers=num_layers, hidden_channels=hidden_channels, num_rbf=num_rbf, trainable_rbf=trainable_rbf,
             max_z=max_z, cutoff=float(cutoff), vertex=vertex, reduce_op=reduce_op, mean=float(mean), std=float(std),
             derivative=derivative, vector_cutoff=vector_cutoff, rbf_type=rbf_type, output_head=output_head,
             output_key=output_key, isolated_atom_reference=isolated_atom_reference,
+            vector_norm_eps=float(vector_norm_eps),
         )  # fmt: skip
         self.lmax = lmax
         self.max_z = max_z
@@ -98,8 +107,9 @@ class ViSNet(nn.Module):
             hidden_channels=hidden_channels, num_layers=num_layers, num_rbf=num_rbf, rbf_type=rbf_type,
             trainable_rbf=trainable_rbf, cutoff=cutoff, lmax=lmax, num_heads=num_heads, vecnorm_type=vecnorm_type,
             trainable_vecnorm=trainable_vecnorm, max_z=max_z, vertex=vertex, vector_cutoff=vector_cutoff,
+            vector_norm_eps=vector_norm_eps,
         )  # fmt: skip
-        self.output_model = build_head(output_head, hidden_channels, max_z)
+        self.output_model = build_head(output_head, hidden_channels, max_z, vector_norm_eps)
         self.prior_model = Atomref(None if atomref is None else torch.as_tensor(atomref), max_z)
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))

@@ -1,4 +1,10 @@
-"""Training callbacks: exponential moving average of the weights.
+"""Training callbacks: a checkpoint callback whose ``last.ckpt`` is really the last, and an
+exponential moving average of the weights.
+
+``RunCheckpoint``: Lightning 2.6's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only
+when a top-k checkpoint is written at the same step (a change from earlier releases; see
+openclimatefix/pvnet#544), so with ``save_top_k=1`` ``last.ckpt`` is a copy of the *best* epoch and
+``visnet fit --ckpt_path last`` silently resumed from there, throwing the later epochs away.
 
 ``EMA`` is Lightning's own ``EMAWeightAveraging`` (``lightning.pytorch.callbacks``): validation,
 checkpoints and the exported model use the averaged weights; training continues on the raw ones.
@@ -12,7 +18,32 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` that also writes ``last.ckpt`` after every validation (same arguments).
+
+    Uses ModelCheckpoint's own ``_save_last_checkpoint`` (atomic overwrite, version counter, state
+    for resuming); only the decision *when* to call it changes.
+    """
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._write_last(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._write_last(trainer)
+
+    def _write_last(self, trainer: pl.Trainer) -> None:
+        if not self.save_last or trainer.sanity_checking or bool(trainer.fast_dev_run):
+            return
+        if trainer.state.fn != "fit" or self._last_global_step_saved == trainer.global_step:
+            return  # nothing new since the last write (the parent saved last at this step)
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class EMA(EMAWeightAveraging):

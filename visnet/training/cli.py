@@ -32,13 +32,14 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from visnet.checkpoint import read_checkpoint
 from visnet.data.cache import atomic_savez
 from visnet.data.datamodule import ViSNetDataModule
+from visnet.training.callbacks import RunCheckpoint
 from visnet.training.export import export_best
 from visnet.training.module import ViSNetModule
 
@@ -82,7 +83,7 @@ class ViSNetCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.target", "model.target")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({f"checkpoint.{k}": v for k, v in CHECKPOINT_DEFAULTS.items()})
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults({f"early_stopping.{k}": v for k, v in EARLY_STOPPING_DEFAULTS.items()})
