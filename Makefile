@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh clone:
 #   make demo   - create .venv, install, run a short NVT simulation of aspirin with the bundled model
-#   make test   - create .venv, install, run the test suite (fast tests; `make test-all` adds slow ones)
+#   make test   - create .venv, install, check formatting and lint (ruff), run the test suite
+#                 (fast tests; `make test-all` adds slow ones)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +10,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo lint test test-all bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +23,11 @@ setup: $(VENV)/.installed
 demo: setup
 	$(PY) md/demo.py
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+test: setup lint
 	@$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is missing or every test was deselected"; fi; \
 	exit $$rc

@@ -7,8 +7,19 @@ import sys
 
 from visnet.dynamics.cli import main
 
-DEMO = ["aspirin", "--ensemble", "langevin", "--temperature", "300", "--timestep", "0.5", "--steps", "1000",
-        "--output-dir", "outputs/demo"]  # fmt: skip
+DEMO = [
+    "aspirin",
+    "--ensemble",
+    "langevin",
+    "--temperature",
+    "300",
+    "--timestep",
+    "0.5",
+    "--steps",
+    "1000",
+    "--output-dir",
+    "outputs/demo",
+]
 
 if __name__ == "__main__":
     sys.exit(main([*DEMO, *sys.argv[1:]]))

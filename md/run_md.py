@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Molecular dynamics with a ViSNet model: the same options as ``visnet md`` (see --help).
 
-    python md/run_md.py aspirin --ensemble langevin --temperature 300 --steps 2000
-    python md/run_md.py "CC(=O)Nc1ccc(O)cc1" --ensemble bussi --temperature 500 --model my_model.pt
+python md/run_md.py aspirin --ensemble langevin --temperature 300 --steps 2000
+python md/run_md.py "CC(=O)Nc1ccc(O)cc1" --ensemble bussi --temperature 500 --model my_model.pt
 """
 
 import sys

@@ -126,6 +126,7 @@ def run_case(case: dict) -> dict:
         forces = lambda out: out["forces"]  # noqa: E731
 
     if task == "energy":
+
         def step():
             with torch.no_grad():
                 call()
@@ -187,10 +188,19 @@ def neighbor_rows() -> list[str]:
         for method in ("dense", "cell_list", "vesin", "auto"):
             if method == "dense" and n > 5000:
                 continue
-            timings[method] = _timed(lambda: radius_graph(pos, 5.0, cell=cell, pbc=torch.ones(3, dtype=torch.bool), method=method), 3, 10)
+            timings[method] = _timed(
+                lambda pos=pos, cell=cell, method=method: radius_graph(
+                    pos, 5.0, cell=cell, pbc=torch.ones(3, dtype=torch.bool), method=method
+                ),
+                3,
+                10,
+            )
         if n <= 2000:
-            timings["ase"] = _timed(lambda: neighbor_list("ij", atoms, 5.0), 3, 10)
-        cols = " | ".join(f"{timings[k] * 1e3:.0f} ms" if k in timings else "—" for k in ("auto", "cell_list", "dense", "vesin", "ase"))
+            timings["ase"] = _timed(lambda atoms=atoms: neighbor_list("ij", atoms, 5.0), 3, 10)
+        cols = " | ".join(
+            f"{timings[k] * 1e3:.0f} ms" if k in timings else "—"
+            for k in ("auto", "cell_list", "dense", "vesin", "ase")
+        )
         ratio = f"{timings['ase'] / timings['auto']:.1f}×" if "ase" in timings else "ASE out of memory (DESIGN.md)"
         rows.append(f"| {len(atoms):,} | {cols} | {ratio} |")
     return rows
@@ -231,16 +241,29 @@ def report(results: list[dict], nl_rows: list[str]) -> str:
         "",
     ]
     for config, params in CONFIGS.items():
-        lines += [f"## `{config}` config: {params}", "",
-                  "| threads | system | task | ours | PyG ViSNet | speed-up | memory ratio |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
-        for key in sorted({k[1:4] for k in index if k[0] == config}, key=lambda k: (k[0], ["aspirin", "32 aspirins", "water 1,029"].index(k[1]), k[2])):
+        lines += [
+            f"## `{config}` config: {params}",
+            "",
+            "| threads | system | task | ours | PyG ViSNet | speed-up | memory ratio |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for key in sorted(
+            {k[1:4] for k in index if k[0] == config},
+            key=lambda k: (k[0], ["aspirin", "32 aspirins", "water 1,029"].index(k[1]), k[2]),
+        ):
             ours, pyg = index.get((config, *key, "ours")), index.get((config, *key, "pyg"))
-            lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {fmt(ours)} | {fmt(pyg)} | {ratio(ours, pyg, 'seconds')} | {ratio(ours, pyg, 'peak_gb')} |")
+            lines.append(
+                f"| {key[0]} | {key[1]} | {key[2]} | {fmt(ours)} | {fmt(pyg)} | {ratio(ours, pyg, 'seconds')} | {ratio(ours, pyg, 'peak_gb')} |"
+            )
         lines.append("")
-    lines += ["## Neighbour list (periodic water, cutoff 5 Å, 1 thread)", "",
-              "| atoms | ours (auto) | cell list | dense | vesin | ASE `neighbor_list` | ASE ÷ ours |",
-              "|---|---|---|---|---|---|---|", *nl_rows, ""]  # fmt: skip
+    lines += [
+        "## Neighbour list (periodic water, cutoff 5 Å, 1 thread)",
+        "",
+        "| atoms | ours (auto) | cell list | dense | vesin | ASE `neighbor_list` | ASE ÷ ours |",
+        "|---|---|---|---|---|---|---|",
+        *nl_rows,
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -252,7 +275,7 @@ def kept_analysis(path: Path) -> str:
     if not path.is_file():
         return ""
     text = path.read_text()
-    return "\n" + text[text.index(ANALYSIS_MARKER):] if ANALYSIS_MARKER in text else ""
+    return "\n" + text[text.index(ANALYSIS_MARKER) :] if ANALYSIS_MARKER in text else ""
 
 
 def main() -> None:

@@ -15,15 +15,24 @@ import os
 from pathlib import Path
 
 import numpy as np
-from ase import Atoms
-from ase import units
+from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
 REPO = Path(__file__).resolve().parents[1]
 XTB_DIR = REPO.parent / "shared" / "data" / "xtb"
-MOLECULES = ("aspirin", "azobenzene", "benzene", "ethanol", "malonaldehyde", "naphthalene", "paracetamol",
-             "salicylic_acid", "toluene", "uracil")  # fmt: skip
+MOLECULES = (
+    "aspirin",
+    "azobenzene",
+    "benzene",
+    "ethanol",
+    "malonaldehyde",
+    "naphthalene",
+    "paracetamol",
+    "salicylic_acid",
+    "toluene",
+    "uracil",
+)
 KCAL_PER_MOL = units.kcal / units.mol  # eV
 
 

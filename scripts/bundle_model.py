@@ -31,8 +31,22 @@ def main() -> None:
     parser.add_argument("--format", default="auto")
     args = parser.parse_args()
 
-    metrics = evaluate(parse_args(["--model", str(args.run / "model.pt"), "--data", args.data, "--split", "test",
-                                   "--run-dir", str(args.run), "--format", args.format]))  # fmt: skip
+    metrics = evaluate(
+        parse_args(
+            [
+                "--model",
+                str(args.run / "model.pt"),
+                "--data",
+                args.data,
+                "--split",
+                "test",
+                "--run-dir",
+                str(args.run),
+                "--format",
+                args.format,
+            ]
+        )
+    )
     model = load_model(args.run / "model.pt")
     card = {
         "name": args.name,
@@ -46,8 +60,7 @@ def main() -> None:
     }
     PRETRAINED.mkdir(exist_ok=True)
     # Re-save through save_model: a clean file with the card's facts in its metadata.
-    target = save_model(model, PRETRAINED / f"{args.name}.pt", model_card=f"{args.name}.json",
-                        valid_for=args.valid_for)  # fmt: skip
+    target = save_model(model, PRETRAINED / f"{args.name}.pt", model_card=f"{args.name}.json", valid_for=args.valid_for)
     tmp = PRETRAINED / f".{args.name}.json.tmp"
     tmp.write_text(json.dumps(card, indent=2, default=str) + "\n")
     os.replace(tmp, PRETRAINED / f"{args.name}.json")

@@ -76,8 +76,12 @@ def _single_point(case: dict, atoms) -> tuple[float, float, int]:
         atoms.calc = ViSNetCalculator(model, device="cpu", dtype=case["dtype"])
         return atoms.get_potential_energy(), float(np.abs(atoms.get_forces()).max()), edges
     dtype = getattr(torch, case["dtype"])
-    out = model(torch.as_tensor(atoms.numbers), torch.as_tensor(atoms.positions, dtype=dtype),
-                cell=cell.to(dtype), pbc=torch.ones(3, dtype=torch.bool))  # fmt: skip
+    out = model(
+        torch.as_tensor(atoms.numbers),
+        torch.as_tensor(atoms.positions, dtype=dtype),
+        cell=cell.to(dtype),
+        pbc=torch.ones(3, dtype=torch.bool),
+    )
     return out["energy"].item(), out["forces"].abs().max().item(), edges
 
 
@@ -91,8 +95,16 @@ def run_case(case: dict) -> dict:
     start = time.perf_counter()
     energy, max_force, edges = _single_point(case, atoms)
     seconds = time.perf_counter() - start
-    return {**case, "atoms": len(atoms), "edges": edges, "seconds": seconds, "peak_gb": _vm_hwm_gb(),
-            "baseline_gb": baseline, "energy": energy, "max_force": max_force}  # fmt: skip
+    return {
+        **case,
+        "atoms": len(atoms),
+        "edges": edges,
+        "seconds": seconds,
+        "peak_gb": _vm_hwm_gb(),
+        "baseline_gb": baseline,
+        "energy": energy,
+        "max_force": max_force,
+    }
 
 
 # ----------------------------------------------------------------------------- driver
@@ -120,8 +132,10 @@ def markdown(results: list[dict], threads: int) -> str:
         if "error" in r:
             lines.append(f"| {r['entry']} | {r['dtype']} | – | – | {r['error']} |")
         else:
-            lines.append(f"| {r['entry']} | {r['dtype']} | {r['edges']:,} | {r['seconds']:.1f} | "
-                         f"{r['peak_gb']:.2f} ({r['baseline_gb']:.2f}) |")  # fmt: skip
+            lines.append(
+                f"| {r['entry']} | {r['dtype']} | {r['edges']:,} | {r['seconds']:.1f} | "
+                f"{r['peak_gb']:.2f} ({r['baseline_gb']:.2f}) |"
+            )
     return "\n".join(lines)
 
 
@@ -130,9 +144,13 @@ def main() -> None:
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--atoms", type=int, default=10_000)
     parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 2))
-    parser.add_argument("--memory-cap", type=float, default=20.0,
-                        help="GB of resident memory at which a case is stopped (below the machine's RAM, so the "
-                        "kernel's OOM killer never has to pick a process)")
+    parser.add_argument(
+        "--memory-cap",
+        type=float,
+        default=20.0,
+        help="GB of resident memory at which a case is stopped (below the machine's RAM, so the "
+        "kernel's OOM killer never has to pick a process)",
+    )
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))), flush=True)

@@ -44,9 +44,21 @@ def benzene_box(nx: int = 6, ny: int = 5, nz: int = 3) -> Atoms:
 
 
 def steps_per_second(atoms: Atoms, dtype: str, steps: int) -> float:
-    config = MDConfig(ensemble="langevin", temperature=300, steps=steps, dtype=dtype, progress=False, plots=False,
-                      output_dir=Path(tempfile.mkdtemp()), log_interval=steps, traj_interval=steps,
-                      max_temperature=10_000, max_force=1e6, min_distance=0.1, threads=1)  # fmt: skip
+    config = MDConfig(
+        ensemble="langevin",
+        temperature=300,
+        steps=steps,
+        dtype=dtype,
+        progress=False,
+        plots=False,
+        output_dir=Path(tempfile.mkdtemp()),
+        log_interval=steps,
+        traj_interval=steps,
+        max_temperature=10_000,
+        max_force=1e6,
+        min_distance=0.1,
+        threads=1,
+    )
     result = run_md(config, atoms=atoms.copy())
     return result.steps_done / result.wall_time
 
@@ -80,9 +92,20 @@ def calculator_overhead(atoms: Atoms, repeats: int = 50) -> tuple[float, float]:
 
 
 def nve_drift(dtype: str, steps: int) -> str:
-    config = MDConfig(structure="aspirin", ensemble="nve", temperature=300, timestep=0.25, steps=steps, dtype=dtype,
-                      progress=False, plots=False, output_dir=Path(tempfile.mkdtemp()), log_interval=10,
-                      traj_interval=steps, threads=1)  # fmt: skip
+    config = MDConfig(
+        structure="aspirin",
+        ensemble="nve",
+        temperature=300,
+        timestep=0.25,
+        steps=steps,
+        dtype=dtype,
+        progress=False,
+        plots=False,
+        output_dir=Path(tempfile.mkdtemp()),
+        log_interval=10,
+        traj_interval=steps,
+        threads=1,
+    )
     result = run_md(config)
     return result.drift.report() if result.drift else result.message or "no drift estimate"
 
@@ -90,14 +113,26 @@ def nve_drift(dtype: str, steps: int) -> str:
 def stability(steps: int) -> list[str]:
     rows = []
     for name in sorted(named_structures()):
-        config = MDConfig(structure=name, ensemble="langevin", temperature=500, timestep=0.5, steps=steps,
-                          progress=False, plots=False, output_dir=Path(tempfile.mkdtemp()), log_interval=20,
-                          traj_interval=steps, threads=1)  # fmt: skip
+        config = MDConfig(
+            structure=name,
+            ensemble="langevin",
+            temperature=500,
+            timestep=0.5,
+            steps=steps,
+            progress=False,
+            plots=False,
+            output_dir=Path(tempfile.mkdtemp()),
+            log_interval=20,
+            traj_interval=steps,
+            threads=1,
+        )
         result = run_md(config)
         temps = result.thermo["temperature"]
         status = "stable" if result.completed else f"stopped: {result.message}"
-        rows.append(f"| {name} | {result.steps_done * 0.5 / 1000:.2f} | {np.mean(temps[len(temps) // 5:]):.0f} | "
-                    f"{np.max(temps):.0f} | {status} |")  # fmt: skip
+        rows.append(
+            f"| {name} | {result.steps_done * 0.5 / 1000:.2f} | {np.mean(temps[len(temps) // 5 :]):.0f} | "
+            f"{np.max(temps):.0f} | {status} |"
+        )
     return rows
 
 
@@ -105,23 +140,40 @@ def report(args: argparse.Namespace) -> str:
     torch.set_num_threads(1)
     aspirin = load_structure("aspirin")
     box = benzene_box()
-    lines = [START, "## Molecular dynamics with the bundled default model (1 thread, Langevin 300 K, 0.5 fs)", "",
-             "| system | atoms | float64 steps/s | float32 steps/s |", "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        START,
+        "## Molecular dynamics with the bundled default model (1 thread, Langevin 300 K, 0.5 fs)",
+        "",
+        "| system | atoms | float64 steps/s | float32 steps/s |",
+        "|---|---|---|---|",
+    ]
     for label, atoms, steps in (("aspirin", aspirin, 400), ("benzene box (periodic)", box, 10)):
         f64, f32 = (steps_per_second(atoms, dtype, steps) for dtype in ("float64", "float32"))
         lines.append(f"| {label} | {len(atoms)} | {f64:.3g} | {f32:.3g} |")
     bare, calc = calculator_overhead(aspirin)
-    lines += ["", f"Calculator overhead (aspirin, float64, forces recomputed every call): bare model call (building its neighbour list, as `model(z, pos)` does) "
-              f"{bare:.2f} ms, through `ViSNetCalculator` (Verlet list reused) {calc:.2f} ms: **{(calc / bare - 1) * 100:+.1f} %** "
-              "(goal ≤ 10 %).", ""]  # fmt: skip
-    lines += ["NVE energy drift (aspirin from 300 K, 0.25 fs, "
-              f"{args.nve_steps} steps, linear fit of total energy vs time):", ""]  # fmt: skip
+    lines += [
+        "",
+        f"Calculator overhead (aspirin, float64, forces recomputed every call): bare model call (building its neighbour list, as `model(z, pos)` does) "
+        f"{bare:.2f} ms, through `ViSNetCalculator` (Verlet list reused) {calc:.2f} ms: **{(calc / bare - 1) * 100:+.1f} %** "
+        "(goal ≤ 10 %).",
+        "",
+    ]
+    lines += [
+        f"NVE energy drift (aspirin from 300 K, 0.25 fs, {args.nve_steps} steps, linear fit of total energy vs time):",
+        "",
+    ]
     for dtype in ("float64", "float32"):
         lines.append(f"* {dtype}: {nve_drift(dtype, args.nve_steps)}")
-    lines += ["", f"Stability: Langevin 500 K, 0.5 fs, {args.stability_steps} steps, blow-up guard on "
-              "(forces > 50 eV/Å, atoms < 0.5 Å apart, T > 2,000 K):", "",
-              "| molecule | ps | mean T (K, after 20 %) | max T (K) | result |", "|---|---|---|---|---|",
-              *stability(args.stability_steps), END]  # fmt: skip
+    lines += [
+        "",
+        f"Stability: Langevin 500 K, 0.5 fs, {args.stability_steps} steps, blow-up guard on "
+        "(forces > 50 eV/Å, atoms < 0.5 Å apart, T > 2,000 K):",
+        "",
+        "| molecule | ps | mean T (K, after 20 %) | max T (K) | result |",
+        "|---|---|---|---|---|",
+        *stability(args.stability_steps),
+        END,
+    ]
     return "\n".join(lines)
 
 

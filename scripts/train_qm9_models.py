@@ -44,9 +44,19 @@ from visnet.bundles import read_bundle, write_bundle  # noqa: E402
 TARGETS = ("U0", "homo", "lumo", "gap", "mu")
 DEFAULT_DATA = "../shared/data/qm9/qm9_full.npz"
 SMOKE_OVERRIDES = [
-    "--data.num_train", "200", "--data.num_val", "50", "--data.num_test", "50", "--trainer.max_epochs", "1",
-    "--model.lr_warmup_steps", "5", "--trainer.enable_progress_bar", "false",
-]  # fmt: skip
+    "--data.num_train",
+    "200",
+    "--data.num_val",
+    "50",
+    "--data.num_test",
+    "50",
+    "--trainer.max_epochs",
+    "1",
+    "--model.lr_warmup_steps",
+    "5",
+    "--trainer.enable_progress_bar",
+    "false",
+]
 BUNDLE_NAME = "qm9"
 DESCRIPTION = (
     "Small ViSNet models (64 channels, 3 layers, lmax 2), one per QM9 property, each trained for at most "
@@ -59,13 +69,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), help="QM9 targets to train")
     parser.add_argument("--data", default=DEFAULT_DATA, help="QM9 npz (relative paths: from the repository root)")
-    parser.add_argument("--out", default=None, help="folder for runs/ and pretrained/ (default: runs/qm9_bundle "
-                        "and visnet/pretrained; --smoke: a new temporary folder)")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="folder for runs/ and pretrained/ (default: runs/qm9_bundle "
+        "and visnet/pretrained; --smoke: a new temporary folder)",
+    )
     parser.add_argument("--runs-dir", default=None, help="training runs (default runs/qm9_bundle)")
-    parser.add_argument("--pretrained-dir", default=None,
-                        help="where the models and qm9.json go (default visnet/pretrained)")  # fmt: skip
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny run (200 molecules, 1 epoch) into a temporary folder")  # fmt: skip
+    parser.add_argument(
+        "--pretrained-dir", default=None, help="where the models and qm9.json go (default visnet/pretrained)"
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny run (200 molecules, 1 epoch) into a temporary folder"
+    )
     parser.add_argument("--skip-fit", action="store_true", help="only evaluate and bundle existing runs")
     parser.add_argument("fit_args", nargs="*", help="after --: extra `visnet fit` arguments")
     return parser.parse_args(argv)
@@ -98,9 +114,11 @@ def fit(target: str, data: str, run_dir: Path, extra: list[str]) -> Path:
     config = REPO / "configs" / f"qm9_{target}_cpu.yaml"
     if not config.is_file():
         raise FileNotFoundError(f"no config for target {target!r}: {config}")
-    run(visnet_command(
-        "fit", "--config", str(config), "--data.path", data, "--trainer.default_root_dir", str(run_dir), *extra
-    ))  # fmt: skip
+    run(
+        visnet_command(
+            "fit", "--config", str(config), "--data.path", data, "--trainer.default_root_dir", str(run_dir), *extra
+        )
+    )
     model = run_dir / "model.pt"
     if not model.is_file():
         raise FileNotFoundError(f"training of {target} exported no model: {model} is missing")
@@ -110,9 +128,11 @@ def fit(target: str, data: str, run_dir: Path, extra: list[str]) -> Path:
 def evaluate(run_dir: Path, data: str) -> dict[str, Any]:
     """Held-out test metrics of the run's model (``visnet evaluate --split test``)."""
     out = run_dir / "evaluation_test"
-    run(visnet_command(
-        "evaluate", "--model", str(run_dir / "model.pt"), "--data", data, "--split", "test", "--out", str(out)
-    ))  # fmt: skip
+    run(
+        visnet_command(
+            "evaluate", "--model", str(run_dir / "model.pt"), "--data", data, "--split", "test", "--out", str(out)
+        )
+    )
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -133,11 +153,19 @@ def manifest_entry(target: str, metrics: dict[str, Any], data: str, extra: list[
     """The bundle entry of one target from its ``metrics.json``."""
     row = metrics["metrics"][0]
     return {
-        "property": target, "file": f"qm9_{target}.pt", "unit": row["unit"],
-        "test_mae": row["mae"], "test_rmse": row["rmse"], "test_mae_paper_unit": row["mae_milli"],
-        "paper_unit": row["milli_unit"], "num_test": row["n"], "config": f"configs/qm9_{target}_cpu.yaml",
-        "fit_overrides": extra, "data": data, "trained": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-    }  # fmt: skip
+        "property": target,
+        "file": f"qm9_{target}.pt",
+        "unit": row["unit"],
+        "test_mae": row["mae"],
+        "test_rmse": row["rmse"],
+        "test_mae_paper_unit": row["mae_milli"],
+        "paper_unit": row["milli_unit"],
+        "num_test": row["n"],
+        "config": f"configs/qm9_{target}_cpu.yaml",
+        "fit_overrides": extra,
+        "data": data,
+        "trained": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+    }
 
 
 def update_manifest(pretrained: Path, entry: dict[str, Any]) -> Path:
@@ -151,9 +179,13 @@ def update_manifest(pretrained: Path, entry: dict[str, Any]) -> Path:
     order = {t: k for k, t in enumerate(TARGETS)}
     entries.sort(key=lambda e: order.get(e["property"], len(order)))
     return write_bundle(
-        path, BUNDLE_NAME, entries, description=DESCRIPTION, level_of_theory="B3LYP/6-31G(2df,p) (QM9)",
+        path,
+        BUNDLE_NAME,
+        entries,
+        description=DESCRIPTION,
+        level_of_theory="B3LYP/6-31G(2df,p) (QM9)",
         training_script="scripts/train_qm9_models.py",
-    )  # fmt: skip
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,11 +26,11 @@ import torch
 import yaml
 from ase import Atoms
 from ase.io import write
+from conftest import REPO, shared_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import REPO, shared_file
 from test_calculator import CUTOFF, small_model
+
 from visnet import ViSNet, load_model, predict, radius_graph, save_model
 from visnet.calculator import ViSNetCalculator
 from visnet.cli import main as visnet_main
@@ -122,20 +122,31 @@ def _with_position(index: int, value: list[float], **kwargs) -> Atoms:
 
 BAD_STRUCTURES: dict[str, tuple[Callable[[], Atoms], str]] = {
     # the model covers Z < 10: sodium is unknown (named, with the first atom carrying it)
-    "unknown element": (lambda: Atoms("ONaH", positions=[[0, 0, 0], [2, 0, 0], [0, 1, 0]]),
-                        r"atom 1 has atomic number 11|Na \(Z=11\) \(first at atom 1\)"),
-    "NaN position": (lambda: _with_position(1, [0.9, np.nan, 0]),
-                     r"position of atom 1 is not finite|atoms \[1\] have non-finite"),
-    "inf position": (lambda: _with_position(1, [np.inf, 0, 0]),
-                     r"position of atom 1 is not finite|atoms \[1\] have non-finite"),
+    "unknown element": (
+        lambda: Atoms("ONaH", positions=[[0, 0, 0], [2, 0, 0], [0, 1, 0]]),
+        r"atom 1 has atomic number 11|Na \(Z=11\) \(first at atom 1\)",
+    ),
+    "NaN position": (
+        lambda: _with_position(1, [0.9, np.nan, 0]),
+        r"position of atom 1 is not finite|atoms \[1\] have non-finite",
+    ),
+    "inf position": (
+        lambda: _with_position(1, [np.inf, 0, 0]),
+        r"position of atom 1 is not finite|atoms \[1\] have non-finite",
+    ),
     "empty structure": (lambda: Atoms(), r"empty structure|holds no atoms"),
     "coincident atoms": (lambda: _with_position(2, [0.96, 0, 0]), r"atoms [12] and [12] are coincident"),
-    "atom on its neighbour's image": (lambda: _with_position(1, [5.0, 0, 0], cell=np.eye(3) * 5.0, pbc=True),
-                                      r"atoms [01] and [01] are coincident"),
+    "atom on its neighbour's image": (
+        lambda: _with_position(1, [5.0, 0, 0], cell=np.eye(3) * 5.0, pbc=True),
+        r"atoms [01] and [01] are coincident",
+    ),
     "pbc without cell": (lambda: water_molecule(pbc=True), r"needs a cell|zero or degenerate"),
     "singular cell": (lambda: water_molecule(cell=[[5, 0, 0], [5, 0, 0], [0, 0, 5]], pbc=True), r"singular|degenerate"),
-    "absurdly small cell (5 mÅ)": (lambda: water_molecule(cell=np.eye(3) * 0.005, pbc=True), r"too small for the cutoff"),
-}  # fmt: skip
+    "absurdly small cell (5 mÅ)": (
+        lambda: water_molecule(cell=np.eye(3) * 0.005, pbc=True),
+        r"too small for the cutoff",
+    ),
+}
 
 
 @entry_points
@@ -225,8 +236,9 @@ def test_neighbour_counts_in_a_tiny_cell_match_the_supercell(method: str) -> Non
     cell, super_cell = tiny_cell(), tiny_cell().repeat(2)
     counts = []
     for atoms in (cell, super_cell):
-        graph = radius_graph(torch.as_tensor(atoms.positions), CUTOFF, cell=torch.as_tensor(atoms.cell.array),
-                             method=method)  # fmt: skip
+        graph = radius_graph(
+            torch.as_tensor(atoms.positions), CUTOFF, cell=torch.as_tensor(atoms.cell.array), method=method
+        )
         counts.append(torch.bincount(graph.edge_index[1], minlength=len(atoms)))
     assert counts[0].min() > 32  # mostly images of the two atoms themselves
     assert torch.equal(counts[1], counts[0].repeat(8))
@@ -301,16 +313,43 @@ def test_unknown_model_units_are_refused_or_reported(model: ViSNet, tmp_path: Pa
     with pytest.raises(ValueError, match="unknown energy unit 'furlong'"):
         predict(water_molecule(), model=str(path))
     data = str(shared_file("rmd17", "rmd17_ethanol_train1000.npz"))
-    assert visnet_main(["evaluate", "--model", str(path), "--data", data, "--max-structures", "2",
-                        "--out", str(tmp_path / "eval")]) == 2  # fmt: skip
-    assert visnet_main(["md", "ethanol", "--model", str(path), "--steps", "1", "--output-dir", str(tmp_path),
-                        "--no-progress", "--no-plots"]) == 2  # fmt: skip
+    assert (
+        visnet_main(
+            ["evaluate", "--model", str(path), "--data", data, "--max-structures", "2", "--out", str(tmp_path / "eval")]
+        )
+        == 2
+    )
+    assert (
+        visnet_main(
+            [
+                "md",
+                "ethanol",
+                "--model",
+                str(path),
+                "--steps",
+                "1",
+                "--output-dir",
+                str(tmp_path),
+                "--no-progress",
+                "--no-plots",
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err.count("'furlong'") == 2
 
 
 def test_property_model_is_refused_where_energies_are_needed(tmp_path: Path) -> None:
-    dipole = ViSNet(hidden_channels=16, num_layers=1, num_heads=2, num_rbf=8, max_z=10, output_head="dipole",
-                    output_key="mu", derivative=False)  # fmt: skip
+    dipole = ViSNet(
+        hidden_channels=16,
+        num_layers=1,
+        num_heads=2,
+        num_rbf=8,
+        max_z=10,
+        output_head="dipole",
+        output_key="mu",
+        derivative=False,
+    )
     path = save_model(dipole, tmp_path / "mu.pt", units={"mu": "D", "length": "Å"})
     with pytest.raises(ValueError, match="needs an energy model"):
         ViSNetCalculator(model_path=path, device="cpu")
@@ -347,8 +386,12 @@ def _extxyz(path: Path, **changes) -> Path:
 def _md17(path: Path, frames: int = 4, **changes) -> Path:
     """A small sGDML-layout npz (or rMD17 layout with ``rmd17=True``), keys replaced by ``changes``."""
     rng = np.random.default_rng(0)
-    arrays = {"R": rng.random((frames, 3, 3)) * 3, "z": np.array([8, 1, 1]), "E": np.zeros(frames),
-              "F": np.zeros((frames, 3, 3))}  # fmt: skip
+    arrays = {
+        "R": rng.random((frames, 3, 3)) * 3,
+        "z": np.array([8, 1, 1]),
+        "E": np.zeros(frames),
+        "F": np.zeros((frames, 3, 3)),
+    }
     if changes.pop("rmd17", False):
         arrays = dict(coords=arrays["R"], nuclear_charges=arrays["z"], energies=arrays["E"], forces=arrays["F"])
     arrays.update(changes)
@@ -360,8 +403,14 @@ def _qm9(path: Path, nan: bool = False) -> Path:
     targets = np.zeros((2, 2))
     if nan:
         targets[1, 0] = np.nan
-    np.savez(path, z=np.array([6, 1, 1, 1, 1, 8]), pos=np.random.default_rng(0).random((6, 3)) * 2,
-             ptr=np.array([0, 5, 6]), targets=targets, target_names=np.array(["U0", "mu"]))  # fmt: skip
+    np.savez(
+        path,
+        z=np.array([6, 1, 1, 1, 1, 8]),
+        pos=np.random.default_rng(0).random((6, 3)) * 2,
+        ptr=np.array([0, 5, 6]),
+        targets=targets,
+        target_names=np.array(["U0", "mu"]),
+    )
     return path
 
 
@@ -374,28 +423,47 @@ def _truncated(path: Path) -> Path:
 NON_FINITE = r"has non-finite \(NaN/inf\)"
 DATA_FILES: dict[str, tuple[Callable[[Path], Path], str, dict]] = {
     "extxyz NaN position": (
-        lambda d: _extxyz(d / "a.extxyz", position=[np.nan, 0, 0]), rf"frame 1 {NON_FINITE} positions", {}),
+        lambda d: _extxyz(d / "a.extxyz", position=[np.nan, 0, 0]),
+        rf"frame 1 {NON_FINITE} positions",
+        {},
+    ),
     "extxyz NaN energy": (lambda d: _extxyz(d / "b.extxyz", energy=np.nan), rf"frame 1 {NON_FINITE} energy", {}),
     "extxyz unknown element": (
-        lambda d: _extxyz(d / "c.extxyz", numbers=[6, 0]), r"atomic numbers must be positive", {}),
+        lambda d: _extxyz(d / "c.extxyz", numbers=[6, 0]),
+        r"atomic numbers must be positive",
+        {},
+    ),
     "extxyz pbc without cell": (
-        lambda d: _extxyz(d / "d.extxyz", pbc=True), r"frame 1 is periodic .* zero or degenerate", {}),
+        lambda d: _extxyz(d / "d.extxyz", pbc=True),
+        r"frame 1 is periodic .* zero or degenerate",
+        {},
+    ),
     "npz truncated": (lambda d: _truncated(d / "e.npz"), r"cannot read this file \(BadZipFile", {}),
     "npz fractional Z": (
-        lambda d: _md17(d / "f.npz", z=np.array([8.0, 1.5, 1.0])), r"key 'z' must hold integer atomic numbers", {}),
+        lambda d: _md17(d / "f.npz", z=np.array([8.0, 1.5, 1.0])),
+        r"key 'z' must hold integer atomic numbers",
+        {},
+    ),
     "npz element symbols": (
-        lambda d: _md17(d / "g.npz", z=np.array(["O", "H", "H"])), r"key 'z' must hold integer", {}),
+        lambda d: _md17(d / "g.npz", z=np.array(["O", "H", "H"])),
+        r"key 'z' must hold integer",
+        {},
+    ),
     "npz no frames": (lambda d: _md17(d / "h.npz", frames=0), r"key 'R' holds no frames", {}),
-    "npz object array": (
-        lambda d: _md17(d / "i.npz", E=np.array([None] * 4, dtype=object)), r"Object arrays", {}),
+    "npz object array": (lambda d: _md17(d / "i.npz", E=np.array([None] * 4, dtype=object)), r"Object arrays", {}),
     "rMD17 NaN coords": (
-        lambda d: _md17(d / "j.npz", rmd17=True, coords=np.full((4, 3, 3), np.nan)), rf"frame 0 {NON_FINITE} positions",
-        {}),
+        lambda d: _md17(d / "j.npz", rmd17=True, coords=np.full((4, 3, 3), np.nan)),
+        rf"frame 0 {NON_FINITE} positions",
+        {},
+    ),
     "rMD17 missing energies": (lambda d: _md17(d / "k.npz", rmd17=True, energies=None), r"'energies'", {}),
     "QM9 NaN target": (lambda d: _qm9(d / "l.npz", nan=True), rf"frame 1 {NON_FINITE} U0", {"target": "U0"}),
     "QM9 target missing": (
-        lambda d: _qm9(d / "m.npz"), r"target 'homo' not in the file's target_names", {"target": "homo"}),
-}  # fmt: skip
+        lambda d: _qm9(d / "m.npz"),
+        r"target 'homo' not in the file's target_names",
+        {"target": "homo"},
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(DATA_FILES))
@@ -419,9 +487,23 @@ def coincident_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_fit_names_the_structure_with_coincident_atoms(coincident_npz: Path, tmp_path: Path, capsys) -> None:
-    args = ["fit", "--config", TINY, "--data.path", str(coincident_npz), "--trainer.default_root_dir", str(tmp_path),
-            "--data.num_train", "50", "--data.num_val", "10", "--data.num_test", "0",
-            "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    args = [
+        "fit",
+        "--config",
+        TINY,
+        "--data.path",
+        str(coincident_npz),
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--data.num_train",
+        "50",
+        "--data.num_val",
+        "10",
+        "--data.num_test",
+        "0",
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
     assert visnet_main(args) == 2
     assert f"structure 45 of {coincident_npz}: atoms 0 and 1 are coincident" in capsys.readouterr().err
 
@@ -471,8 +553,12 @@ def test_config_is_parsed_not_executed(tmp_path: Path, capsys) -> None:
 def lightning_payload(model: ViSNet) -> dict:
     """What ``visnet fit`` writes into a .ckpt, as far as ``load_model`` reads it."""
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
-    return {"pytorch-lightning_version": "2.6.0", "state_dict": state, "global_step": 8,
-            "hyper_parameters": {"model_hparams": dict(model.hparams), "metadata": {"dtype": "float64"}}}  # fmt: skip
+    return {
+        "pytorch-lightning_version": "2.6.0",
+        "state_dict": state,
+        "global_step": 8,
+        "hyper_parameters": {"model_hparams": dict(model.hparams), "metadata": {"dtype": "float64"}},
+    }
 
 
 class PickledCode:
@@ -518,16 +604,23 @@ BAD_CHECKPOINTS: dict[str, tuple[Callable[[ViSNet, Path], Path], str]] = {
     "empty file": (lambda m, d: _empty(d / "empty.pt"), r"corrupted, truncated"),
     "a folder": (lambda m, d: (d / "run").mkdir() or d / "run", r"is a folder, not a model file"),
     "foreign file": (lambda m, d: _save(d / "resnet.pt", {"fc.weight": torch.zeros(2, 2)}), r"not a ViSNet model file"),
-    "foreign .ckpt": (lambda m, d: _save(d / "other.ckpt", {"pytorch-lightning_version": "2.6.0", "state_dict": {},
-                                                           "hyper_parameters": {"lr": 0.1}}), r"not one written by"),
+    "foreign .ckpt": (
+        lambda m, d: _save(
+            d / "other.ckpt", {"pytorch-lightning_version": "2.6.0", "state_dict": {}, "hyper_parameters": {"lr": 0.1}}
+        ),
+        r"not one written by",
+    ),
     "another model's weights": (lambda m, d: _other_model(m, d / "other.pt"), r"weights do not match"),
     "NaN weights": (lambda m, d: _nan_weights(m, d / "nan.pt"), r"non-finite \(NaN/inf\) weights in \['representation"),
-    "pickled code .pt": (lambda m, d: _save(d / "evil.pt", {"format": "visnet-model", "x": PickledCode(d / "pwned")}),
-                         r"refused for safety"),
+    "pickled code .pt": (
+        lambda m, d: _save(d / "evil.pt", {"format": "visnet-model", "x": PickledCode(d / "pwned")}),
+        r"refused for safety",
+    ),
     "pickled code .ckpt": (
         lambda m, d: _save(d / "evil.ckpt", {**lightning_payload(m), "x": PickledCode(d / "pwned")}),
-        r"refused for safety"),
-}  # fmt: skip
+        r"refused for safety",
+    ),
+}
 
 
 def _load(path: Path) -> None:
@@ -559,8 +652,13 @@ def _cli(command: str) -> Callable[[Path], None]:
     return run
 
 
-LOADERS = {"load_model": _load, "calculator": _calculator, "predict": _predict, "visnet md": _cli("md"),
-           "visnet evaluate": _cli("evaluate")}  # fmt: skip
+LOADERS = {
+    "load_model": _load,
+    "calculator": _calculator,
+    "predict": _predict,
+    "visnet md": _cli("md"),
+    "visnet evaluate": _cli("evaluate"),
+}
 
 
 @pytest.mark.parametrize("loader", list(LOADERS))

@@ -11,8 +11,8 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-
 from conftest import randomize_biases
+
 from visnet import ViSNet, radius_graph, save_model
 from visnet.calculator import NonFiniteResultError, VerletNeighborList, ViSNetCalculator
 from visnet.checkpoint import PRETRAINED_DIR
@@ -128,8 +128,9 @@ def test_verlet_list_equals_fresh_build_across_md(model, box, ethanol):
         atoms.calc = calc_for(model, skin=0.5)
         fresh = calc_for(model, skin=0.0)
         MaxwellBoltzmannDistribution(atoms, temperature_K=1000, rng=np.random.default_rng(0))
-        dyn = Langevin(atoms, 1.0 * units.fs, temperature_K=1000, friction=0.02, fixcm=False,
-                       rng=np.random.default_rng(1))
+        dyn = Langevin(
+            atoms, 1.0 * units.fs, temperature_K=1000, friction=0.02, fixcm=False, rng=np.random.default_rng(1)
+        )
         verlet = VerletNeighborList(CUTOFF, 0.5)
         cell = torch.as_tensor(np.asarray(atoms.cell)) if atoms.pbc.any() else None
         pbc = torch.as_tensor(atoms.pbc) if atoms.pbc.any() else None

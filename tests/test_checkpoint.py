@@ -59,7 +59,9 @@ def test_stored_reference_regression(ethanol, norm_eps, reference_file):
     out = model(z, pos)
     reference = json.loads(reference_file.read_text())
     assert out["energy"].item() == pytest.approx(reference["energy"], rel=1e-10, abs=1e-10)
-    torch.testing.assert_close(out["forces"], torch.tensor(reference["forces"], dtype=torch.float64), rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(
+        out["forces"], torch.tensor(reference["forces"], dtype=torch.float64), rtol=1e-9, atol=1e-10
+    )
 
 
 def test_truncated_file(tmp_path):

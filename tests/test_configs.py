@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO  # noqa: E402
 
 from visnet.data import ViSNetDataModule
 from visnet.training.cli import lightning_main
 from visnet.training.module import ViSNetModule
-
-from conftest import REPO  # noqa: E402
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 CPU_CONFIGS = ["rmd17_ethanol_cpu.yaml", "rmd17_aspirin_cpu.yaml", "qm9_U0_cpu.yaml", "tiny.yaml"]

@@ -11,11 +11,12 @@ import pytest
 import torch
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
+from conftest import shared_file  # noqa: E402
 
 from visnet.data import (
+    QM9_TARGETS,
     AtomsData,
     AtomsDataset,
-    QM9_TARGETS,
     ViSNetDataModule,
     canonical_unit,
     collate,
@@ -28,8 +29,6 @@ from visnet.data import (
     load_or_make_splits,
     make_splits,
 )
-
-from conftest import shared_file  # noqa: E402
 
 ETHANOL_NPZ = ("rmd17", "rmd17_ethanol_train1000.npz")
 ETHANOL_XYZ = ("rmd17", "rmd17_ethanol_train1000.extxyz")
@@ -58,7 +57,9 @@ def test_unit_factors_are_ase_constants():
     assert length_factor("bohr", "Å") == ase.units.Bohr
     assert force_factor("Hartree", "bohr", "eV", "Å") == ase.units.Hartree / ase.units.Bohr
     x = np.linspace(-1e5, 1e5, 101)
-    np.testing.assert_allclose(x * energy_factor("kcal/mol", "Hartree") * energy_factor("Hartree", "kcal/mol"), x, rtol=1e-15)
+    np.testing.assert_allclose(
+        x * energy_factor("kcal/mol", "Hartree") * energy_factor("Hartree", "kcal/mol"), x, rtol=1e-15
+    )
 
 
 def test_unit_aliases_and_unknown_units():
@@ -197,7 +198,11 @@ def test_qm9_energies_in_ev_and_other_targets_unchanged():
     np.testing.assert_array_equal(mu.y, raw["targets"][:, names.index("mu")])
     assert mu.units["mu"] == "D"
     assert list(QM9_TARGETS) == names
-    assert (head_for_target("mu"), head_for_target("alpha"), head_for_target("r2")) == ("dipole", "scalar", "spatial_extent")
+    assert (head_for_target("mu"), head_for_target("alpha"), head_for_target("r2")) == (
+        "dipole",
+        "scalar",
+        "spatial_extent",
+    )
     assert head_for_target("energy") == "energy"
 
 
@@ -251,7 +256,9 @@ def _synthetic(refs: dict[int, float], compositions: list[list[int]], noise: flo
     ptr = np.concatenate([[0], np.cumsum([len(c) for c in compositions])])
     rng = np.random.default_rng(0)
     y = np.array([sum(refs[a] for a in c) for c in compositions]) + noise * rng.standard_normal(len(compositions))
-    return AtomsData(z=z, pos=rng.standard_normal((len(z), 3)), ptr=ptr, y=y, forces=rng.standard_normal((len(z), 3)) * 2.0)
+    return AtomsData(
+        z=z, pos=rng.standard_normal((len(z), 3)), ptr=ptr, y=y, forces=rng.standard_normal((len(z), 3)) * 2.0
+    )
 
 
 def test_least_squares_atomrefs_recover_exact_references():
@@ -288,11 +295,18 @@ def test_statistics_use_the_training_split_only(tmp_path):
 
 
 def test_given_atom_energies_replace_the_fit(tmp_path):
-    dm = ViSNetDataModule(str(_md17_copy(tmp_path)), num_train=8, num_val=2, run_dir=str(tmp_path),
-                          atom_energies={"H": -313.5, "C": -23624.0, "8": -47047.0})  # fmt: skip
+    dm = ViSNetDataModule(
+        str(_md17_copy(tmp_path)),
+        num_train=8,
+        num_val=2,
+        run_dir=str(tmp_path),
+        atom_energies={"H": -313.5, "C": -23624.0, "8": -47047.0},
+    )
     stats = dm.statistics(max_z=10, use_forces=True)
     assert stats.atomref[[1, 6, 8]].tolist() == [-313.5, -23624.0, -47047.0] and stats.mean == 0.0
-    bad = ViSNetDataModule(str(_md17_copy(tmp_path)), num_train=8, num_val=2, run_dir=str(tmp_path), atom_energies={"Xx": 1.0})
+    bad = ViSNetDataModule(
+        str(_md17_copy(tmp_path)), num_train=8, num_val=2, run_dir=str(tmp_path), atom_energies={"Xx": 1.0}
+    )
     with pytest.raises(ValueError, match="unknown element 'Xx'"):
         bad.statistics(max_z=10, use_forces=True)
 
@@ -307,10 +321,13 @@ def test_qm9_npz_from_pyg_round_trip(tmp_path):
     raw = np.load(path)
     ev = np.array([ase.units.Hartree if u == "Hartree" else 1.0 for u in raw["target_units"]])
     molecules = [
-        SimpleNamespace(z=torch.as_tensor(raw["z"][lo:hi]), pos=torch.as_tensor(raw["pos"][lo:hi]),
-                        y=torch.as_tensor(raw["targets"][i] * ev).reshape(1, -1))
+        SimpleNamespace(
+            z=torch.as_tensor(raw["z"][lo:hi]),
+            pos=torch.as_tensor(raw["pos"][lo:hi]),
+            y=torch.as_tensor(raw["targets"][i] * ev).reshape(1, -1),
+        )
         for i, (lo, hi) in enumerate(zip(raw["ptr"][:20], raw["ptr"][1:21]))
-    ]  # fmt: skip
+    ]
     out = qm9_npz_from_pyg(molecules, tmp_path / "qm9_from_pyg.npz")
     for target in ("U0", "mu", "gap"):
         a, b = load_atoms_data(out, target=target), load_atoms_data(path, target=target)

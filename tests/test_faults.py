@@ -23,10 +23,10 @@ import pytest
 import torch
 from ase import Atoms
 from ase.io import read
-
 from conftest import REPO, shared_file
 from test_bad_input_matrix import PickledCode, lightning_payload, water_molecule
 from test_calculator import small_model
+
 from visnet import ViSNet, load_model, save_model
 from visnet.calculator import NonFiniteResultError, ViSNetCalculator
 from visnet.cli import main as visnet_main
@@ -112,9 +112,19 @@ def test_fit_refuses_a_resume_checkpoint_carrying_code(tmp_path: Path, monkeypat
     model = ViSNet(hidden_channels=16, num_layers=2, num_rbf=8, num_heads=2, cutoff=4.0, max_z=10)
     torch.save({**lightning_payload(model), "callbacks": PickledCode(marker)}, evil)
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    args = ["fit", "--config", TINY, "--data.path", str(shared_file(*ETHANOL)), "--trainer.default_root_dir",
-            str(run_dir), "--trainer.enable_progress_bar", "false",
-            "--ckpt_path", "last" if given == "last" else str(evil)]  # fmt: skip
+    args = [
+        "fit",
+        "--config",
+        TINY,
+        "--data.path",
+        str(shared_file(*ETHANOL)),
+        "--trainer.default_root_dir",
+        str(run_dir),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--ckpt_path",
+        "last" if given == "last" else str(evil),
+    ]
     assert visnet_main(args) == 2
     assert "refused for safety" in capsys.readouterr().err
     assert not marker.exists()
@@ -124,9 +134,23 @@ def test_fit_refuses_a_resume_checkpoint_carrying_code(tmp_path: Path, monkeypat
 
 
 def _fit_command(run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "visnet.cli", "fit", "--config", TINY, "--data.path", str(shared_file(*ETHANOL)),
-            "--trainer.default_root_dir", str(run_dir), "--trainer.max_epochs", "6",
-            "--trainer.enable_progress_bar", "false", *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "visnet.cli",
+        "fit",
+        "--config",
+        TINY,
+        "--data.path",
+        str(shared_file(*ETHANOL)),
+        "--trainer.default_root_dir",
+        str(run_dir),
+        "--trainer.max_epochs",
+        "6",
+        "--trainer.enable_progress_bar",
+        "false",
+        *extra,
+    ]
 
 
 def test_training_killed_after_a_checkpoint_resumes_and_finishes(tmp_path: Path) -> None:
@@ -231,9 +255,29 @@ def test_processed_data_cache_survives_a_failed_write(tmp_path: Path, monkeypatc
 
 def test_md_killed_leaves_readable_trajectories(tmp_path: Path) -> None:
     model_path = save_model(small_model(), tmp_path / "model.pt")
-    command = [sys.executable, "-m", "visnet.cli", "md", "ethanol", "--model", str(model_path), "--ensemble", "nve",
-               "--steps", "1000000", "--traj-interval", "1", "--log-interval", "1", "--output-dir", str(tmp_path),
-               "--no-progress", "--no-plots", "--max-temperature", "1e7"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "visnet.cli",
+        "md",
+        "ethanol",
+        "--model",
+        str(model_path),
+        "--ensemble",
+        "nve",
+        "--steps",
+        "1000000",
+        "--traj-interval",
+        "1",
+        "--log-interval",
+        "1",
+        "--output-dir",
+        str(tmp_path),
+        "--no-progress",
+        "--no-plots",
+        "--max-temperature",
+        "1e7",
+    ]
     process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     traj = tmp_path / "ethanol_nve.traj"
     _wait_for(lambda: traj.is_file() and traj.stat().st_size > 30_000, process, "trajectory frames")
@@ -292,8 +336,17 @@ def test_predict_raises_instead_of_returning_nan(monkeypatch) -> None:
 def test_md_stops_cleanly_when_the_model_returns_nan(monkeypatch, tmp_path: Path) -> None:
     calc = ViSNetCalculator(small_model(), device="cpu")
     _nan_after(monkeypatch, "forces", after=5)
-    config = MDConfig(structure="ethanol", model=None, ensemble="nve", steps=50, traj_interval=1, log_interval=1,
-                      output_dir=tmp_path, progress=False, plots=False)  # fmt: skip
+    config = MDConfig(
+        structure="ethanol",
+        model=None,
+        ensemble="nve",
+        steps=50,
+        traj_interval=1,
+        log_interval=1,
+        output_dir=tmp_path,
+        progress=False,
+        plots=False,
+    )
     result = run_md(config, atoms=load_structure("ethanol"), calculator=calc)
     assert not result.completed and "non-finite forces" in result.message
     frames = read(result.paths.traj, ":")

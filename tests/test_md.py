@@ -13,14 +13,21 @@ import torch
 from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read
-
 from conftest import randomize_biases
+
 from visnet import ViSNet, save_model
 from visnet.checkpoint import PRETRAINED_DIR
-from visnet.dynamics import (
-    BlowUpGuard, GuardLimits, MDConfig, atoms_from_smiles, closest_pair, load_structure, named_structures, run_md,
-)  # fmt: skip
 from visnet.cli import main as visnet_main
+from visnet.dynamics import (
+    BlowUpGuard,
+    GuardLimits,
+    MDConfig,
+    atoms_from_smiles,
+    closest_pair,
+    load_structure,
+    named_structures,
+    run_md,
+)
 from visnet.dynamics.cli import main as md_main
 
 
@@ -62,8 +69,17 @@ def test_nve_conserves_energy(model, tmp_path):
     for molecules at 300–500 K)."""
     errors = {}
     for dt, steps in ((0.5, 200), (0.25, 400)):  # the same 100 fs
-        config = quiet(tmp_path, structure="ethanol", model=model, ensemble="nve", timestep=dt, steps=steps,
-                       log_interval=1, traj_interval=100, min_distance=0.1)  # fmt: skip
+        config = quiet(
+            tmp_path,
+            structure="ethanol",
+            model=model,
+            ensemble="nve",
+            timestep=dt,
+            steps=steps,
+            log_interval=1,
+            traj_interval=100,
+            min_distance=0.1,
+        )
         result = run_md(config)
         assert result.completed, result.message
         errors[dt] = result.drift
@@ -78,9 +94,19 @@ def test_thermostats_hold_the_target_temperature(cheap_model, tmp_path, ensemble
     """Aspirin (60 degrees of freedom) at 500 K, 0.8 ps with a 20 fs thermostat time: the mean
     temperature after 0.16 ps is within 10 % of the target (statistical error ~3 %; ASE's Langevin
     with the default fixcm=True ran ~45 % hot on a small molecule)."""
-    config = quiet(tmp_path, structure="aspirin", model=cheap_model, ensemble=ensemble, temperature=500.0,
-                   timestep=1.0, steps=800, friction=50.0, log_interval=5, traj_interval=800,
-                   min_distance=0.01)  # fmt: skip
+    config = quiet(
+        tmp_path,
+        structure="aspirin",
+        model=cheap_model,
+        ensemble=ensemble,
+        temperature=500.0,
+        timestep=1.0,
+        steps=800,
+        friction=50.0,
+        log_interval=5,
+        traj_interval=800,
+        min_distance=0.01,
+    )
     result = run_md(config)
     assert result.completed, result.message
     temperature = result.thermo["temperature"]
@@ -93,8 +119,16 @@ def test_npt_runs_on_a_periodic_box(cheap_model, tmp_path):
     grid = np.stack(np.meshgrid(*[np.arange(2)] * 3, indexing="ij"), -1).reshape(-1, 3)
     atoms = Atoms("CHON" * 2, positions=grid * 2.5 + 0.1 * rng.standard_normal((8, 3)), cell=[5.0] * 3, pbc=True)
     volume = atoms.get_volume()
-    config = quiet(tmp_path, model=cheap_model, ensemble="npt", temperature=300.0, pressure=1e4, steps=20,
-                   timestep=0.5, log_interval=5)  # fmt: skip
+    config = quiet(
+        tmp_path,
+        model=cheap_model,
+        ensemble="npt",
+        temperature=300.0,
+        pressure=1e4,
+        steps=20,
+        timestep=0.5,
+        log_interval=5,
+    )
     result = run_md(config, atoms=atoms)
     assert result.completed, result.message
     assert result.atoms.get_volume() != pytest.approx(volume, rel=1e-9)
@@ -105,8 +139,17 @@ def test_npt_runs_on_a_periodic_box(cheap_model, tmp_path):
 
 
 def test_outputs_are_written_and_readable(model, tmp_path):
-    config = quiet(tmp_path, structure="ethanol", model=model, ensemble="bussi", steps=20, log_interval=5,
-                   traj_interval=5, plots=True, progress=True)  # fmt: skip
+    config = quiet(
+        tmp_path,
+        structure="ethanol",
+        model=model,
+        ensemble="bussi",
+        steps=20,
+        log_interval=5,
+        traj_interval=5,
+        plots=True,
+        progress=True,
+    )
     result = run_md(config)
     assert result.completed
     paths = result.paths
@@ -154,8 +197,17 @@ def test_guard_stops_a_crafted_collision_and_keeps_good_frames(model, tmp_path):
     velocities = np.zeros((len(atoms), 3))
     velocities[hydrogen] = 0.2 * toward / np.linalg.norm(toward) / units.fs  # Å/fs -> ASE units
     atoms.set_velocities(velocities)
-    config = quiet(tmp_path, model=model, ensemble="nve", timestep=0.1, steps=200, log_interval=1, traj_interval=1,
-                   keep_velocities=True, max_temperature=1e7)  # fmt: skip
+    config = quiet(
+        tmp_path,
+        model=model,
+        ensemble="nve",
+        timestep=0.1,
+        steps=200,
+        log_interval=1,
+        traj_interval=1,
+        keep_velocities=True,
+        max_temperature=1e7,
+    )
     result = run_md(config, atoms=atoms)
     assert not result.completed
     assert "min_distance" in result.message and str(result.paths.traj) in result.message
@@ -227,8 +279,9 @@ def test_cli_runs_md_and_checks_nve(model, tmp_path, capsys):
     common = ["ethanol", "--model", str(path), "--output-dir", str(tmp_path), "--no-progress", "--no-plots"]
     assert md_main([*common, "--steps", "10", "--ensemble", "langevin"]) == 0
     assert "ethanol_langevin.traj" in capsys.readouterr().out
-    code = md_main([*common, "--steps", "40", "--timestep", "0.25", "--log-interval", "1", "--check-nve",
-                    "--max-drift", "1.0"])  # fmt: skip
+    code = md_main(
+        [*common, "--steps", "40", "--timestep", "0.25", "--log-interval", "1", "--check-nve", "--max-drift", "1.0"]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "NVE drift" in out and "eV/atom/ps" in out
     assert visnet_main(["md", "--list-molecules"]) == 0  # `visnet md` dispatches here

@@ -21,7 +21,9 @@ def water() -> tuple[torch.Tensor, torch.Tensor]:
     return z, pos
 
 
-@pytest.mark.parametrize("bad_z,needle", [(0, "atom 1 has atomic number 0"), (100, "atom 1 has atomic number 100"), (-3, "atom 1")])
+@pytest.mark.parametrize(
+    "bad_z,needle", [(0, "atom 1 has atomic number 0"), (100, "atom 1 has atomic number 100"), (-3, "atom 1")]
+)
 def test_atomic_number_out_of_range(model, bad_z, needle):
     z, pos = water()
     z[1] = bad_z

@@ -122,8 +122,12 @@ def test_batch_of_periodic_cells(rng, method):
     mols = [rng.random((n, 3)) @ c for n, c in zip(sizes, cells)]
     batch = torch.repeat_interleave(torch.arange(3), torch.tensor(sizes))
     nl = radius_graph(
-        torch.tensor(np.concatenate(mols)), 4.0, batch=batch,
-        cell=torch.tensor(np.stack(cells)), pbc=torch.tensor(pbcs), method=method,
+        torch.tensor(np.concatenate(mols)),
+        4.0,
+        batch=batch,
+        cell=torch.tensor(np.stack(cells)),
+        pbc=torch.tensor(pbcs),
+        method=method,
     )
     first = np.cumsum([0] + sizes)
     for g in range(3):
@@ -234,8 +238,7 @@ def test_random_systems_match_ase(seed, num_atoms, cutoff, pbc):
         (dict(pos=torch.zeros(3, 2)), "pos must be"),
         (dict(cell=torch.zeros(3, 3)), "graph 0"),
         (dict(cell=torch.diag(torch.tensor([1.0, 1.0, 0.0])), pbc=torch.tensor([True, True, True])), "singular"),
-        (dict(cell=torch.eye(3).repeat(2, 1, 1), batch=torch.tensor([0, 0, 1]),
-              pbc=torch.tensor([True] * 3)), None),
+        (dict(cell=torch.eye(3).repeat(2, 1, 1), batch=torch.tensor([0, 0, 1]), pbc=torch.tensor([True] * 3)), None),
         (dict(cell=torch.eye(3).repeat(2, 1, 1), batch=torch.tensor([0, 1, 2])), "graph 2"),
         (dict(cell=torch.eye(2)), "cell must have shape"),
         (dict(method="octree"), "unknown method"),

@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import TOL, randomize_biases
+
 from visnet import ViSNet
 
 CONFIGS = [
@@ -194,7 +194,10 @@ def test_periodic_forces_match_central_differences():
         plus, minus = pos.clone(), pos.clone()
         plus[i, k] += h
         minus[i, k] -= h
-        diff = model(z, plus, cell=cell, compute_forces=False)["energy"] - model(z, minus, cell=cell, compute_forces=False)["energy"]
+        diff = (
+            model(z, plus, cell=cell, compute_forces=False)["energy"]
+            - model(z, minus, cell=cell, compute_forces=False)["energy"]
+        )
         assert math.isclose(forces[i, k].item(), -diff.item() / (2 * h), rel_tol=1e-6, abs_tol=1e-6)
 
 

@@ -13,9 +13,9 @@ import torch
 from ase import Atoms
 from ase import units as ase_units
 from ase.io import write
+from conftest import randomize_biases
 
 import visnet
-from conftest import randomize_biases
 from visnet import ViSNet, predict, save_model
 from visnet.bundles import read_bundle, write_bundle
 from visnet.checkpoint import PRETRAINED_DIR
@@ -261,8 +261,10 @@ def test_csv_and_json_files(models, tmp_path):
 
 
 def test_bundle_manifest_combines_models(models, tmp_path):
-    entries = [{"property": "energy", "file": Path(models[0]).name, "unit": "eV", "test_mae": 0.1},
-               {"property": "mu", "file": Path(models[1]).name, "unit": "D", "test_mae": 0.2}]  # fmt: skip
+    entries = [
+        {"property": "energy", "file": Path(models[0]).name, "unit": "eV", "test_mae": 0.1},
+        {"property": "mu", "file": Path(models[1]).name, "unit": "D", "test_mae": 0.2},
+    ]
     manifest = write_bundle(Path(models[0]).parent / "bundle.json", "test", entries)
     for a, b in zip(predict(["CCO", "O"], model=manifest), predict(["CCO", "O"], model=models)):
         _same(a, b, tol=0.0)

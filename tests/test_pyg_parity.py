@@ -47,9 +47,19 @@ def float64_default():
 def test_energy_and_forces_match_pyg(lmax, vecnorm, vertex, ethanol, aspirin, float64_default):
     torch.manual_seed(0)
     ref = pyg_visnet.ViSNet(
-        lmax=lmax, vecnorm_type=vecnorm, trainable_vecnorm=vecnorm is not None, num_heads=4, num_layers=3,
-        hidden_channels=32, num_rbf=16, cutoff=4.0, vertex=vertex, derivative=True, mean=0.3, std=1.7,
-    ).double()  # fmt: skip
+        lmax=lmax,
+        vecnorm_type=vecnorm,
+        trainable_vecnorm=vecnorm is not None,
+        num_heads=4,
+        num_layers=3,
+        hidden_channels=32,
+        num_rbf=16,
+        cutoff=4.0,
+        vertex=vertex,
+        derivative=True,
+        mean=0.3,
+        std=1.7,
+    ).double()
     randomize_biases(ref)
     ours = from_pyg(ref)
     z, pos, batch = _batch_of_two(ethanol, aspirin)
@@ -73,7 +83,9 @@ def test_imported_model_keeps_reference_switches():
 
 def test_float32_parity(ethanol):
     torch.manual_seed(1)
-    ref = randomize_biases(pyg_visnet.ViSNet(lmax=2, num_heads=4, num_layers=3, hidden_channels=32, derivative=True), 0.1)
+    ref = randomize_biases(
+        pyg_visnet.ViSNet(lmax=2, num_heads=4, num_layers=3, hidden_channels=32, derivative=True), 0.1
+    )
     ours = from_pyg(ref)
     z, pos = ethanol
     pos = pos.float()

@@ -11,8 +11,8 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 from ase.optimize import BFGS
-
 from conftest import randomize_biases
+
 from visnet import ViSNet, ViSNetCalculator, load_model
 
 # Methane's carbon moved along x by ±H Å: with a smooth energy the force changes by ~K·H with a

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, shared_file  # noqa: E402
 
 import visnet
 from visnet.training.callbacks import EMA
@@ -20,8 +21,6 @@ from visnet.training.cli import lightning_main
 from visnet.training.evaluate import main as evaluate_main
 from visnet.training.losses import loss_function
 from visnet.training.module import ViSNetModule
-
-from conftest import REPO, shared_file  # noqa: E402
 
 TINY = str(REPO / "configs" / "tiny.yaml")
 QUIET = ["--trainer.enable_progress_bar", "false"]
@@ -123,7 +122,18 @@ def test_evaluate_reports_data_units_and_mev(tiny_run, tmp_path, capsys, monkeyp
     assert a["structures"] == 8 and (tmp_path / "a" / "parity_forces.png").stat().st_size > 1000
     # the same frames from the extxyz file (eV): identical errors in meV
     monkeypatch.setenv("VISNET_CACHE_DIR", str(tmp_path / "cache"))
-    args = ["--model", model, "--data", xyz, "--split", "test", "--run-dir", str(tiny_run), "--out", str(tmp_path / "b")]
+    args = [
+        "--model",
+        model,
+        "--data",
+        xyz,
+        "--split",
+        "test",
+        "--run-dir",
+        str(tiny_run),
+        "--out",
+        str(tmp_path / "b"),
+    ]
     assert evaluate_main(args) == 0
     b = json.loads((tmp_path / "b" / "metrics.json").read_text())
     for row_a, row_b in zip(a["metrics"], b["metrics"]):
@@ -141,9 +151,22 @@ def test_print_config(capsys):
 def test_qm9_targets_train_with_their_heads(tmp_path, target, metric):
     path = str(shared_file("qm9", "qm9_subset5k.npz"))
     code = _fit(
-        tmp_path, "--data.path", path, "--data.target", target, "--model.energy_weight", "1.0",
-        "--trainer.max_epochs", "1", "--data.num_train", "16", "--data.num_val", "8", "--data.num_test", "0",
-    )  # fmt: skip
+        tmp_path,
+        "--data.path",
+        path,
+        "--data.target",
+        target,
+        "--model.energy_weight",
+        "1.0",
+        "--trainer.max_epochs",
+        "1",
+        "--data.num_train",
+        "16",
+        "--data.num_val",
+        "8",
+        "--data.num_test",
+        "0",
+    )
     assert code == 0
     assert _epoch_values(_rows(tmp_path), metric)
     model = visnet.load_model(tmp_path / "model.pt")
@@ -209,11 +232,24 @@ def test_periodic_ase_data_trains(tmp_path):
         atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
         frames.append(atoms)
     ase.io.write(tmp_path / "cu.extxyz", frames)
-    dm = ViSNetDataModule(str(tmp_path / "cu.extxyz"), num_train=6, num_val=2, num_test=0, batch_size=3,
-                          run_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    dm = ViSNetDataModule(
+        str(tmp_path / "cu.extxyz"),
+        num_train=6,
+        num_val=2,
+        num_test=0,
+        batch_size=3,
+        run_dir=str(tmp_path),
+        cache_dir=str(tmp_path / "cache"),
+    )
     module = ViSNetModule(hidden_channels=16, num_layers=1, num_heads=2, max_z=30, cutoff=4.0, lr_warmup_steps=1)
-    trainer = pl.Trainer(max_epochs=1, inference_mode=False, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=1,
+        inference_mode=False,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, datamodule=dm)
     batch = next(iter(dm.val_dataloader()))
     assert batch["cell"].shape == (2, 3, 3) and bool(batch["pbc"].all())
@@ -248,9 +284,23 @@ def test_ddp_two_cpu_processes(tmp_path):
     """2-process gloo DDP run of the tiny config (DDP re-launches the command line, so a subprocess)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     data = str(shared_file("rmd17", "rmd17_ethanol_train1000.npz"))
-    cmd = [sys.executable, "-m", "visnet.cli", "fit", "--config", TINY, "--data.path", data,
-           "--trainer.default_root_dir", str(tmp_path),
-           "--trainer.strategy", "ddp_find_unused_parameters_true", "--trainer.devices", "2", *QUIET]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "visnet.cli",
+        "fit",
+        "--config",
+        TINY,
+        "--data.path",
+        data,
+        "--trainer.default_root_dir",
+        str(tmp_path),
+        "--trainer.strategy",
+        "ddp_find_unused_parameters_true",
+        "--trainer.devices",
+        "2",
+        *QUIET,
+    ]
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "model.pt").is_file()

@@ -15,6 +15,18 @@ from visnet.predict import predict
 from visnet.results import Prediction, results_to_table, to_dataframe, write_csv, write_json
 
 __all__ = [
-    "NeighborList", "Prediction", "ViSNet", "ViSNetCalculator", "__version__", "from_pyg", "load_model", "predict",
-    "radius_graph", "results_to_table", "save_model", "to_dataframe", "write_csv", "write_json",
+    "NeighborList",
+    "Prediction",
+    "ViSNet",
+    "ViSNetCalculator",
+    "__version__",
+    "from_pyg",
+    "load_model",
+    "predict",
+    "radius_graph",
+    "results_to_table",
+    "save_model",
+    "to_dataframe",
+    "write_csv",
+    "write_json",
 ]

@@ -21,9 +21,13 @@ from visnet.atomic import atomic_write_text
 from visnet.checkpoint import PRETRAINED_DIR
 
 __all__ = [
-    "BUNDLE_FORMAT", "bundle_members", "bundle_path", "list_bundles", "read_bundle",
+    "BUNDLE_FORMAT",
+    "bundle_members",
+    "bundle_path",
+    "list_bundles",
+    "read_bundle",
     "write_bundle",
-]  # fmt: skip
+]
 
 BUNDLE_FORMAT = "visnet-bundle"
 BUNDLE_VERSION = 1
@@ -72,13 +76,13 @@ def read_bundle(path: str | os.PathLike) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"bundle manifest {path} is not valid JSON: {err}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
-        raise ValueError(f"{path} is not a model bundle manifest (expected \"format\": \"{BUNDLE_FORMAT}\")")
+        raise ValueError(f'{path} is not a model bundle manifest (expected "format": "{BUNDLE_FORMAT}")')
     models = manifest.get("models")
     if not isinstance(models, list) or not models:
         raise ValueError(f"bundle manifest {path} lists no models")
     for k, entry in enumerate(models):
         if not isinstance(entry, dict) or not entry.get("property") or not entry.get("file"):
-            raise ValueError(f"bundle manifest {path}: model entry {k} needs \"property\" and \"file\", got {entry!r}")
+            raise ValueError(f'bundle manifest {path}: model entry {k} needs "property" and "file", got {entry!r}')
     return manifest
 
 
@@ -117,5 +121,5 @@ def write_bundle(path: str | os.PathLike, name: str, models: list[dict[str, Any]
     manifest = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "name": name, **extra, "models": models}
     for k, entry in enumerate(models):
         if not entry.get("property") or not entry.get("file"):
-            raise ValueError(f"bundle {name!r}: model entry {k} needs \"property\" and \"file\", got {entry!r}")
+            raise ValueError(f'bundle {name!r}: model entry {k} needs "property" and "file", got {entry!r}')
     return atomic_write_text(path, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")

@@ -27,9 +27,14 @@ from visnet.neighbors import NeighborList, radius_graph
 from visnet.units import UnitConversion
 
 __all__ = [
-    "ViSNetCalculator", "VerletNeighborList", "NonFiniteResultError", "DEFAULT_SKIN", "batch_inputs", "check_elements",
+    "ViSNetCalculator",
+    "VerletNeighborList",
+    "NonFiniteResultError",
+    "DEFAULT_SKIN",
+    "batch_inputs",
+    "check_elements",
     "check_geometry",
-]  # fmt: skip
+]
 
 # Verlet skin (Å): the list is built with cutoff + skin and rebuilt once an atom moved skin / 2.
 DEFAULT_SKIN = 0.5
@@ -262,9 +267,11 @@ class ViSNetCalculator(Calculator):
             self.implemented_properties = [*type(self).implemented_properties, "energy_std", "forces_std"]
         self.num_evaluations = 0  # model evaluations (one per calculate / calculate_batch call)
         self.parameters.update(
-            model=[m.name for m in self.members], device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
+            model=[m.name for m in self.members],
+            device=str(self.device),
+            dtype=str(self.dtype).removeprefix("torch."),
             skin=float(skin),
-        )  # fmt: skip
+        )
 
     @property
     def model(self) -> nn.Module:

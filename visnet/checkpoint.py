@@ -151,7 +151,9 @@ def _resolve(path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None) -> ViSNet:
+def load_model(
+    path: str | os.PathLike, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None
+) -> ViSNet:
     """Load a model file written by ``save_model`` (or a ``.ckpt`` written by ``visnet fit``).
 
     Args:
@@ -196,13 +198,25 @@ def from_pyg(pyg_model: nn.Module) -> ViSNet:
     rep = pyg_model.representation_model
     layer_types = {type(layer).__name__ for layer in rep.vis_mp_layers}
     model = ViSNet(
-        lmax=rep.lmax, vecnorm_type=rep.vecnorm_type, trainable_vecnorm=rep.trainable_vecnorm,
-        num_heads=rep.num_heads, num_layers=rep.num_layers, hidden_channels=rep.hidden_channels,
-        num_rbf=rep.num_rbf, trainable_rbf=rep.trainable_rbf, max_z=rep.max_z, cutoff=rep.cutoff,
-        vertex="ViS_MP_Vertex" in layer_types, reduce_op=pyg_model.reduce_op, mean=float(pyg_model.mean),
-        std=float(pyg_model.std), derivative=bool(pyg_model.derivative), vector_cutoff=False,
-        isolated_atom_reference=False, vector_norm_eps=0.0,
-    )  # fmt: skip
+        lmax=rep.lmax,
+        vecnorm_type=rep.vecnorm_type,
+        trainable_vecnorm=rep.trainable_vecnorm,
+        num_heads=rep.num_heads,
+        num_layers=rep.num_layers,
+        hidden_channels=rep.hidden_channels,
+        num_rbf=rep.num_rbf,
+        trainable_rbf=rep.trainable_rbf,
+        max_z=rep.max_z,
+        cutoff=rep.cutoff,
+        vertex="ViS_MP_Vertex" in layer_types,
+        reduce_op=pyg_model.reduce_op,
+        mean=float(pyg_model.mean),
+        std=float(pyg_model.std),
+        derivative=bool(pyg_model.derivative),
+        vector_cutoff=False,
+        isolated_atom_reference=False,
+        vector_norm_eps=0.0,
+    )
     ref = next(pyg_model.parameters())
     model = model.to(dtype=ref.dtype, device=ref.device)
     model.load_state_dict(pyg_model.state_dict(), strict=True)

@@ -15,9 +15,17 @@ from ase import Atoms
 from ase.io import read
 
 __all__ = [
-    "STRUCTURES_DIR", "SMILES_METHOD", "atoms_from_mol", "atoms_from_smiles", "embed_smiles", "is_rdkit_mol",
-    "load_structure", "load_structures", "named_structures", "read_frames",
-]  # fmt: skip
+    "STRUCTURES_DIR",
+    "SMILES_METHOD",
+    "atoms_from_mol",
+    "atoms_from_smiles",
+    "embed_smiles",
+    "is_rdkit_mol",
+    "load_structure",
+    "load_structures",
+    "named_structures",
+    "read_frames",
+]
 
 STRUCTURES_DIR = Path(__file__).resolve().parent / "pretrained" / "structures"
 SMILES_METHOD = "RDKit ETKDGv3 + MMFF"

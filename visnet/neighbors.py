@@ -172,10 +172,7 @@ def _check_cell(cell: Tensor, num_graphs: int, device: torch.device) -> Tensor:
     if cell.shape == (3, 3):
         cell = cell.expand(num_graphs, 3, 3)
     if cell.shape != (num_graphs, 3, 3):
-        raise ValueError(
-            f"cell must have shape (3, 3) or (num_graphs={num_graphs}, 3, 3), "
-            f"got {tuple(cell.shape)}"
-        )
+        raise ValueError(f"cell must have shape (3, 3) or (num_graphs={num_graphs}, 3, 3), got {tuple(cell.shape)}")
     if not bool(torch.isfinite(cell).all()):
         raise ValueError("cell has non-finite entries")
     return cell
@@ -190,9 +187,7 @@ def _check_pbc(pbc: Tensor | None, has_cell: bool, num_graphs: int, device: torc
     if pbc.shape in ((), (3,)):
         pbc = pbc.expand(num_graphs, 3)
     if pbc.shape != (num_graphs, 3):
-        raise ValueError(
-            f"pbc must have shape (3,) or (num_graphs={num_graphs}, 3), got {tuple(pbc.shape)}"
-        )
+        raise ValueError(f"pbc must have shape (3,) or (num_graphs={num_graphs}, 3), got {tuple(pbc.shape)}")
     if not has_cell and bool(pbc.any()):
         raise ValueError("pbc is set but cell is None: a periodic system needs a cell")
     return pbc
@@ -429,9 +424,7 @@ def _split(pairs: _BlockPairs, side: str, limit: int) -> _BlockPairs:
     return out
 
 
-def _compare_blocks(
-    atoms: _Atoms, pairs: _BlockPairs, cell: Tensor, cutoff: float
-) -> tuple[Tensor, Tensor, Tensor]:
+def _compare_blocks(atoms: _Atoms, pairs: _BlockPairs, cell: Tensor, cutoff: float) -> tuple[Tensor, Tensor, Tensor]:
     """All (i in a, j in b, n) within the cutoff, for every block pair (unsorted).
 
     Blocks are cut to bound memory, grouped by padded size so that one large block does not
@@ -504,6 +497,7 @@ def _nearest_dist2(atoms: _Atoms, pairs: _BlockPairs, cells: Tensor, at_a: Tenso
 
 
 # --------------------------------------------------------------------------- dense
+
 
 def _dense_search(systems: _Systems, cutoff: float) -> tuple[Tensor, Tensor, Tensor]:
     """Every graph against itself, each pair at its nearest image (plus more for small cells).

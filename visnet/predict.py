@@ -26,9 +26,16 @@ from torch import Tensor, nn
 
 from visnet.bundles import bundle_members, bundle_path
 from visnet.calculator import (
-    NonFiniteResultError, ViSNetCalculator, _elements_of, _prepare_model, _resolve_device, _resolve_dtype,
-    batch_inputs, check_elements, check_geometry,
-)  # fmt: skip
+    NonFiniteResultError,
+    ViSNetCalculator,
+    _elements_of,
+    _prepare_model,
+    _resolve_device,
+    _resolve_dtype,
+    batch_inputs,
+    check_elements,
+    check_geometry,
+)
 from visnet.checkpoint import model_metadata
 from visnet.molecules import atoms_from_mol, is_rdkit_mol, load_structures, read_frames
 from visnet.results import Prediction
@@ -313,8 +320,11 @@ def _relax(
         atoms.calc = None
         s.atoms = atoms
         s.info["relaxation"] = {
-            "model": model.label, "steps": int(optimizer.nsteps), "fmax": final, "converged": converged,
-        }  # fmt: skip
+            "model": model.label,
+            "steps": int(optimizer.nsteps),
+            "fmax": final,
+            "converged": converged,
+        }
 
 
 def _with_energy_units(m: PropertyModel) -> nn.Module:
@@ -358,7 +368,7 @@ def _evaluate(models: list[PropertyModel], atoms: list[Atoms], want: set[str]) -
     for m in models:
         for k, values in enumerate(_run_model(m, atoms, want)):
             merged[k].update(values)
-    for k, values in enumerate(merged):
+    for values in merged:
         bad = [name for name, v in values.items() if not np.isfinite(v).all()]
         if bad:
             raise NonFiniteResultError(f"the model returned non-finite {', '.join(bad)} (atoms too close?)")
@@ -389,9 +399,18 @@ def _result(index: int, s: _Structure, units: dict[str, str]) -> Prediction:
     props = s.info.pop("properties", {}) if s.error is None else {}
     info = {k: v for k, v in s.info.items() if k != "properties"}
     return Prediction(
-        index=index, input_index=s.input_index, name=s.name, source=s.source, atoms=s.atoms, properties=props,
-        units={k: units[k] for k in props}, error=s.error, frame=s.frame, smiles=s.smiles, info=info,
-    )  # fmt: skip
+        index=index,
+        input_index=s.input_index,
+        name=s.name,
+        source=s.source,
+        atoms=s.atoms,
+        properties=props,
+        units={k: units[k] for k in props},
+        error=s.error,
+        frame=s.frame,
+        smiles=s.smiles,
+        info=info,
+    )
 
 
 # --------------------------------------------------------------------------- API
@@ -468,8 +487,14 @@ def _show(progress: bool | None, count: int) -> bool:
     return count >= PROGRESS_MIN_STRUCTURES if progress is None else bool(progress)
 
 
-def _predict_all(models: list[PropertyModel], structures: list[_Structure], want: set[str], batch_size: int,
-                 errors: str, progress: bool) -> None:  # fmt: skip
+def _predict_all(
+    models: list[PropertyModel],
+    structures: list[_Structure],
+    want: set[str],
+    batch_size: int,
+    errors: str,
+    progress: bool,
+) -> None:
     """Evaluate the loadable structures ``batch_size`` at a time, with a progress bar."""
     from tqdm.auto import tqdm
 

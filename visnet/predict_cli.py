@@ -33,9 +33,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--smiles", nargs="+", default=[], metavar="SMILES", help="SMILES strings")
     parser.add_argument("--input", nargs="+", default=[], metavar="FILE", help="ASE-readable files (every frame)")
     parser.add_argument("--smiles-file", default=None, help="text file with one SMILES per line (# comments)")
-    parser.add_argument("--model", action="append", default=None,
-                        help="model file, bundled model or bundle name (qm9); repeat to combine (default: "
-                             "default)")  # fmt: skip
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="model file, bundled model or bundle name (qm9); repeat to combine (default: default)",
+    )
     parser.add_argument("--output", "-o", default=None, help="results.csv or results.json (default: print a table)")
     parser.add_argument("--properties", nargs="+", default=None, help="only these properties (default: all)")
     parser.add_argument("--batch-size", type=int, default=64, help="structures per model call")
@@ -110,10 +113,17 @@ def run(args: argparse.Namespace) -> list[Prediction]:
     names = args.model or ["default"]
     model = names[0] if len(names) == 1 else names
     return predict(
-        items, model=model, properties=args.properties, batch_size=args.batch_size, device=args.device,
-        dtype=args.dtype, errors=args.errors, relax=args.relax, seed=args.seed,
+        items,
+        model=model,
+        properties=args.properties,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+        errors=args.errors,
+        relax=args.relax,
+        seed=args.seed,
         progress=False if args.no_progress else None,
-    )  # fmt: skip
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,14 +71,22 @@ class Prediction:
     def __getitem__(self, name: str) -> Any:
         """The value of property ``name`` (KeyError lists the available ones)."""
         if name not in self.properties:
-            raise KeyError(f"no property {name!r} in this result (error: {self.error})" if self.error else
-                           f"no property {name!r}; available: {sorted(self.properties)}")  # fmt: skip
+            raise KeyError(
+                f"no property {name!r} in this result (error: {self.error})"
+                if self.error
+                else f"no property {name!r}; available: {sorted(self.properties)}"
+            )
         return self.properties[name]
 
     def row(self) -> dict[str, Any]:
         """One table row: identity columns, then ``"<property> [<unit>]"`` scalars and vector components."""
-        row: dict[str, Any] = {"index": self.index, "input": self.input_index, "name": self.name,
-                               "formula": self.formula, "num_atoms": self.num_atoms}  # fmt: skip
+        row: dict[str, Any] = {
+            "index": self.index,
+            "input": self.input_index,
+            "name": self.name,
+            "formula": self.formula,
+            "num_atoms": self.num_atoms,
+        }
         for name, value in self.properties.items():
             unit = self.units.get(name, "")
             array = np.asarray(value)
@@ -86,19 +94,31 @@ class Prediction:
                 row[f"{name} [{unit}]"] = float(array)
             elif array.shape == (3,):
                 row.update({f"{name}_{c} [{unit}]": float(v) for c, v in zip("xyz", array)})
-        row.update(smiles=self.smiles or "", frame="" if self.frame is None else self.frame, source=self.source,
-                   error=self.error or "")  # fmt: skip
+        row.update(
+            smiles=self.smiles or "",
+            frame="" if self.frame is None else self.frame,
+            source=self.source,
+            error=self.error or "",
+        )
         return row
 
     def to_dict(self, geometry: bool = True) -> dict[str, Any]:
         """JSON-ready dict: identity, properties (arrays as lists), units, error, info and, with
         ``geometry``, ``numbers`` (N,), ``positions`` (N, 3) Å, and ``cell``/``pbc`` if periodic."""
         out: dict[str, Any] = {
-            "index": self.index, "input": self.input_index, "name": self.name, "formula": self.formula,
-            "num_atoms": self.num_atoms, "smiles": self.smiles, "frame": self.frame, "source": self.source,
-            "error": self.error, "properties": {k: _jsonable(v) for k, v in self.properties.items()},
-            "units": dict(self.units), "info": _jsonable(self.info),
-        }  # fmt: skip
+            "index": self.index,
+            "input": self.input_index,
+            "name": self.name,
+            "formula": self.formula,
+            "num_atoms": self.num_atoms,
+            "smiles": self.smiles,
+            "frame": self.frame,
+            "source": self.source,
+            "error": self.error,
+            "properties": {k: _jsonable(v) for k, v in self.properties.items()},
+            "units": dict(self.units),
+            "info": _jsonable(self.info),
+        }
         if geometry and self.atoms is not None:
             out["numbers"] = self.atoms.numbers.tolist()
             out["positions"] = self.atoms.positions.tolist()

@@ -7,8 +7,9 @@ always work in eV, Å, eV/Å and eV/Å³; these tables give the factors.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ase import units as ase_units
 
@@ -27,11 +28,31 @@ LENGTH_UNITS: dict[str, float] = {
     "nm": 10.0,
 }
 # Other spellings seen in model files and datasets, lower case, spaces removed.
-_ENERGY_ALIASES = {"ev": "eV", "mev": "meV", "kcal/mol": "kcal/mol", "kcal_mol": "kcal/mol", "kcalmol-1": "kcal/mol",
-                   "kj/mol": "kJ/mol", "kj_mol": "kJ/mol", "kjmol-1": "kJ/mol", "hartree": "Hartree", "ha": "Hartree",
-                   "eh": "Hartree", "au": "Hartree"}  # fmt: skip
-_LENGTH_ALIASES = {"å": "Å", "a": "Å", "ang": "Å", "angstrom": "Å", "ångström": "Å", "bohr": "bohr", "a0": "bohr",
-                   "au": "bohr", "nm": "nm"}  # fmt: skip
+_ENERGY_ALIASES = {
+    "ev": "eV",
+    "mev": "meV",
+    "kcal/mol": "kcal/mol",
+    "kcal_mol": "kcal/mol",
+    "kcalmol-1": "kcal/mol",
+    "kj/mol": "kJ/mol",
+    "kj_mol": "kJ/mol",
+    "kjmol-1": "kJ/mol",
+    "hartree": "Hartree",
+    "ha": "Hartree",
+    "eh": "Hartree",
+    "au": "Hartree",
+}
+_LENGTH_ALIASES = {
+    "å": "Å",
+    "a": "Å",
+    "ang": "Å",
+    "angstrom": "Å",
+    "ångström": "Å",
+    "bohr": "bohr",
+    "a0": "bohr",
+    "au": "bohr",
+    "nm": "nm",
+}
 
 
 def _lookup(name: Any, table: dict[str, float], aliases: dict[str, str], kind: str) -> str:
@@ -74,7 +95,7 @@ class UnitConversion:
         return self.energy / self.length**3
 
     @classmethod
-    def from_metadata(cls, units: Mapping[str, Any] | None) -> "UnitConversion":
+    def from_metadata(cls, units: Mapping[str, Any] | None) -> UnitConversion:
         """Factors for ``metadata["units"]``; missing entries mean eV and Å."""
         units = dict(units or {})
         energy = ENERGY_UNITS[energy_unit(units.get("energy", "eV"))]
@@ -89,9 +110,21 @@ DIPOLE_UNITS: dict[str, float] = {
     "e·Å": 1.0 / ase_units.Debye,
     "e·bohr": ase_units.Bohr / ase_units.Debye,
 }
-_DIPOLE_ALIASES = {"d": "D", "debye": "D", "e·å": "e·Å", "e*å": "e·Å", "eå": "e·Å", "e*a": "e·Å", "e·a": "e·Å",
-                   "e*ang": "e·Å", "e*angstrom": "e·Å", "e·bohr": "e·bohr", "e*bohr": "e·bohr", "ebohr": "e·bohr",
-                   "e*a0": "e·bohr"}  # fmt: skip
+_DIPOLE_ALIASES = {
+    "d": "D",
+    "debye": "D",
+    "e·å": "e·Å",
+    "e*å": "e·Å",
+    "eå": "e·Å",
+    "e*a": "e·Å",
+    "e·a": "e·Å",
+    "e*ang": "e·Å",
+    "e*angstrom": "e·Å",
+    "e·bohr": "e·bohr",
+    "e*bohr": "e·bohr",
+    "ebohr": "e·bohr",
+    "e*a0": "e·bohr",
+}
 
 
 def dipole_unit(name: Any) -> str:

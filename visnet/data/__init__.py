@@ -11,8 +11,25 @@ from visnet.data.structures import AtomsData
 from visnet.data.units import ENERGY_UNITS, LENGTH_UNITS, canonical_unit, energy_factor, force_factor, length_factor
 
 __all__ = [
-    "AtomsData", "AtomsDataset", "ENERGY_UNITS", "LENGTH_UNITS", "QM9_TARGETS", "Statistics", "ViSNetDataModule",
-    "canonical_unit", "collate", "compute_statistics", "convert_units", "detect_format", "energy_factor",
-    "force_factor", "head_for_target", "is_extensive", "length_factor", "load_atoms_data", "load_or_make_splits",
-    "make_splits", "read_splits",
-]  # fmt: skip
+    "AtomsData",
+    "AtomsDataset",
+    "ENERGY_UNITS",
+    "LENGTH_UNITS",
+    "QM9_TARGETS",
+    "Statistics",
+    "ViSNetDataModule",
+    "canonical_unit",
+    "collate",
+    "compute_statistics",
+    "convert_units",
+    "detect_format",
+    "energy_factor",
+    "force_factor",
+    "head_for_target",
+    "is_extensive",
+    "length_factor",
+    "load_atoms_data",
+    "load_or_make_splits",
+    "make_splits",
+    "read_splits",
+]

@@ -56,13 +56,17 @@ def read_ase_file(
         z=np.concatenate([atoms.numbers for atoms in frames]).astype(np.int64),
         pos=np.concatenate([atoms.positions for atoms in frames]).astype(np.float64),
         ptr=np.concatenate([[0], np.cumsum([len(atoms) for atoms in frames])]).astype(np.int64),
-        y=energies, forces=forces,
+        y=energies,
+        forces=forces,
         cell=np.stack([atoms.cell.array for atoms in frames]) if periodic else None,
         pbc=np.stack([atoms.pbc for atoms in frames]) if periodic else None,
         target="energy",
-        units={"energy": canonical_unit(energy_unit or "eV", "energy"), "length": canonical_unit(length_unit or "Å", "length")},
+        units={
+            "energy": canonical_unit(energy_unit or "eV", "energy"),
+            "length": canonical_unit(length_unit or "Å", "length"),
+        },
         source=str(path),
-    )  # fmt: skip
+    )
     return data.validate()
 
 

@@ -32,9 +32,16 @@ def cache_key(path: str | Path, settings: dict[str, Any]) -> str:
     path = Path(path).resolve()
     stat = path.stat()
     blob = json.dumps(
-        {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "settings": settings, "version": CACHE_VERSION},
-        sort_keys=True, default=str,
-    )  # fmt: skip
+        {
+            "path": str(path),
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "settings": settings,
+            "version": CACHE_VERSION,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

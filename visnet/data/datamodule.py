@@ -86,10 +86,17 @@ class ViSNetDataModule(pl.LightningDataModule):
         if self.data is None:
             h = self.hparams
             self.data = load_atoms_data(
-                h.path, format=h.format, target=h.target, energy_unit=h.energy_unit, length_unit=h.length_unit,
-                output_energy_unit=h.output_energy_unit, index=h.index, energy_key=h.energy_key,
-                forces_key=h.forces_key, cache_dir=h.cache_dir,
-            )  # fmt: skip
+                h.path,
+                format=h.format,
+                target=h.target,
+                energy_unit=h.energy_unit,
+                length_unit=h.length_unit,
+                output_energy_unit=h.output_energy_unit,
+                index=h.index,
+                energy_key=h.energy_key,
+                forces_key=h.forces_key,
+                cache_dir=h.cache_dir,
+            )
         return self.data
 
     def prepare_data(self) -> None:
@@ -113,7 +120,14 @@ class ViSNetDataModule(pl.LightningDataModule):
             trainer = self.trainer
             write = trainer is None or trainer.is_global_zero
             self.split_indices = load_or_make_splits(
-                self.resolved_run_dir(), len(data), h.num_train, h.num_val, h.num_test, h.seed, data.source, write,
+                self.resolved_run_dir(),
+                len(data),
+                h.num_train,
+                h.num_val,
+                h.num_test,
+                h.seed,
+                data.source,
+                write,
                 replace_mismatched=self.fresh_run and stage == "fit",
             )
         if stage in (None, "fit"):
@@ -130,15 +144,22 @@ class ViSNetDataModule(pl.LightningDataModule):
     def has_forces(self) -> bool:
         return self.load().forces is not None
 
-    def statistics(self, max_z: int, use_forces: bool, fit_references: bool = True, standardize: bool = True) -> Statistics:
+    def statistics(
+        self, max_z: int, use_forces: bool, fit_references: bool = True, standardize: bool = True
+    ) -> Statistics:
         """Atom references, mean and std from the training split only (see ``visnet.data.statistics``)."""
         if self.split_indices is None:
             self.setup("fit")
         train = self.load().subset(self.split_indices["train"])
         return compute_statistics(
-            train, max_z, extensive=is_extensive(self.hparams.target), use_forces=use_forces,
-            fit_references=fit_references, standardize=standardize, atom_energies=self._atom_energies(),
-        )  # fmt: skip
+            train,
+            max_z,
+            extensive=is_extensive(self.hparams.target),
+            use_forces=use_forces,
+            fit_references=fit_references,
+            standardize=standardize,
+            atom_energies=self._atom_energies(),
+        )
 
     def _atom_energies(self) -> dict[int, float] | None:
         given = self.hparams.atom_energies
@@ -167,11 +188,16 @@ class ViSNetDataModule(pl.LightningDataModule):
             "elements": sorted(int(z) for z in np.unique(data.z)),  # the calculator refuses others
             "target": data.target,
             "training_data": {
-                "path": str(Path(h.path)), "file": Path(h.path).name, "format": h.format, "structures": len(data),
-                "splits": sizes, "seed": h.seed, "name": data.info.get("name"),
+                "path": str(Path(h.path)),
+                "file": Path(h.path).name,
+                "format": h.format,
+                "structures": len(data),
+                "splits": sizes,
+                "seed": h.seed,
+                "name": data.info.get("name"),
             },
             "level_of_theory": h.level_of_theory or data.info.get("theory", "unknown"),
-        }  # fmt: skip
+        }
 
     # -------------------------------------------------------------- dataloaders
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
@@ -180,9 +206,14 @@ class ViSNetDataModule(pl.LightningDataModule):
         h = self.hparams
         batch_size = h.batch_size if shuffle else (h.inference_batch_size or h.batch_size)
         return DataLoader(
-            self.datasets[name], batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
-            num_workers=h.num_workers, persistent_workers=h.num_workers > 0, drop_last=False,
-        )  # fmt: skip
+            self.datasets[name],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=collate,
+            num_workers=h.num_workers,
+            persistent_workers=h.num_workers > 0,
+            drop_last=False,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

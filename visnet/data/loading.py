@@ -28,7 +28,7 @@ FORMATS = ("auto", "md17", "qm9", "ase")
 
 
 def detect_format(path: str | Path) -> str:
-    """"md17", "qm9" or "ase" for a data file."""
+    """ "md17", "qm9" or "ase" for a data file."""
     path = Path(path)
     if path.suffix != ".npz":
         return "ase"
@@ -80,8 +80,9 @@ def load_atoms_data(
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     with _errors_name_the_file(path):
-        return _load(path, format, target, energy_unit, length_unit, output_energy_unit, index, energy_key,
-                     forces_key, cache_dir)  # fmt: skip
+        return _load(
+            path, format, target, energy_unit, length_unit, output_energy_unit, index, energy_key, forces_key, cache_dir
+        )
 
 
 @contextmanager
@@ -98,8 +99,18 @@ def _errors_name_the_file(path: Path) -> Iterator[None]:
         raise ValueError(f"{path}: cannot read this file ({type(err).__name__}: {err})") from None
 
 
-def _load(path: Path, format: str, target: str, energy_unit, length_unit, output_energy_unit, index: str,
-          energy_key: str, forces_key: str, cache_dir) -> AtomsData:  # fmt: skip
+def _load(
+    path: Path,
+    format: str,
+    target: str,
+    energy_unit,
+    length_unit,
+    output_energy_unit,
+    index: str,
+    energy_key: str,
+    forces_key: str,
+    cache_dir,
+) -> AtomsData:
     """``load_atoms_data`` after the file and format checks."""
     format = detect_format(path) if format == "auto" else format
     if format == "qm9":
@@ -111,8 +122,14 @@ def _load(path: Path, format: str, target: str, energy_unit, length_unit, output
     if format == "md17":
         data = read_md17_npz(path, energy_unit, length_unit)
     else:
-        settings = dict(format=format, index=index, energy_key=energy_key, forces_key=forces_key,
-                        energy_unit=energy_unit, length_unit=length_unit)  # fmt: skip
+        settings = dict(
+            format=format,
+            index=index,
+            energy_key=energy_key,
+            forces_key=forces_key,
+            energy_unit=energy_unit,
+            length_unit=length_unit,
+        )
         build = lambda: read_ase_file(path, index, energy_key, forces_key, energy_unit, length_unit)  # noqa: E731
         data = cached(path, settings, cache_dir, build)
     return convert_units(data, output_energy_unit or data.units["energy"], "Å")
@@ -126,6 +143,10 @@ def convert_units(data: AtomsData, energy_unit: str, length_unit: str = "Å") ->
     if e == 1.0 and r == 1.0:
         return replace(data, units={**data.units, "energy": energy_unit, "length": length_unit})
     return replace(
-        data, pos=data.pos * r, y=data.y * e, forces=None if data.forces is None else data.forces * (e / r),
-        cell=None if data.cell is None else data.cell * r, units={**data.units, "energy": energy_unit, "length": length_unit},
-    )  # fmt: skip
+        data,
+        pos=data.pos * r,
+        y=data.y * e,
+        forces=None if data.forces is None else data.forces * (e / r),
+        cell=None if data.cell is None else data.cell * r,
+        units={**data.units, "energy": energy_unit, "length": length_unit},
+    )

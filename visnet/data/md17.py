@@ -60,10 +60,16 @@ def read_md17_npz(path: str | Path, energy_unit: str | None = None, length_unit:
     pos, z, energy, forces = _check_shapes(arrays, layout, path)
     z_flat, ptr = fixed_composition(z, pos)
     data = AtomsData(
-        z=z_flat, pos=pos.reshape(-1, 3).astype(np.float64), ptr=ptr, y=energy.astype(np.float64),
+        z=z_flat,
+        pos=pos.reshape(-1, 3).astype(np.float64),
+        ptr=ptr,
+        y=energy.astype(np.float64),
         forces=None if forces is None else forces.reshape(-1, 3).astype(np.float64),
-        target="energy", units=units, source=str(path), info=info,
-    )  # fmt: skip
+        target="energy",
+        units=units,
+        source=str(path),
+        info=info,
+    )
     return data.validate()
 
 
@@ -102,7 +108,9 @@ def _check_shapes(arrays: dict[str, np.ndarray], layout: dict[str, str], path: P
         )
     energy = np.asarray(arrays["energy"])
     if energy.shape not in ((frames,), (frames, 1)):
-        raise ValueError(f"{path}: key {layout['energy']!r} has shape {energy.shape}, expected ({frames},) or ({frames}, 1)")
+        raise ValueError(
+            f"{path}: key {layout['energy']!r} has shape {energy.shape}, expected ({frames},) or ({frames}, 1)"
+        )
     forces = arrays.get("forces")
     if forces is not None and forces.shape != pos.shape:
         raise ValueError(

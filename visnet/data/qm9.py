@@ -106,8 +106,16 @@ def read_qm9_npz(path: str | Path, target: str) -> AtomsData:
     data_units = {target: unit, "length": "Å"}
     if unit == "eV" and is_extensive(target):
         data_units["energy"] = "eV"
-    data = AtomsData(z=z, pos=pos, ptr=ptr, y=y, target=target, units=data_units, source=str(path),
-                     info={"theory": LEVEL_OF_THEORY, "name": "QM9"})  # fmt: skip
+    data = AtomsData(
+        z=z,
+        pos=pos,
+        ptr=ptr,
+        y=y,
+        target=target,
+        units=data_units,
+        source=str(path),
+        info={"theory": LEVEL_OF_THEORY, "name": "QM9"},
+    )
     return data.validate()
 
 
@@ -133,7 +141,12 @@ def qm9_npz_from_pyg(dataset: Any, path: str | Path) -> Path:
             targets[:, i] *= to_hartree
     natoms = np.array([len(z) for z in zs], dtype=np.int32)
     return atomic_savez(
-        path, z=np.concatenate(zs), pos=np.concatenate(poss), ptr=np.concatenate([[0], np.cumsum(natoms)]).astype(np.int64),
-        natoms=natoms, targets=targets, target_names=np.array(list(QM9_TARGETS)),
+        path,
+        z=np.concatenate(zs),
+        pos=np.concatenate(poss),
+        ptr=np.concatenate([[0], np.cumsum(natoms)]).astype(np.int64),
+        natoms=natoms,
+        targets=targets,
+        target_names=np.array(list(QM9_TARGETS)),
         target_units=np.array([v[0] for v in QM9_TARGETS.values()]),
-    )  # fmt: skip
+    )

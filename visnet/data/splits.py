@@ -27,7 +27,9 @@ def resolve_size(size: int | float | str | None, total: int, name: str) -> int |
         try:
             size = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
         except ValueError:
-            raise ValueError(f"num_{name}: cannot read {text!r} as a count, a fraction or a percentage like '80%'") from None
+            raise ValueError(
+                f"num_{name}: cannot read {text!r} as a count, a fraction or a percentage like '80%'"
+            ) from None
     if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)):
         raise ValueError(f"num_{name} must be an int (count), a float in (0, 1] (fraction) or None, got {size!r}")
     if isinstance(size, (float, np.floating)):
@@ -40,7 +42,9 @@ def resolve_size(size: int | float | str | None, total: int, name: str) -> int |
     return int(size)
 
 
-def make_splits(total: int, num_train, num_val, num_test=None, seed: int = 0, source: str = "data") -> dict[str, np.ndarray]:
+def make_splits(
+    total: int, num_train, num_val, num_test=None, seed: int = 0, source: str = "data"
+) -> dict[str, np.ndarray]:
     """Random disjoint index sets.
 
     Args:
@@ -76,9 +80,16 @@ def _request(total: int, num_train, num_val, num_test, seed: int) -> np.ndarray:
 
 
 def load_or_make_splits(
-    run_dir: str | Path | None, total: int, num_train, num_val, num_test=None, seed: int = 0,
-    source: str = "data", write: bool = True, replace_mismatched: bool = False,
-) -> dict[str, np.ndarray]:  # fmt: skip
+    run_dir: str | Path | None,
+    total: int,
+    num_train,
+    num_val,
+    num_test=None,
+    seed: int = 0,
+    source: str = "data",
+    write: bool = True,
+    replace_mismatched: bool = False,
+) -> dict[str, np.ndarray]:
     """Reuse ``run_dir/splits.npz`` if it matches the request, else make the splits and write them.
 
     Args:
@@ -111,7 +122,9 @@ def read_splits(path: str | Path, total: int | None = None, request: np.ndarray 
     if request is not None and stored is not None and not np.array_equal(stored, request, equal_nan=True):
         labels = ("structures", "num_train", "num_val", "num_test", "seed")
         same = lambda a, b: a == b or (np.isnan(a) and np.isnan(b))  # noqa: E731
-        diff = ", ".join(f"{k}: stored {a:g} vs now {b:g}" for k, a, b in zip(labels, stored, request) if not same(a, b))
+        diff = ", ".join(
+            f"{k}: stored {a:g} vs now {b:g}" for k, a, b in zip(labels, stored, request) if not same(a, b)
+        )
         raise ValueError(
             f"{path} was made for other settings ({diff}); delete it, or use another run folder "
             "(--trainer.default_root_dir), to make new splits"

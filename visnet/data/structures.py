@@ -54,7 +54,7 @@ class AtomsData:
     def target_unit(self) -> str:
         return self.units.get(self.target, self.units.get("energy", ""))
 
-    def subset(self, indices: np.ndarray) -> "AtomsData":
+    def subset(self, indices: np.ndarray) -> AtomsData:
         """The structures ``indices`` (in that order) as a new ``AtomsData``."""
         indices = np.asarray(indices, dtype=np.int64)
         starts, counts = self.ptr[indices], self.natoms[indices]
@@ -62,19 +62,30 @@ class AtomsData:
         ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         pick = lambda a: None if a is None else a[indices]  # noqa: E731
         return replace(
-            self, z=self.z[atom_index], pos=self.pos[atom_index], ptr=ptr, y=self.y[indices],
-            forces=None if self.forces is None else self.forces[atom_index], cell=pick(self.cell), pbc=pick(self.pbc),
-        )  # fmt: skip
+            self,
+            z=self.z[atom_index],
+            pos=self.pos[atom_index],
+            ptr=ptr,
+            y=self.y[indices],
+            forces=None if self.forces is None else self.forces[atom_index],
+            cell=pick(self.cell),
+            pbc=pick(self.pbc),
+        )
 
-    def validate(self) -> "AtomsData":
+    def validate(self) -> AtomsData:
         """Check shapes and values; raise ``ValueError`` naming the file and the first bad frame."""
         n, m = len(self.z), len(self)
-        _expect(self.ptr[0] == 0 and self.ptr[-1] == n and np.all(np.diff(self.ptr) > 0), self.source,
-                f"ptr must rise from 0 to the number of atoms ({n}) with no empty structure")  # fmt: skip
+        _expect(
+            self.ptr[0] == 0 and self.ptr[-1] == n and np.all(np.diff(self.ptr) > 0),
+            self.source,
+            f"ptr must rise from 0 to the number of atoms ({n}) with no empty structure",
+        )
         _expect(self.pos.shape == (n, 3), self.source, f"positions have shape {self.pos.shape}, expected ({n}, 3)")
         _expect(self.y.shape == (m,), self.source, f"{self.target} has shape {self.y.shape}, expected ({m},)")
         if self.forces is not None:
-            _expect(self.forces.shape == (n, 3), self.source, f"forces have shape {self.forces.shape}, expected ({n}, 3)")
+            _expect(
+                self.forces.shape == (n, 3), self.source, f"forces have shape {self.forces.shape}, expected ({n}, 3)"
+            )
         bad_z = sorted(set(self.z[self.z <= 0].tolist()))
         _expect(not bad_z, self.source, f"atomic numbers must be positive; found {bad_z}")
         self._check_finite("positions", self.pos, per_atom=True)
@@ -88,9 +99,12 @@ class AtomsData:
     def _check_cells(self) -> None:
         """Periodic frames need finite cell vectors spanning their periodic directions."""
         m = len(self)
-        _expect(self.cell is not None and self.cell.shape == (m, 3, 3) and self.pbc.shape == (m, 3), self.source,
-                f"periodic data needs cell (frames, 3, 3) and pbc (frames, 3), got {getattr(self.cell, 'shape', None)} "
-                f"and {self.pbc.shape}")  # fmt: skip
+        _expect(
+            self.cell is not None and self.cell.shape == (m, 3, 3) and self.pbc.shape == (m, 3),
+            self.source,
+            f"periodic data needs cell (frames, 3, 3) and pbc (frames, 3), got {getattr(self.cell, 'shape', None)} "
+            f"and {self.pbc.shape}",
+        )
         self._check_finite("cell", self.cell, per_atom=False)
         pbc = self.pbc.astype(bool)
         rows = self.cell * pbc[:, :, None]
@@ -112,7 +126,11 @@ class AtomsData:
             return
         first = int(np.argmax(bad))
         frame = int(np.searchsorted(self.ptr, first, side="right") - 1) if per_atom else first
-        frames = np.unique(np.searchsorted(self.ptr, np.flatnonzero(bad), side="right") - 1) if per_atom else np.flatnonzero(bad)
+        frames = (
+            np.unique(np.searchsorted(self.ptr, np.flatnonzero(bad), side="right") - 1)
+            if per_atom
+            else np.flatnonzero(bad)
+        )
         raise ValueError(
             f"{self.source}: frame {frame} has non-finite (NaN/inf) {name} "
             f"({len(frames)} bad frame(s) in all: {frames[:10].tolist()}{' ...' if len(frames) > 10 else ''})"
@@ -121,26 +139,39 @@ class AtomsData:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for ``np.savez`` (the inverse of ``from_arrays``)."""
         out = {
-            "z": self.z, "pos": self.pos, "ptr": self.ptr, "y": self.y, "target": np.array(self.target),
-            "unit_keys": np.array(list(self.units)), "unit_values": np.array(list(self.units.values())),
-            "source": np.array(self.source), "info_keys": np.array(list(self.info), dtype=str),
+            "z": self.z,
+            "pos": self.pos,
+            "ptr": self.ptr,
+            "y": self.y,
+            "target": np.array(self.target),
+            "unit_keys": np.array(list(self.units)),
+            "unit_values": np.array(list(self.units.values())),
+            "source": np.array(self.source),
+            "info_keys": np.array(list(self.info), dtype=str),
             "info_values": np.array([str(v) for v in self.info.values()], dtype=str),
-        }  # fmt: skip
+        }
         for key in ("forces", "cell", "pbc"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
 
     @classmethod
-    def from_arrays(cls, arrays: Any) -> "AtomsData":
+    def from_arrays(cls, arrays: Any) -> AtomsData:
         """Rebuild from ``to_arrays`` output (or an open npz of it)."""
         get = lambda k: arrays[k] if k in arrays else None  # noqa: E731
         return cls(
-            z=arrays["z"], pos=arrays["pos"], ptr=arrays["ptr"], y=arrays["y"], forces=get("forces"), cell=get("cell"),
-            pbc=get("pbc"), target=str(arrays["target"]),
-            units=dict(zip(arrays["unit_keys"].tolist(), arrays["unit_values"].tolist())), source=str(arrays["source"]),
+            z=arrays["z"],
+            pos=arrays["pos"],
+            ptr=arrays["ptr"],
+            y=arrays["y"],
+            forces=get("forces"),
+            cell=get("cell"),
+            pbc=get("pbc"),
+            target=str(arrays["target"]),
+            units=dict(zip(arrays["unit_keys"].tolist(), arrays["unit_values"].tolist())),
+            source=str(arrays["source"]),
             info=dict(zip(arrays["info_keys"].tolist(), arrays["info_values"].tolist())),
-        )  # fmt: skip
+        )
 
 
 def _expect(condition: bool, source: str, message: str) -> None:

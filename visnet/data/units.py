@@ -12,9 +12,15 @@ from __future__ import annotations
 from visnet.units import ENERGY_UNITS, LENGTH_UNITS, energy_unit, length_unit
 
 __all__ = [
-    "ENERGY_UNITS", "LENGTH_UNITS", "canonical_unit", "energy_factor", "force_factor", "is_energy_unit",
-    "length_factor", "milli",
-]  # fmt: skip
+    "ENERGY_UNITS",
+    "LENGTH_UNITS",
+    "canonical_unit",
+    "energy_factor",
+    "force_factor",
+    "is_energy_unit",
+    "length_factor",
+    "milli",
+]
 
 
 def canonical_unit(name: str, kind: str) -> str:

@@ -11,7 +11,21 @@ from visnet.dynamics.runner import MDConfig, MDResult, prepare_system, run_md
 from visnet.molecules import atoms_from_smiles, load_structure, named_structures
 
 __all__ = [
-    "ENSEMBLES", "BlowUpGuard", "GuardLimits", "MDBlowUpError", "MDConfig", "MDResult", "NVEDrift",
-    "atoms_from_smiles", "closest_pair", "init_velocities", "load_structure", "make_integrator", "named_structures",
-    "nve_drift", "prepare_constraints", "prepare_system", "run_md",
-]  # fmt: skip
+    "ENSEMBLES",
+    "BlowUpGuard",
+    "GuardLimits",
+    "MDBlowUpError",
+    "MDConfig",
+    "MDResult",
+    "NVEDrift",
+    "atoms_from_smiles",
+    "closest_pair",
+    "init_velocities",
+    "load_structure",
+    "make_integrator",
+    "named_structures",
+    "nve_drift",
+    "prepare_constraints",
+    "prepare_system",
+    "run_md",
+]

@@ -25,58 +25,99 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``visnet md``."""
     p = argparse.ArgumentParser(
-        prog="visnet md", description="Molecular dynamics with a ViSNet model (ASE integrators).",
+        prog="visnet md",
+        description="Molecular dynamics with a ViSNet model (ASE integrators).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )  # fmt: skip
-    p.add_argument("structure", nargs="?", default="aspirin",
-                   help="ASE-readable file, bundled molecule name (see --list-molecules) or SMILES")
+    )
+    p.add_argument(
+        "structure",
+        nargs="?",
+        default="aspirin",
+        help="ASE-readable file, bundled molecule name (see --list-molecules) or SMILES",
+    )
     p.add_argument("--ensemble", choices=ENSEMBLES, default="langevin", help="integrator / ensemble")
     p.add_argument("-T", "--temperature", type=float, default=300.0, help="target (NVE: initial) temperature, K")
     p.add_argument("--timestep", type=float, default=0.5, help="time step, fs")
     p.add_argument("--steps", type=int, default=1000, help="MD steps")
-    p.add_argument("--friction", type=float, default=10.0,
-                   help="Langevin friction, 1/ps (Bussi/BAOAB tau = 1/friction)")
+    p.add_argument(
+        "--friction", type=float, default=10.0, help="Langevin friction, 1/ps (Bussi/BAOAB tau = 1/friction)"
+    )
     p.add_argument("--pressure", type=float, default=1.0, help="NPT pressure, bar")
     p.add_argument("--seed", type=int, default=0, help="seed of velocities, thermostat noise and SMILES embedding")
-    p.add_argument("--model", action="append", default=None,
-                   help="model file or bundled name (default: 'default'); repeat for a committee")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="model file or bundled name (default: 'default'); repeat for a committee",
+    )
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: 1 for systems under 200 atoms, else torch's default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: 1 for systems under 200 atoms, else torch's default)",
+    )
     p.add_argument("--skin", type=float, default=DEFAULT_SKIN, help="neighbour-list skin, Å")
     p.add_argument("--output-dir", type=Path, default=Path("md_output"))
     p.add_argument("--name", default=None, help="file name prefix (default: the structure's name)")
     p.add_argument("--log-interval", type=int, default=10, help="steps between log lines")
     p.add_argument("--traj-interval", type=int, default=10, help="steps between trajectory frames")
     p.add_argument("--frame", type=int, default=-1, help="frame of a multi-frame structure file")
-    p.add_argument("--keep-velocities", action="store_true",
-                   help="start from the momenta stored in the structure file (continue a .traj run)")
+    p.add_argument(
+        "--keep-velocities",
+        action="store_true",
+        help="start from the momenta stored in the structure file (continue a .traj run)",
+    )
     p.add_argument("--max-force", type=float, default=50.0, help="blow-up guard: largest force, eV/Å")
     p.add_argument("--min-distance", type=float, default=0.5, help="blow-up guard: smallest distance, Å")
-    p.add_argument("--max-temperature", type=float, default=None,
-                   help="blow-up guard: highest temperature, K (default max(4 T, T + 1000))")
+    p.add_argument(
+        "--max-temperature",
+        type=float,
+        default=None,
+        help="blow-up guard: highest temperature, K (default max(4 T, T + 1000))",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="no PNG plots at the end")
     p.add_argument("--check-nve", action="store_true", help="run NVE and report the energy drift in eV/atom/ps")
-    p.add_argument("--max-drift", type=float, default=None,
-                   help="with --check-nve: exit with status 1 if |drift| exceeds this, eV/atom/ps")
+    p.add_argument(
+        "--max-drift",
+        type=float,
+        default=None,
+        help="with --check-nve: exit with status 1 if |drift| exceeds this, eV/atom/ps",
+    )
     p.add_argument("--list-molecules", action="store_true", help="list the bundled molecules and exit")
-    return p  # fmt: skip
+    return p
 
 
 def config_from_args(args: argparse.Namespace) -> MDConfig:
     """MDConfig from parsed arguments (``--check-nve`` forces the NVE ensemble)."""
     return MDConfig(
-        structure=args.structure, ensemble="nve" if args.check_nve else args.ensemble, temperature=args.temperature,
-        timestep=args.timestep, steps=args.steps, friction=args.friction, pressure=args.pressure, seed=args.seed,
-        model=args.model if args.model and len(args.model) > 1 else (args.model or ["default"])[0], dtype=args.dtype,
-        device=args.device, skin=args.skin, output_dir=args.output_dir, name=args.name,
-        log_interval=args.log_interval, traj_interval=args.traj_interval, progress=not args.no_progress,
-        plots=not args.no_plots, max_force=args.max_force, min_distance=args.min_distance,
-        max_temperature=args.max_temperature, frame=args.frame, keep_velocities=args.keep_velocities,
+        structure=args.structure,
+        ensemble="nve" if args.check_nve else args.ensemble,
+        temperature=args.temperature,
+        timestep=args.timestep,
+        steps=args.steps,
+        friction=args.friction,
+        pressure=args.pressure,
+        seed=args.seed,
+        model=args.model if args.model and len(args.model) > 1 else (args.model or ["default"])[0],
+        dtype=args.dtype,
+        device=args.device,
+        skin=args.skin,
+        output_dir=args.output_dir,
+        name=args.name,
+        log_interval=args.log_interval,
+        traj_interval=args.traj_interval,
+        progress=not args.no_progress,
+        plots=not args.no_plots,
+        max_force=args.max_force,
+        min_distance=args.min_distance,
+        max_temperature=args.max_temperature,
+        frame=args.frame,
+        keep_velocities=args.keep_velocities,
         threads=args.threads,
-    )  # fmt: skip
+    )
 
 
 def _summary(result: MDResult) -> str:

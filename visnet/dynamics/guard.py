@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import cKDTree
 import torch
 from ase import Atoms, units
 from ase.md.md import MolecularDynamics
+from scipy.spatial import cKDTree
 
 from visnet.neighbors import radius_graph
 

@@ -99,9 +99,12 @@ class ThermoRecord:
     def arrays(self) -> dict[str, np.ndarray]:
         """All series as arrays: time (ps), potential/kinetic/total (eV), temperature (K)."""
         return {
-            "time": np.asarray(self.time), "potential": np.asarray(self.potential),
-            "kinetic": np.asarray(self.kinetic), "total": self.total, "temperature": np.asarray(self.temperature),
-        }  # fmt: skip
+            "time": np.asarray(self.time),
+            "potential": np.asarray(self.potential),
+            "kinetic": np.asarray(self.kinetic),
+            "total": self.total,
+            "temperature": np.asarray(self.temperature),
+        }
 
 
 class ProgressBar:
@@ -138,9 +141,15 @@ class Outputs:
 
 
 def attach_outputs(
-    dyn: MolecularDynamics, atoms: Atoms, paths: OutputPaths, steps: int, log_interval: int, traj_interval: int,
-    progress: bool, stress: bool = False,
-) -> Outputs:  # fmt: skip
+    dyn: MolecularDynamics,
+    atoms: Atoms,
+    paths: OutputPaths,
+    steps: int,
+    log_interval: int,
+    traj_interval: int,
+    progress: bool,
+    stress: bool = False,
+) -> Outputs:
     """Attach record, log, trajectories and progress bar to ``dyn`` (after any guard).
 
     Args:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -185,12 +186,21 @@ def run_md(config: MDConfig, atoms: Atoms | None = None, calculator: ViSNetCalcu
         init_velocities(atoms, config.temperature, config.seed)
     prepare_constraints(atoms, config.ensemble)
     _check_start(atoms, config)
-    dyn = make_integrator(atoms, config.ensemble, config.timestep, config.temperature, config.friction, config.seed,
-                          config.pressure)  # fmt: skip
+    dyn = make_integrator(
+        atoms, config.ensemble, config.timestep, config.temperature, config.friction, config.seed, config.pressure
+    )
     dyn.attach(BlowUpGuard(atoms, config.limits(), dyn), interval=1)  # first: runs before the writers
     paths = OutputPaths(Path(config.output_dir), _name(config, atoms))
-    outputs = attach_outputs(dyn, atoms, paths, config.steps, config.log_interval, config.traj_interval,
-                             config.progress, stress=config.ensemble == "npt")  # fmt: skip
+    outputs = attach_outputs(
+        dyn,
+        atoms,
+        paths,
+        config.steps,
+        config.log_interval,
+        config.traj_interval,
+        config.progress,
+        stress=config.ensemble == "npt",
+    )
     message, start, threads = None, time.perf_counter(), torch.get_num_threads()
     try:
         torch.set_num_threads(_threads(config, atoms, calculator))

@@ -7,6 +7,16 @@ from visnet.model.representation import ViSNetRepresentation
 from visnet.model.visnet import ViSNet
 
 __all__ = [
-    "Atomref", "CosineCutoff", "EdgeGeometry", "ExpNormalSmearing", "GaussianSmearing", "HEADS", "ViSNet",
-    "ViSNetRepresentation", "edge_geometry", "rejection_dot", "spherical_harmonics", "vector_rejection",
+    "Atomref",
+    "CosineCutoff",
+    "EdgeGeometry",
+    "ExpNormalSmearing",
+    "GaussianSmearing",
+    "HEADS",
+    "ViSNet",
+    "ViSNetRepresentation",
+    "edge_geometry",
+    "rejection_dot",
+    "spherical_harmonics",
+    "vector_rejection",
 ]

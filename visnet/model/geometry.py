@@ -118,9 +118,7 @@ def edge_vectors(pos: Tensor, edge_index: Tensor, shifts: Tensor | None) -> Tens
     return vec if shifts is None else vec + shifts
 
 
-def edge_geometry(
-    pos: Tensor, edge_index: Tensor, shifts: Tensor | None, lmax: int, self_loop: Tensor
-) -> EdgeGeometry:
+def edge_geometry(pos: Tensor, edge_index: Tensor, shifts: Tensor | None, lmax: int, self_loop: Tensor) -> EdgeGeometry:
     """Distances and direction units of the edges (self-loops get distance 0 and zero direction).
 
     Args:

@@ -56,7 +56,9 @@ class GatedEquivariantBlock(nn.Module):
 
     def forward(self, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """x (N, H), v (N, M, H) -> x (N, out), v (N, M, out)."""
-        vec1 = smooth_norm(self.vec1_proj(v), dim=-2, eps=self.norm_eps)  # exact |v| would put a cusp at symmetric centres
+        vec1 = smooth_norm(
+            self.vec1_proj(v), dim=-2, eps=self.norm_eps
+        )  # exact |v| would put a cusp at symmetric centres
         vec2 = self.vec2_proj(v)
         x, gate = torch.split(self.update_net(torch.cat([x, vec1], dim=-1)), self.out_channels, dim=-1)
         return self.act(x), gate.unsqueeze(1) * vec2

@@ -61,7 +61,9 @@ class ViSMPLayer(nn.Module):
 
         h = hidden_channels
         self.layernorm = nn.LayerNorm(h)
-        self.vec_layernorm = VecLayerNorm(h, trainable=trainable_vecnorm, norm_type=vecnorm_type, norm_eps=vector_norm_eps)
+        self.vec_layernorm = VecLayerNorm(
+            h, trainable=trainable_vecnorm, norm_type=vecnorm_type, norm_eps=vector_norm_eps
+        )
         self.act = nn.SiLU()
         self.vec_proj = nn.Linear(h, 3 * h, bias=False)
         self.q_proj = nn.Linear(h, h)
@@ -166,9 +168,17 @@ class ViSMPLayer(nn.Module):
         return x_agg, vec_agg, df_ij
 
     def _edge_slice(
-        self, edge_index: Tensor, cutoff: Tensor, f_ij: Tensor, d_ij: Tensor, q: Tensor, k: Tensor, v: Tensor,
-        vec: Tensor, *projections: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor | None]:  # fmt: skip
+        self,
+        edge_index: Tensor,
+        cutoff: Tensor,
+        f_ij: Tensor,
+        d_ij: Tensor,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        vec: Tensor,
+        *projections: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Messages of a set of edges summed onto their centre atoms, and those edges' updates."""
         src, dst = edge_index[0], edge_index[1]
         heads = (-1, self.num_heads, self.head_dim)

@@ -13,7 +13,6 @@ from visnet.model.normalization import VecLayerNorm
 from visnet.model.norms import VECTOR_NORM_EPS
 from visnet.model.radial import RBF_CLASSES, CosineCutoff
 
-
 # Inference on systems whose per-edge activations would exceed this (bytes) processes the edges of
 # each layer in slices of about this size and recomputes each slice in the backward pass: peak
 # memory stays ~constant in system size, for ~30 % more time. Training (double backward) never does.
@@ -118,7 +117,9 @@ class ViSNetRepresentation(nn.Module):
         vec = torch.zeros(x.size(0), self.num_vectors, x.size(1), dtype=x.dtype, device=x.device)
         chunk = self._edge_chunk(edge_index.size(1), x)
         for layer in self.vis_mp_layers:
-            dx, dvec, df_ij = layer(x, vec, edge_index, cutoff, f_ij, d_ij, edge_chunk=chunk, recompute=chunk is not None)
+            dx, dvec, df_ij = layer(
+                x, vec, edge_index, cutoff, f_ij, d_ij, edge_chunk=chunk, recompute=chunk is not None
+            )
             x = x + dx
             vec = vec + dvec
             if df_ij is not None:

@@ -40,7 +40,9 @@ def check_positions(pos: Tensor, num_atoms: int, dtype: torch.dtype) -> None:
     if not pos.dtype.is_floating_point:
         raise ValueError(f"pos must be floating point, got dtype {pos.dtype}")
     if pos.dtype != dtype:
-        raise ValueError(f"pos has dtype {pos.dtype} but the model is {dtype}: convert one of them (model.to({pos.dtype}))")
+        raise ValueError(
+            f"pos has dtype {pos.dtype} but the model is {dtype}: convert one of them (model.to({pos.dtype}))"
+        )
     finite = torch.isfinite(pos).all(dim=1)
     if not bool(finite.all()):
         i = _first_index(~finite)
@@ -59,7 +61,9 @@ def check_batch(batch: Tensor, num_atoms: int) -> int:
     return int(batch[-1]) + 1
 
 
-def check_cell(cell: Tensor | None, pbc: Tensor | None, num_graphs: int, dtype: torch.dtype) -> tuple[Tensor | None, Tensor | None]:
+def check_cell(
+    cell: Tensor | None, pbc: Tensor | None, num_graphs: int, dtype: torch.dtype
+) -> tuple[Tensor | None, Tensor | None]:
     """Normalise cell to (G, 3, 3) and pbc to (G, 3) bool; a periodic system needs a cell."""
     if cell is None:
         if pbc is not None and bool(torch.as_tensor(pbc).any()):
@@ -74,7 +78,11 @@ def check_cell(cell: Tensor | None, pbc: Tensor | None, num_graphs: int, dtype: 
         raise ValueError(f"cell has dtype {cell.dtype} but the model is {dtype}")
     if not bool(torch.isfinite(cell).all()):
         raise ValueError("cell has non-finite entries")
-    pbc = torch.ones(num_graphs, 3, dtype=torch.bool, device=cell.device) if pbc is None else torch.as_tensor(pbc, device=cell.device)
+    pbc = (
+        torch.ones(num_graphs, 3, dtype=torch.bool, device=cell.device)
+        if pbc is None
+        else torch.as_tensor(pbc, device=cell.device)
+    )
     if pbc.shape == (3,):
         pbc = pbc.unsqueeze(0).expand(num_graphs, 3)
     if pbc.shape != (num_graphs, 3):
@@ -88,4 +96,6 @@ def check_no_coincident_atoms(distances: Tensor, edge_index: Tensor, self_loop: 
     if bool(close.any()):
         e = _first_index(close)
         i, j = int(edge_index[1, e]), int(edge_index[0, e])
-        raise ValueError(f"atoms {i} and {j} are coincident (distance {float(distances[e].detach()):.2e} Å < {min_distance} Å)")
+        raise ValueError(
+            f"atoms {i} and {j} are coincident (distance {float(distances[e].detach()):.2e} Å < {min_distance} Å)"
+        )

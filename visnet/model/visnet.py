@@ -7,12 +7,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from visnet.model import validation
 from visnet.model.geometry import EdgeGeometry, edge_geometry
 from visnet.model.heads import Atomref, build_head
 from visnet.model.norms import VECTOR_NORM_EPS
 from visnet.model.representation import ViSNetRepresentation
 from visnet.model.scatter import scatter_mean, scatter_sum
-from visnet.model import validation
 from visnet.neighbors import NeighborList, radius_graph
 
 # Distances below this (Å) between distinct atoms are treated as coincident atoms (an input error).
@@ -88,13 +88,28 @@ class ViSNet(nn.Module):
         if not vector_norm_eps >= 0:
             raise ValueError(f"vector_norm_eps must be >= 0, got {vector_norm_eps}")
         self.hparams: dict[str, Any] = dict(
-            lmax=lmax, vecnorm_type=vecnorm_type, trainable_vecnorm=trainable_vecnorm, num_heads=num_heads,
-            num_layers=num_layers, hidden_channels=hidden_channels, num_rbf=num_rbf, trainable_rbf=trainable_rbf,
-            max_z=max_z, cutoff=float(cutoff), vertex=vertex, reduce_op=reduce_op, mean=float(mean), std=float(std),
-            derivative=derivative, vector_cutoff=vector_cutoff, rbf_type=rbf_type, output_head=output_head,
-            output_key=output_key, isolated_atom_reference=isolated_atom_reference,
+            lmax=lmax,
+            vecnorm_type=vecnorm_type,
+            trainable_vecnorm=trainable_vecnorm,
+            num_heads=num_heads,
+            num_layers=num_layers,
+            hidden_channels=hidden_channels,
+            num_rbf=num_rbf,
+            trainable_rbf=trainable_rbf,
+            max_z=max_z,
+            cutoff=float(cutoff),
+            vertex=vertex,
+            reduce_op=reduce_op,
+            mean=float(mean),
+            std=float(std),
+            derivative=derivative,
+            vector_cutoff=vector_cutoff,
+            rbf_type=rbf_type,
+            output_head=output_head,
+            output_key=output_key,
+            isolated_atom_reference=isolated_atom_reference,
             vector_norm_eps=float(vector_norm_eps),
-        )  # fmt: skip
+        )
         self.lmax = lmax
         self.max_z = max_z
         self.cutoff = float(cutoff)
@@ -104,11 +119,21 @@ class ViSNet(nn.Module):
         self.isolated_atom_reference = isolated_atom_reference
         self.check_inputs = True
         self.representation_model = ViSNetRepresentation(
-            hidden_channels=hidden_channels, num_layers=num_layers, num_rbf=num_rbf, rbf_type=rbf_type,
-            trainable_rbf=trainable_rbf, cutoff=cutoff, lmax=lmax, num_heads=num_heads, vecnorm_type=vecnorm_type,
-            trainable_vecnorm=trainable_vecnorm, max_z=max_z, vertex=vertex, vector_cutoff=vector_cutoff,
+            hidden_channels=hidden_channels,
+            num_layers=num_layers,
+            num_rbf=num_rbf,
+            rbf_type=rbf_type,
+            trainable_rbf=trainable_rbf,
+            cutoff=cutoff,
+            lmax=lmax,
+            num_heads=num_heads,
+            vecnorm_type=vecnorm_type,
+            trainable_vecnorm=trainable_vecnorm,
+            max_z=max_z,
+            vertex=vertex,
+            vector_cutoff=vector_cutoff,
             vector_norm_eps=vector_norm_eps,
-        )  # fmt: skip
+        )
         self.output_model = build_head(output_head, hidden_channels, max_z, vector_norm_eps)
         self.prior_model = Atomref(None if atomref is None else torch.as_tensor(atomref), max_z)
         self.register_buffer("mean", torch.tensor(float(mean)))
@@ -240,7 +265,9 @@ class ViSNet(nn.Module):
             validation.check_no_coincident_atoms(geometry.distances, edge_index, self_loop, MIN_DISTANCE)
         return geometry
 
-    def _predict(self, z: Tensor, pos: Tensor, batch: Tensor, geometry: EdgeGeometry, num_graphs: int) -> dict[str, Tensor]:
+    def _predict(
+        self, z: Tensor, pos: Tensor, batch: Tensor, geometry: EdgeGeometry, num_graphs: int
+    ) -> dict[str, Tensor]:
         head = self.output_model
         x, v = self.representation_model(z, geometry)
         per_atom = head.pre_reduce(x, v, z, pos, batch)

@@ -55,10 +55,14 @@ class EMA(EMAWeightAveraging):
         update_every_n_steps: update interval in optimizer steps.
     """
 
-    def __init__(self, decay: float = 0.999, update_starting_at_step: int | None = None, update_every_n_steps: int = 1) -> None:
+    def __init__(
+        self, decay: float = 0.999, update_starting_at_step: int | None = None, update_every_n_steps: int = 1
+    ) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
-        super().__init__(decay=decay, update_starting_at_step=update_starting_at_step, update_every_n_steps=update_every_n_steps)
+        super().__init__(
+            decay=decay, update_starting_at_step=update_starting_at_step, update_every_n_steps=update_every_n_steps
+        )
 
     def _has_average(self) -> bool:
         return self._average_model is not None and int(self._average_model.n_averaged) > 0
@@ -71,6 +75,8 @@ class EMA(EMAWeightAveraging):
         if self._has_average():
             super()._copy_average_to_current(pl_module)
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         if self._average_model is None or self._has_average():
             super().on_save_checkpoint(trainer, pl_module, checkpoint)

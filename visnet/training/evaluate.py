@@ -36,7 +36,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="visnet evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="model file (model.pt) or a visnet fit checkpoint (.ckpt)")
     parser.add_argument("--data", required=True, help="data file (MD17/rMD17 npz, QM9 npz, any ASE-readable file)")
-    parser.add_argument("--split", default="all", choices=["all", "train", "val", "test"], help="structures to evaluate")
+    parser.add_argument(
+        "--split", default="all", choices=["all", "train", "val", "test"], help="structures to evaluate"
+    )
     parser.add_argument("--run-dir", default=None, help="run folder holding splits.npz (default: the model's folder)")
     parser.add_argument("--splits", default=None, help="an explicit splits.npz (overrides --run-dir)")
     parser.add_argument("--format", default="auto", choices=["auto", "md17", "qm9", "ase"])
@@ -117,10 +119,16 @@ def _row(quantity: str, pred: np.ndarray, ref: np.ndarray, unit: str, per_length
     milli = energy_factor(unit, "meV") if is_energy_unit(unit) else 1.0
     suffix = "/Å" if per_length else ""
     return {
-        "quantity": quantity, "n": int(ref.size), "unit": unit + suffix, "mae": stats["mae"], "rmse": stats["rmse"],
-        "max": stats["max"], "milli_unit": ("meV" if is_energy_unit(unit) else unit) + suffix,
-        "mae_milli": stats["mae"] * milli, "rmse_milli": stats["rmse"] * milli,
-    }  # fmt: skip
+        "quantity": quantity,
+        "n": int(ref.size),
+        "unit": unit + suffix,
+        "mae": stats["mae"],
+        "rmse": stats["rmse"],
+        "max": stats["max"],
+        "milli_unit": ("meV" if is_energy_unit(unit) else unit) + suffix,
+        "mae_milli": stats["mae"] * milli,
+        "rmse_milli": stats["rmse"] * milli,
+    }
 
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,8 +136,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     model = load_model(args.model, device=args.device)
     meta = model.metadata
     target = meta.get("target", model.output_key)
-    data = load_atoms_data(args.data, format=args.format, target=target, energy_unit=args.energy_unit,
-                           length_unit=args.length_unit, index=args.index)  # fmt: skip
+    data = load_atoms_data(
+        args.data,
+        format=args.format,
+        target=target,
+        energy_unit=args.energy_unit,
+        length_unit=args.length_unit,
+        index=args.index,
+    )
     indices = select_indices(args, len(data))
     data_unit = data.target_unit
     model_unit = meta.get("units", {}).get(target, meta.get("units", {}).get("energy", "eV"))
@@ -141,15 +155,34 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     run_dir = Path(args.run_dir or Path(args.model).parent)
     out_dir = Path(args.out) if args.out else run_dir / f"evaluation_{Path(args.data).stem}_{args.split}"
     offset = float(subset.y.mean()) if target == "energy" else 0.0
-    plots = [parity_plot(subset.y - offset, pred[model.output_key] * factor - offset, out_dir / f"parity_{target}.png",
-                         target if not offset else f"{target} − {offset:.6g}", data_unit)]  # fmt: skip
+    plots = [
+        parity_plot(
+            subset.y - offset,
+            pred[model.output_key] * factor - offset,
+            out_dir / f"parity_{target}.png",
+            target if not offset else f"{target} − {offset:.6g}",
+            data_unit,
+        )
+    ]
     if use_forces:
         rows.append(_row("forces", pred["forces"] * factor, subset.forces, data_unit, per_length=True))
-        plots.append(parity_plot(
-            subset.forces, pred["forces"] * factor, out_dir / "parity_forces.png", "force components", f"{data_unit}/Å"
-        ))  # fmt: skip
-    result = {"model": str(args.model), "data": str(args.data), "split": args.split, "structures": int(len(indices)),
-              "metrics": rows, "plots": [str(p) for p in plots]}  # fmt: skip
+        plots.append(
+            parity_plot(
+                subset.forces,
+                pred["forces"] * factor,
+                out_dir / "parity_forces.png",
+                "force components",
+                f"{data_unit}/Å",
+            )
+        )
+    result = {
+        "model": str(args.model),
+        "data": str(args.data),
+        "split": args.split,
+        "structures": int(len(indices)),
+        "metrics": rows,
+        "plots": [str(p) for p in plots],
+    }
     _write_json(out_dir / "metrics.json", result)
     return result
 

@@ -86,12 +86,25 @@ class ViSNetModule(pl.LightningModule):
         self.save_hyperparameters()
         if model_hparams is None:
             model_hparams = dict(
-                hidden_channels=hidden_channels, num_layers=num_layers, num_rbf=num_rbf, cutoff=cutoff, lmax=lmax,
-                num_heads=num_heads, vecnorm_type=vecnorm_type, trainable_vecnorm=trainable_vecnorm,
-                trainable_rbf=trainable_rbf, rbf_type=rbf_type, max_z=max_z, vertex=vertex, reduce_op=reduce_op,
-                vector_cutoff=vector_cutoff, isolated_atom_reference=isolated_atom_reference,
-                output_head=output_head or head_for_target(target), output_key=target, derivative=target == "energy",
-            )  # fmt: skip
+                hidden_channels=hidden_channels,
+                num_layers=num_layers,
+                num_rbf=num_rbf,
+                cutoff=cutoff,
+                lmax=lmax,
+                num_heads=num_heads,
+                vecnorm_type=vecnorm_type,
+                trainable_vecnorm=trainable_vecnorm,
+                trainable_rbf=trainable_rbf,
+                rbf_type=rbf_type,
+                max_z=max_z,
+                vertex=vertex,
+                reduce_op=reduce_op,
+                vector_cutoff=vector_cutoff,
+                isolated_atom_reference=isolated_atom_reference,
+                output_head=output_head or head_for_target(target),
+                output_key=target,
+                derivative=target == "energy",
+            )
         try:
             self.model = ViSNet(**model_hparams)
         except TypeError as err:
@@ -99,7 +112,9 @@ class ViSNetModule(pl.LightningModule):
         self.hparams["model_hparams"] = dict(self.model.hparams)
         self.loss_fn = loss_function(loss, huber_delta)
         if energy_weight < 0 or force_weight < 0 or energy_weight + force_weight == 0:
-            raise ValueError(f"loss weights must be >= 0 and not both 0, got energy {energy_weight}, forces {force_weight}")
+            raise ValueError(
+                f"loss weights must be >= 0 and not both 0, got energy {energy_weight}, forces {force_weight}"
+            )
         self._statistics_applied = False
 
     # ------------------------------------------------------------ statistics
@@ -110,9 +125,11 @@ class ViSNetModule(pl.LightningModule):
             return
         self._check_data(datamodule)
         stats = datamodule.statistics(
-            self.model.max_z, use_forces=self._trains_forces(datamodule.has_forces),
-            fit_references=self.hparams.atomref_prior, standardize=self.hparams.standardize,
-        )  # fmt: skip
+            self.model.max_z,
+            use_forces=self._trains_forces(datamodule.has_forces),
+            fit_references=self.hparams.atomref_prior,
+            standardize=self.hparams.standardize,
+        )
         self.apply_statistics(stats)
         self.hparams["metadata"] = {**datamodule.metadata(), **(self.hparams.metadata or {})}
         self.model.metadata = dict(self.hparams["metadata"])
@@ -122,8 +139,14 @@ class ViSNetModule(pl.LightningModule):
         if target != self.model.output_key:
             raise ValueError(f"the data provides target {target!r} but the model predicts {self.model.output_key!r}")
         if self.model.derivative and self.hparams.force_weight > 0 and not datamodule.has_forces:
-            raise ValueError(f"{datamodule.hparams.path} has no forces: set --model.force_weight 0 to train on energies only")
-        if self.model.derivative and datamodule.has_forces and getattr(self.trainer.validate_loop, "inference_mode", False):
+            raise ValueError(
+                f"{datamodule.hparams.path} has no forces: set --model.force_weight 0 to train on energies only"
+            )
+        if (
+            self.model.derivative
+            and datamodule.has_forces
+            and getattr(self.trainer.validate_loop, "inference_mode", False)
+        ):
             raise ValueError("validation forces need autograd: set trainer.inference_mode: false")
 
     def _trains_forces(self, has_forces: bool) -> bool:
@@ -186,7 +209,9 @@ class ViSNetModule(pl.LightningModule):
             err_f = mae(out["forces"].detach(), batch["forces"])
             self.log(names["forces"][0], err_f, batch_size=batch["forces"].numel(), prog_bar=True, **kw)
             if "forces_paper" in names:
-                self.log(names["forces_paper"][0], err_f * names["forces_paper"][1], batch_size=batch["forces"].numel(), **kw)
+                self.log(
+                    names["forces_paper"][0], err_f * names["forces_paper"][1], batch_size=batch["forces"].numel(), **kw
+                )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")
