@@ -1,15 +1,15 @@
 """``ViSNetCalculator``: ViSNet as an ASE calculator (energy, forces, per-atom energies, stress).
 
 Always in ASE units (eV, Å, eV/Å, eV/Å³) whatever units the model was trained in: the factors
-come from the model's metadata (``visnet.units``). The neighbour list is reused between calls
+come from the model's metadata (``visnet.model_io``). The neighbour list is reused between calls
 with a Verlet skin (``VerletNeighborList``); the model only ever sees the edges within its
 cutoff, in the order a fresh build gives, so results equal a fresh build.
 """
 
 from __future__ import annotations
 
-import copy
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
-from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 from torch import Tensor, nn
 
-from visnet.checkpoint import load_model, model_metadata
+from visnet.batching import atom_slices, batch_inputs, find_faulty, relative_positions
+from visnet.inputs import check_atoms, check_elements, check_geometry
+from visnet.model_io import ModelInfo, ModelLike, prepare_model, require_energy_model, resolve_device, resolve_dtype
 from visnet.neighbors import NeighborList, radius_graph
-from visnet.units import UnitConversion
 
 __all__ = [
     "ViSNetCalculator",
@@ -38,7 +38,6 @@ __all__ = [
 
 # Verlet skin (Å): the list is built with cutoff + skin and rebuilt once an atom moved skin / 2.
 DEFAULT_SKIN = 0.5
-ModelLike = nn.Module | str | os.PathLike
 
 
 class NonFiniteResultError(FloatingPointError):
@@ -108,63 +107,19 @@ class VerletNeighborList:
 
 @dataclass
 class _Member:
-    """One model of the calculator with its units and neighbour list."""
+    """One model of the calculator with its description (units, elements) and neighbour list."""
 
     model: nn.Module
-    units: UnitConversion
-    elements: frozenset[int]
+    info: ModelInfo
     neighbors: VerletNeighborList
-    name: str
-
-
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    resolved = getattr(torch, dtype.removeprefix("torch."), None) if isinstance(dtype, str) else dtype
-    if resolved not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return resolved
-
-
-def _prepare_model(model: ModelLike, device: torch.device, dtype: torch.dtype) -> tuple[nn.Module, str]:
-    """A private eval-mode copy of ``model`` on ``device`` in ``dtype`` (the caller's is untouched)."""
-    if isinstance(model, (str, os.PathLike)):
-        return load_model(model, device=device, dtype=dtype).requires_grad_(False), str(model)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a ViSNet module or a path/name, got {type(model).__name__}")
-    model = copy.deepcopy(model).to(device=device, dtype=dtype).eval().requires_grad_(False)
-    return model, type(model).__name__
-
-
-def _elements_of(model: nn.Module) -> frozenset[int]:
-    """Atomic numbers the model may be used for: metadata "elements" (numbers or symbols), else 1..max_z−1."""
-    listed = model_metadata(model).get("elements")
-    if listed is None:
-        return frozenset(range(1, int(model.max_z)))
-    return frozenset(_atomic_number(e) for e in listed)
-
-
-def _atomic_number(element: int | str) -> int:
-    """Atomic number of an entry of the metadata's "elements" (a number or a symbol)."""
-    if isinstance(element, str) and element in chemical_symbols[1:]:
-        return chemical_symbols.index(element)
-    if not isinstance(element, str) and 0 < int(element) < len(chemical_symbols):
-        return int(element)
-    raise ValueError(f"the model's metadata lists an unknown element {element!r} in 'elements'")
 
 
 def _make_member(model: ModelLike, device: torch.device, dtype: torch.dtype, skin: float) -> _Member:
-    model, name = _prepare_model(model, device, dtype)
-    head = getattr(model, "output_model", None)
-    if head is not None and (getattr(head, "is_vector", False) or getattr(head, "per_atom", False)):
-        raise ValueError(f"{name}: the calculator needs an energy model, this one predicts a vector/per-atom property")
-    units = UnitConversion.from_metadata(model_metadata(model).get("units"))
-    neighbors = VerletNeighborList(model.cutoff, skin / units.length)
-    return _Member(model, units, _elements_of(model), neighbors, name)
+    """The private copy of ``model``; ValueError naming the property of a non-energy model."""
+    module, info = prepare_model(model, device, dtype)
+    require_energy_model(info, "the calculator (and MD)")
+    module.check_inputs = False  # the calculator validates each structure once (visnet.inputs)
+    return _Member(module, info, VerletNeighborList(module.cutoff, skin / info.units.length))
 
 
 def _member_specs(model: Any, model_path: Any, committee: Any) -> list[ModelLike]:
@@ -178,47 +133,6 @@ def _member_specs(model: Any, model_path: Any, committee: Any) -> list[ModelLike
     if not specs:
         raise ValueError("the committee is empty")
     return specs
-
-
-# --------------------------------------------------------------------------- input checks
-
-
-def _symbols(numbers: Sequence[int]) -> str:
-    return ", ".join(f"{chemical_symbols[z] if 0 < z < len(chemical_symbols) else '?'} (Z={z})" for z in numbers)
-
-
-def check_elements(numbers: np.ndarray, known: frozenset[int]) -> None:
-    """Raise ValueError naming the elements of ``numbers`` (N,) that are not in ``known``."""
-    unknown = sorted(set(int(z) for z in np.unique(numbers)) - known)
-    if unknown:
-        first = int(np.flatnonzero(np.isin(numbers, unknown))[0])
-        covered = ", ".join(chemical_symbols[z] for z in sorted(known))
-        if len(known) > 20:
-            covered = f"Z {min(known)}..{max(known)}"
-        raise ValueError(
-            f"the model was not trained on element(s) {_symbols(unknown)} (first at atom {first}); it covers {covered}"
-        )
-
-
-def check_geometry(atoms: Atoms) -> None:
-    """Raise ValueError for no atoms, non-finite positions or a periodic direction without a cell vector."""
-    if len(atoms) == 0:
-        raise ValueError("empty structure: the Atoms object holds no atoms")
-    finite = np.isfinite(atoms.positions).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise ValueError(f"atoms {bad[:10].tolist()} have non-finite positions (NaN or inf)")
-    pbc, cell = np.asarray(atoms.pbc, dtype=bool), np.asarray(atoms.cell)
-    if pbc.any():
-        if not np.isfinite(cell).all():
-            raise ValueError("the cell has non-finite entries")
-        rows = cell[pbc]
-        if np.linalg.matrix_rank(rows, tol=1e-8) < len(rows):
-            axes = "".join("xyz"[k] for k in np.flatnonzero(pbc))
-            raise ValueError(
-                f"atoms are periodic along {axes} (pbc={pbc.tolist()}) but the cell vectors there are zero or "
-                f"degenerate: {rows.tolist()}; set atoms.cell, or atoms.pbc = False for a molecule"
-            )
 
 
 # --------------------------------------------------------------------------- calculator
@@ -239,8 +153,13 @@ class ViSNetCalculator(Calculator):
         **kwargs: passed to ``ase.calculators.calculator.Calculator`` (e.g. ``label``).
 
     With none of ``model``, ``model_path`` or ``committee`` the bundled ``"default"`` model is
-    used. Results: ``energy``/``free_energy`` (float, eV), ``forces`` (N, 3) eV/Å, ``energies``
-    (N,) eV per atom, ``stress`` (6,) eV/Å³ Voigt (3D-periodic systems only).
+    used. Only energy models (potentials) are accepted: a property model (e.g. QM9's gap) is
+    refused with a ValueError naming its property. Results: ``energy``/``free_energy`` (float,
+    eV), ``forces`` (N, 3) eV/Å, ``energies`` (N,) eV per atom, ``stress`` (6,) eV/Å³ Voigt
+    (3D-periodic systems only).
+
+    Thread safety: one calculator may be shared by several threads; property requests and
+    calculations are serialised by a lock (they run one at a time, each on its own structure).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "energies", "stress"]
@@ -256,18 +175,19 @@ class ViSNetCalculator(Calculator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.device = _resolve_device(device)
-        self.dtype = _resolve_dtype(dtype)
+        self._lock = threading.RLock()
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
         if not skin >= 0:
             raise ValueError(f"skin must be >= 0 Å, got {skin}")
         specs = _member_specs(model, model_path, committee)
         self.members = [_make_member(spec, self.device, self.dtype, float(skin)) for spec in specs]
-        self.elements = frozenset.intersection(*(m.elements for m in self.members))
+        self.elements = frozenset.intersection(*(m.info.elements for m in self.members))
         if len(self.members) > 1:
             self.implemented_properties = [*type(self).implemented_properties, "energy_std", "forces_std"]
         self.num_evaluations = 0  # model evaluations (one per calculate / calculate_batch call)
         self.parameters.update(
-            model=[m.name for m in self.members],
+            model=[m.info.label for m in self.members],
             device=str(self.device),
             dtype=str(self.dtype).removeprefix("torch."),
             skin=float(skin),
@@ -286,8 +206,13 @@ class ViSNetCalculator(Calculator):
     def check_atoms(self, atoms: Atoms) -> None:
         """Raise ValueError, before any model work, for elements the model was not trained on,
         non-finite positions or a periodic system without a cell."""
-        check_elements(atoms.numbers, self.elements)
-        check_geometry(atoms)
+        check_atoms(atoms, self.elements)
+
+    def get_property(self, name: str, atoms: Atoms | None = None, allow_calculation: bool = True) -> Any:
+        """ASE's ``get_property`` under the calculator's lock (state check, calculation and the
+        read of ``results`` belong together when threads share the calculator)."""
+        with self._lock:
+            return super().get_property(name, atoms, allow_calculation)
 
     def calculate(
         self,
@@ -296,23 +221,26 @@ class ViSNetCalculator(Calculator):
         system_changes: Sequence[str] = all_changes,
     ) -> None:
         """Fill ``self.results`` for ``atoms`` (energy, free_energy, forces, energies, + stress if asked)."""
-        super().calculate(atoms, properties, system_changes)
-        atoms = self.atoms
-        want_stress = "stress" in properties
-        if want_stress and not atoms.pbc.all():
-            raise PropertyNotImplementedError(f"stress needs a 3D-periodic system; atoms.pbc = {atoms.pbc.tolist()}")
-        self.check_atoms(atoms)
-        outputs = [self._evaluate(member, atoms, want_stress) for member in self.members]
-        self.num_evaluations += 1
-        self.results = _combine(outputs)
+        with self._lock:
+            super().calculate(atoms, properties, system_changes)
+            atoms = self.atoms
+            want_stress = "stress" in properties
+            if want_stress and not atoms.pbc.all():
+                raise PropertyNotImplementedError(
+                    f"stress needs a 3D-periodic system; atoms.pbc = {atoms.pbc.tolist()}"
+                )
+            self.check_atoms(atoms)
+            outputs = [self._evaluate(member, atoms, want_stress) for member in self.members]
+            self.num_evaluations += 1
+            self.results = _combine(outputs)
 
     def _evaluate(self, member: _Member, atoms: Atoms, want_stress: bool) -> dict[str, Any]:
-        conv = member.units
+        length = member.info.units.length
         z = torch.as_tensor(atoms.numbers, dtype=torch.long, device=self.device)
-        pos = torch.as_tensor(atoms.positions / conv.length, dtype=self.dtype, device=self.device)
+        pos = torch.as_tensor(relative_positions(atoms, length), dtype=self.dtype, device=self.device)
         cell = pbc = None
         if atoms.pbc.any():
-            cell = torch.as_tensor(np.asarray(atoms.cell) / conv.length, dtype=self.dtype, device=self.device)
+            cell = torch.as_tensor(np.asarray(atoms.cell) / length, dtype=self.dtype, device=self.device)
             pbc = torch.as_tensor(atoms.pbc, dtype=torch.bool, device=self.device)
         key = (atoms.numbers.tobytes(), np.asarray(atoms.cell).tobytes(), atoms.pbc.tobytes())
         neighbors = member.neighbors.get(pos, cell, pbc, key)
@@ -348,63 +276,28 @@ class ViSNetCalculator(Calculator):
                 self.check_atoms(atoms)
             except ValueError as err:
                 raise ValueError(f"image {k}: {err}") from None
-        try:
-            outputs = [self._evaluate_batch(member, images, want_stress) for member in self.members]
-        except ValueError as err:
-            raise self._name_the_image(images, err) from None
-        self.num_evaluations += 1
+        with self._lock:
+            try:
+                outputs = [self._evaluate_batch(member, images, want_stress) for member in self.members]
+            except ValueError as err:
+                raise find_faulty(images, self._probe, err, lambda k, _: f"image {k}") from None
+            self.num_evaluations += 1
         return [_combine([member_out[k] for member_out in outputs]) for k in range(len(images))]
 
-    def _name_the_image(self, images: list[Atoms], err: ValueError) -> ValueError:
-        """The model rejected the batch (e.g. coincident atoms): find the image at fault, so the
-        message names it and its own atom numbers (not the batch's)."""
+    def _probe(self, atoms: Atoms) -> None:
+        """Evaluate one structure without forces (raises the model's ValueError for it)."""
         member = self.members[0]
-        for k, atoms in enumerate(images):
-            inputs = batch_inputs([atoms], member.units.length, self.dtype, self.device)
-            try:
-                with torch.no_grad():
-                    member.model(*inputs, compute_forces=False)
-            except ValueError as inner:
-                return ValueError(f"image {k}: {inner}")
-        return err
+        inputs = batch_inputs([atoms], member.info.units.length, self.dtype, self.device)
+        with torch.no_grad():
+            member.model(*inputs, compute_forces=False)
 
     def _evaluate_batch(self, member: _Member, images: list[Atoms], want_stress: bool) -> list[dict[str, Any]]:
-        inputs = batch_inputs(images, member.units.length, self.dtype, self.device)
+        inputs = batch_inputs(images, member.info.units.length, self.dtype, self.device)
         out = member.model(*inputs, compute_forces=True, compute_stress=want_stress)
-        starts = np.concatenate([[0], np.cumsum([len(a) for a in images])])
+        slices = atom_slices([len(a) for a in images])
         return [
-            _to_ase(out, member, graph=k, atoms_slice=slice(starts[k], starts[k + 1]), want_stress=want_stress)
-            for k in range(len(images))
+            _to_ase(out, member, graph=k, atoms_slice=part, want_stress=want_stress) for k, part in enumerate(slices)
         ]
-
-
-# --------------------------------------------------------------------------- batches
-
-
-def batch_inputs(
-    images: Sequence[Atoms], length: float, dtype: torch.dtype, device: torch.device
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
-    """Model inputs for many structures in one batch.
-
-    Args:
-        images: structures (molecules and/or periodic systems), positions in Å.
-        length: Å per model length unit (positions and cells are divided by it).
-        dtype, device: of the returned floating-point tensors.
-
-    Returns:
-        (z (N,) int64, pos (N, 3) model length units, batch (N,) int64, cell (G, 3, 3) or None
-        (zeros for the non-periodic images of a mixed batch), pbc (G, 3) bool or None).
-    """
-    counts = torch.as_tensor([len(a) for a in images], device=device)
-    z = torch.as_tensor(np.concatenate([a.numbers for a in images]), dtype=torch.long, device=device)
-    pos = torch.as_tensor(np.concatenate([a.positions for a in images]) / length, dtype=dtype, device=device)
-    batch = torch.repeat_interleave(torch.arange(len(images), device=device), counts)
-    cell = pbc = None
-    if any(a.pbc.any() for a in images):
-        cells = np.stack([np.asarray(a.cell) if a.pbc.any() else np.zeros((3, 3)) for a in images])
-        cell = torch.as_tensor(cells / length, dtype=dtype, device=device)
-        pbc = torch.as_tensor(np.stack([a.pbc for a in images]), dtype=torch.bool, device=device)
-    return z, pos, batch, cell, pbc
 
 
 # --------------------------------------------------------------------------- results
@@ -418,7 +311,7 @@ def _to_ase(
     out: dict[str, Tensor], member: _Member, graph: int, atoms_slice: slice, want_stress: bool
 ) -> dict[str, Any]:
     """Model outputs of one graph -> ASE results in eV, eV/Å, eV/Å³; raises on NaN/inf."""
-    conv, key = member.units, member.model.output_key
+    conv, key = member.info.units, member.info.output_key
     results: dict[str, Any] = {
         "energy": float(out[key][graph].detach()) * conv.energy,
         "energies": _numpy(out[f"atomic_{key}"][atoms_slice]) * conv.energy,
@@ -429,7 +322,7 @@ def _to_ase(
     bad = [name for name, value in results.items() if not np.isfinite(value).all()]
     if bad:
         raise NonFiniteResultError(
-            f"{member.name} returned non-finite {', '.join(bad)} (atoms too close, or far outside the training data?)"
+            f"{member.info.label} returned non-finite {', '.join(bad)} (atoms too close, or far outside the training data?)"
         )
     results["free_energy"] = results["energy"]
     return results

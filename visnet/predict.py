@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +24,17 @@ import torch
 from ase import Atoms
 from torch import Tensor, nn
 
+from visnet.batching import batch_inputs, split_outputs
 from visnet.bundles import bundle_members, bundle_path
-from visnet.calculator import (
-    NonFiniteResultError,
-    ViSNetCalculator,
-    _elements_of,
-    _prepare_model,
-    _resolve_device,
-    _resolve_dtype,
-    batch_inputs,
-    check_elements,
-    check_geometry,
-)
-from visnet.checkpoint import model_metadata
+from visnet.calculator import NonFiniteResultError, ViSNetCalculator
+from visnet.inputs import check_atoms
+from visnet.model_io import ModelInfo, ModelLike, prepare_model, resolve_device, resolve_dtype
 from visnet.molecules import atoms_from_mol, is_rdkit_mol, load_structures, read_frames
 from visnet.results import Prediction
-from visnet.units import UnitConversion, energy_unit, reporting_unit
+from visnet.units import reporting_unit
 
 __all__ = ["PropertyModel", "load_property_models", "predict"]
 
-ModelLike = nn.Module | str | os.PathLike
 DEFAULT_BATCH_SIZE = 64
 # Inputs from which the progress bar shows when ``progress=None``.
 PROGRESS_MIN_STRUCTURES = 100
@@ -68,53 +59,48 @@ class PropertyModel:
     """A model ready for prediction: a private eval-mode copy with its reported outputs.
 
     Attributes:
-        label: model file, bundle member ("qm9:U0") or class name (for messages).
         model: the ViSNet (on the prediction device and dtype).
-        length: Å per model length unit (positions are divided by it).
+        info: what it predicts, its units and elements (``visnet.model_io.ModelInfo``).
         outputs: property name -> ``Output`` (e.g. "energy", "forces", "mu", "mu_vector").
-        elements: atomic numbers the model may be used for.
         entry: the bundle manifest entry (unit, test MAE, ...), {} for single models.
     """
 
-    label: str
     model: nn.Module
-    length: float
+    info: ModelInfo
     outputs: dict[str, Output]
-    elements: frozenset[int]
     entry: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def label(self) -> str:
+        """Model file, bundle member ("qm9:U0") or class name (for messages)."""
+        return self.info.label
 
-def _stored_unit(model: nn.Module, label: str) -> str:
-    """Unit of the model's main output as recorded in its metadata (bare "energy" models: eV)."""
-    units = model_metadata(model)["units"]
-    key = model.output_key
-    if key in units:
-        return str(units[key])
-    if key == "energy":
-        return str(units.get("energy", "eV"))
-    raise ValueError(
-        f"{label}: the model's metadata records no unit for its output {key!r}; save it with "
-        f"visnet.save_model(model, path, units={{{key!r}: ..., 'length': 'Å'}})"
-    )
+    @property
+    def length(self) -> float:
+        """Å per model length unit (positions are divided by it)."""
+        return self.info.units.length
+
+    @property
+    def elements(self) -> frozenset[int]:
+        """Atomic numbers the model may be used for."""
+        return self.info.elements
 
 
-def model_outputs(model: nn.Module, label: str) -> dict[str, Output]:
-    """Property name -> ``Output`` for everything ``model`` predicts, in reporting units.
+def model_outputs(info: ModelInfo) -> dict[str, Output]:
+    """Property name -> ``Output`` for everything the model of ``info`` predicts, in reporting units.
 
     Scalar heads give ``<key>`` (molecule); the dipole head adds ``<key>_vector`` (3,); the
     per-atom vector head gives ``<key>`` (N, 3); energy models with ``derivative`` give "forces".
     """
-    key, head = model.output_key, model.output_model
-    stored = _stored_unit(model, label)
-    factor, unit = reporting_unit(stored)
-    length = UnitConversion.from_metadata(model_metadata(model)["units"]).length
-    if getattr(head, "per_atom", False):
+    key = info.output_key
+    factor, unit = reporting_unit(info.output_unit)
+    if info.per_atom:
         return {key: Output(key, factor, unit, per_atom=True)}
     outputs = {key: Output(key, factor, unit)}
-    if getattr(head, "is_vector", False):
+    if info.vector_output:
         outputs[f"{key}_vector"] = Output(f"{key}_vector", factor, unit)
-    elif model.derivative and unit == "eV":
-        outputs["forces"] = Output("forces", factor / length, "eV/Å", per_atom=True)
+    elif info.has_forces:
+        outputs["forces"] = Output("forces", factor / info.units.length, "eV/Å", per_atom=True)
     return outputs
 
 
@@ -146,17 +132,18 @@ def load_property_models(
         ValueError: two models predict the same property, or a model records no output unit.
         FileNotFoundError: a model file (or a bundle's member) is missing.
     """
-    device, dtype = _resolve_device(device), _resolve_dtype(dtype)
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
     models, owner = [], {}
     for label, spec, entry in _model_specs(model):
-        module, _ = _prepare_model(spec, device, dtype)
-        outputs = model_outputs(module, label)
+        module, info = prepare_model(spec, device, dtype)
+        module.check_inputs = False  # predict validates each structure once (visnet.inputs)
+        info = replace(info, label=label)
+        outputs = model_outputs(info)
         for name in outputs:
             if name in owner:
                 raise ValueError(f"models {owner[name]!r} and {label!r} both predict {name!r}; use one of them")
             owner[name] = label
-        length = UnitConversion.from_metadata(model_metadata(module)["units"]).length
-        models.append(PropertyModel(label, module, length, outputs, _elements_of(module), dict(entry)))
+        models.append(PropertyModel(module, info, outputs, dict(entry)))
     return models
 
 
@@ -266,8 +253,7 @@ def _check(structures: list[_Structure], elements: frozenset[int], errors: str) 
         if s.error is not None:
             continue
         try:
-            check_elements(s.atoms.numbers, elements)
-            check_geometry(s.atoms)
+            check_atoms(s.atoms, elements)
         except ValueError as err:
             _fail(s, err, errors)
 
@@ -283,20 +269,11 @@ def _fail(s: _Structure, err: Exception, errors: str) -> None:
 
 
 def _relaxation_model(models: list[PropertyModel]) -> PropertyModel:
-    """The first model that gives an energy (forces or an extensive energy in its units)."""
+    """The first energy model (a potential) of ``models``."""
     for m in models:
-        extensive = "forces" in m.outputs or "energy" in model_metadata(m.model)["units"]
-        if extensive and not getattr(m.model.output_model, "is_vector", False) and _is_energy(m):
+        if m.info.is_energy_model:
             return m
     raise ValueError(f"relax=True needs an energy model; the model(s) {[m.label for m in models]} predict no energy")
-
-
-def _is_energy(m: PropertyModel) -> bool:
-    try:
-        energy_unit(_stored_unit(m.model, m.label))
-    except ValueError:
-        return False
-    return True
 
 
 def _relax(
@@ -306,7 +283,7 @@ def _relax(
     from ase.optimize import BFGS
     from tqdm.auto import tqdm
 
-    calc = ViSNetCalculator(model=_with_energy_units(model), device=model.model.device, dtype=model.model.dtype)
+    calc = ViSNetCalculator(model=model.model, device=model.model.device, dtype=model.model.dtype)
     for s in tqdm([s for s in structures if s.error is None], desc="relaxing", unit="mol", disable=not progress):
         atoms = s.atoms.copy()
         atoms.calc = calc
@@ -327,14 +304,6 @@ def _relax(
         }
 
 
-def _with_energy_units(m: PropertyModel) -> nn.Module:
-    """The model with ``metadata["units"]["energy"]`` set from its output unit (for the calculator)."""
-    units = dict(model_metadata(m.model)["units"])
-    units.setdefault("energy", _stored_unit(m.model, m.label))
-    m.model.metadata = {**model_metadata(m.model), "units": units}
-    return m.model
-
-
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -350,16 +319,10 @@ def _run_model(m: PropertyModel, atoms: list[Atoms], want: set[str]) -> list[dic
     inputs = batch_inputs(atoms, m.length, m.model.dtype, m.model.device)
     with torch.set_grad_enabled(forces):
         out = m.model(*inputs, compute_forces=forces)
-    starts = np.concatenate([[0], np.cumsum([len(a) for a in atoms])])
-    results = []
-    for g in range(len(atoms)):
-        values = {}
-        for name in names:
-            spec = m.outputs[name]
-            tensor = out[spec.key][starts[g] : starts[g + 1]] if spec.per_atom else out[spec.key][g]
-            values[name] = _value(tensor, spec.factor)
-        results.append(values)
-    return results
+    keys = {m.outputs[name].key for name in names}
+    per_atom = {m.outputs[name].key for name in names if m.outputs[name].per_atom}
+    parts = split_outputs({k: out[k] for k in keys}, [len(a) for a in atoms], per_atom)
+    return [{name: _value(part[m.outputs[name].key], m.outputs[name].factor) for name in names} for part in parts]
 
 
 def _evaluate(models: list[PropertyModel], atoms: list[Atoms], want: set[str]) -> list[dict[str, Any]]:

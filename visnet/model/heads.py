@@ -1,11 +1,16 @@
 """Output heads (per-atom outputs, reduction hooks) and the per-element atom reference prior.
 
-Each head follows TorchMD-Net's protocol: ``pre_reduce`` maps atom features to per-atom
-contributions (N, 1) or (N, 3); the model reduces them per molecule; ``post_reduce`` finishes
-(e.g. the norm of a dipole vector).
+Each head follows TorchMD-Net's ``OutputModel`` protocol (``Head``): ``pre_reduce`` maps atom
+features to per-atom contributions (N, 1) or (N, 3); the model reduces them per molecule;
+``post_reduce`` finishes (e.g. the norm of a dipole vector). What the model does around the head
+(reduce or not, apply the priors, differentiate into forces) is read from the head's declared
+class attributes, never probed.
 """
 
 from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import torch
 from ase.data import atomic_masses
@@ -64,7 +69,38 @@ class GatedEquivariantBlock(nn.Module):
         return self.act(x), gate.unsqueeze(1) * vec2
 
 
-class _GatedHead(nn.Module):
+class Head(nn.Module, ABC):
+    """Protocol of an output head (TorchMD-Net's ``OutputModel``): what it is, declared once.
+
+    Class attributes:
+        reduce_per_molecule: the model sums/averages the per-atom outputs per molecule (False:
+            the output stays per atom, e.g. the vector head's (N, 3)).
+        takes_prior: the model applies std, the isolated-atom reference, the Atomref prior and
+            the mean to the per-atom outputs (False: only std, e.g. a dipole has no atom reference).
+        is_energy: an invariant, extensive scalar whose negative gradient is a force.
+        vector_valued: ``pre_reduce`` gives (N, 3) vectors instead of (N, 1) scalars; reduced
+            heads then also return the molecular vector as "<key>_vector" (G, 3).
+    """
+
+    reduce_per_molecule: ClassVar[bool] = True
+    takes_prior: ClassVar[bool] = True
+    is_energy: ClassVar[bool] = False
+    vector_valued: ClassVar[bool] = False
+
+    @abstractmethod
+    def reset_parameters(self) -> None:
+        """Re-initialise the head's weights."""
+
+    @abstractmethod
+    def pre_reduce(self, x: Tensor, v: Tensor, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
+        """x (N, H), v (N, M, H), z (N,), pos (N, 3) Å, batch (N,) -> (N, 1) or (N, 3) per-atom outputs."""
+
+    def post_reduce(self, y: Tensor) -> Tensor:
+        """(G, 1) or (G, 3) reduced outputs -> (G, 1) molecular property (identity by default)."""
+        return y
+
+
+class _GatedHead(Head):
     """Two gated equivariant blocks H -> H/2 -> out_channels."""
 
     def __init__(self, hidden_channels: int, out_channels: int = 1, norm_eps: float = VECTOR_NORM_EPS) -> None:
@@ -85,14 +121,11 @@ class _GatedHead(nn.Module):
             x, v = block(x, v)
         return x, v
 
-    def post_reduce(self, y: Tensor) -> Tensor:
-        return y
-
 
 class EquivariantScalar(_GatedHead):
     """Invariant per-atom scalar (energy) through gated equivariant blocks -> (N, 1)."""
 
-    is_vector = False
+    is_energy = True
 
     def __init__(self, hidden_channels: int, norm_eps: float = VECTOR_NORM_EPS) -> None:
         super().__init__(hidden_channels, 1, norm_eps)
@@ -102,10 +135,10 @@ class EquivariantScalar(_GatedHead):
         return out
 
 
-class Scalar(nn.Module):
+class Scalar(Head):
     """Invariant per-atom scalar from the scalar features only (MLP H -> H/2 -> 1) -> (N, 1)."""
 
-    is_vector = False
+    is_energy = True
 
     def __init__(self, hidden_channels: int, norm_eps: float = VECTOR_NORM_EPS) -> None:
         super().__init__()
@@ -121,9 +154,6 @@ class Scalar(nn.Module):
 
     def pre_reduce(self, x: Tensor, v: Tensor, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
         return self.output_network(x)
-
-    def post_reduce(self, y: Tensor) -> Tensor:
-        return y
 
 
 def _center_of_mass(masses: Tensor, pos: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
@@ -154,7 +184,8 @@ class EquivariantDipoleMoment(_MassHead):
     (e.g. Debye for QM9's mu).
     """
 
-    is_vector = True
+    takes_prior = False
+    vector_valued = True
 
     def pre_reduce(self, x: Tensor, v: Tensor, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
         charge, atomic_dipole = self._run(x, v)
@@ -167,8 +198,6 @@ class EquivariantDipoleMoment(_MassHead):
 class ElectronicSpatialExtent(_MassHead):
     """Electronic spatial extent <R²> = Σ_i q_i |r_i − r_com|² -> per-atom (N, 1)."""
 
-    is_vector = False
-
     def pre_reduce(self, x: Tensor, v: Tensor, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
         weight, _ = self._run(x, v)
         rel = self._relative_positions(z, pos, batch)
@@ -178,8 +207,9 @@ class ElectronicSpatialExtent(_MassHead):
 class EquivariantVectorOutput(_GatedHead):
     """Per-atom vector (N, 3) (e.g. direct force prediction); the model does not reduce it."""
 
-    is_vector = True
-    per_atom = True
+    reduce_per_molecule = False
+    takes_prior = False
+    vector_valued = True
 
     def __init__(self, hidden_channels: int, norm_eps: float = VECTOR_NORM_EPS) -> None:
         super().__init__(hidden_channels, 1, norm_eps)
@@ -199,7 +229,7 @@ HEADS = {
 }
 
 
-def build_head(name: str, hidden_channels: int, max_z: int, norm_eps: float = VECTOR_NORM_EPS) -> nn.Module:
+def build_head(name: str, hidden_channels: int, max_z: int, norm_eps: float = VECTOR_NORM_EPS) -> Head:
     """Head by name: one of ``HEADS``; ``norm_eps`` smooths the gated blocks' vector norms."""
     if name not in HEADS:
         raise ValueError(f"output_head must be one of {sorted(HEADS)}, got {name!r}")

@@ -146,6 +146,20 @@ class ViSNet(nn.Module):
         self.prior_model.reset_parameters()
 
     @property
+    def predicts_energy(self) -> bool:
+        """True when the output is a potential energy: an energy head whose output key is "energy".
+
+        Only such models may drive a calculator or MD; property models (QM9's gap, mu, and U0,
+        which was trained on relaxed geometries without forces) may not.
+        """
+        return self.output_model.is_energy and self.output_key == "energy"
+
+    @property
+    def per_atom_output(self) -> bool:
+        """True when the main output is per atom ((N, 3) for the vector head), not per molecule."""
+        return not self.output_model.reduce_per_molecule
+
+    @property
     def dtype(self) -> torch.dtype:
         return self.std.dtype
 
@@ -272,19 +286,19 @@ class ViSNet(nn.Module):
         x, v = self.representation_model(z, geometry)
         per_atom = head.pre_reduce(x, v, z, pos, batch)
         key = self.output_key
-        if getattr(head, "per_atom", False):
+        if not head.reduce_per_molecule:
             return {key: per_atom * self.std}
-        if self.isolated_atom_reference and not head.is_vector:
+        if self.isolated_atom_reference and head.takes_prior:
             per_atom = per_atom - self._isolated_atom_outputs(z)
         per_atom = per_atom * self.std
-        if not head.is_vector:
+        if head.takes_prior:
             per_atom = self.prior_model(per_atom, z)
         reduce = scatter_sum if self.reduce_op == "sum" else scatter_mean
         y = reduce(per_atom, batch, num_graphs)
-        if not head.is_vector:
+        if head.takes_prior:
             y = y + self.mean
         out = {key: head.post_reduce(y).squeeze(-1)}
-        if head.is_vector:
+        if head.vector_valued:
             out[f"{key}_vector"] = y
         else:
             out[f"atomic_{key}"] = self._atomic_contributions(per_atom, batch, num_graphs)
