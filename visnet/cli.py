@@ -19,6 +19,7 @@ commands:
                                     (visnet predict --smiles CCO --model qm9 --output results.csv)
   evaluate                          MAE/RMSE table and parity plots of a model on a data file
   md                                molecular dynamics with a ViSNet model (ASE)
+  plot                              learning curves (PNG) of run folders: visnet plot runs/<name>
 
 `visnet <command> --help` shows the options of a command."""
 
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         from visnet.training.evaluate import main as evaluate_main
 
         return evaluate_main(rest)
+    if command == "plot":
+        from visnet.training.plot_cli import main as plot_main
+
+        return plot_main(rest)
     if command == "md":
         from visnet.dynamics.cli import main as md_main
 

@@ -1,5 +1,5 @@
-"""Training callbacks: a checkpoint callback whose ``last.ckpt`` is really the last, and an
-exponential moving average of the weights.
+"""Training callbacks: a checkpoint callback whose ``last.ckpt`` is really the last, an
+exponential moving average of the weights, and a wall-clock column for the learning curves.
 
 ``RunCheckpoint``: Lightning 2.6's ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only
 when a top-k checkpoint is written at the same step (a change from earlier releases; see
@@ -18,7 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint, Timer
+
+ELAPSED_TIME = "elapsed_time"  # metrics.csv column: wall-clock seconds since training started
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -80,3 +82,19 @@ class EMA(EMAWeightAveraging):
     ) -> None:
         if self._average_model is None or self._has_average():
             super().on_save_checkpoint(trainer, pl_module, checkpoint)
+
+
+class ElapsedTime(Timer):
+    """Logs ``elapsed_time``: wall-clock seconds since training started (validation included),
+    at the end of every training epoch, so ``metrics.csv`` carries a time axis.
+
+    Lightning's ``Timer`` (no duration limit) does the timing and keeps the elapsed time in
+    checkpoints: a resumed run continues the clock instead of restarting it at 0.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(duration=None, verbose=False)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        pl_module.log(ELAPSED_TIME, self.time_elapsed("train"), on_step=False, on_epoch=True, batch_size=1)

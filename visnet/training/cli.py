@@ -8,10 +8,12 @@ Examples::
     visnet fit --config configs/rmd17_ethanol_cpu.yaml --ckpt_path last        # resume a killed run
     visnet test --config configs/rmd17_ethanol_cpu.yaml --ckpt_path runs/rmd17_ethanol_cpu/checkpoints/best.ckpt
     visnet fit --config configs/rmd17_ethanol_cpu.yaml --print_config          # the full resolved config
+    visnet fit --config configs/rmd17_ethanol_cpu.yaml --ensemble 3            # 3 seeds: runs/<name>/member_k
 
 The run folder is ``trainer.default_root_dir``: ``splits.npz``, ``checkpoints/{best,last}.ckpt``,
 ``logs/version_N/metrics.csv`` (plus TensorBoard files when tensorboard is installed) and, at the end
-of ``fit``, ``model.pt`` (the best checkpoint's weights, EMA when used, via ``visnet.save_model``).
+of ``fit``, ``model.pt`` (the best checkpoint's weights, EMA when used, via ``visnet.save_model``) and
+``learning_curves.png`` (``visnet plot <run>`` redraws it at any time).
 
 Multi-GPU / multi-node: Lightning's DDP, e.g. ``--trainer.accelerator gpu --trainer.devices 4
 --trainer.strategy ddp_find_unused_parameters_true`` (``--trainer.num_nodes N`` under SLURM/torchrun);
@@ -39,9 +41,11 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from visnet.checkpoint import read_checkpoint
 from visnet.data.cache import atomic_savez
 from visnet.data.datamodule import ViSNetDataModule
-from visnet.training.callbacks import RunCheckpoint
+from visnet.training.callbacks import ElapsedTime, RunCheckpoint
+from visnet.training.ensemble import member_dir, pop_ensemble_size
 from visnet.training.export import export_best
 from visnet.training.module import ViSNetModule
+from visnet.training.plots import plot_run
 
 DEFAULT_RUN_DIR = "runs/visnet"
 CHECKPOINT_DEFAULTS = {"monitor": "val_loss", "mode": "min", "save_top_k": 1, "save_last": True, "filename": "best"}
@@ -81,7 +85,31 @@ class PredictionWriter(BasePredictionWriter):
 
 
 class ViSNetCLI(LightningCLI):
-    """LightningCLI with the ViSNet defaults: checkpointing, early stopping, loggers, export."""
+    """LightningCLI with the ViSNet defaults: checkpointing, early stopping, loggers, export,
+    learning curves.
+
+    Args:
+        *args, **kwargs: LightningCLI's.
+        member: index k of an ensemble member (``visnet fit --ensemble N``): the run goes to
+            ``<default_root_dir>/member_k`` with seed ``seed_everything + k``; None: a plain run.
+    """
+
+    def __init__(self, *args: Any, member: int | None = None, **kwargs: Any) -> None:
+        self.member = member
+        super().__init__(*args, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        if self.member is None:
+            return
+        config = self.config.get(str(self.config.get("subcommand")), self.config)
+        seed = config.get("seed_everything")
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            config["seed_everything"] = seed + self.member
+        root = config["trainer"].get("default_root_dir") or DEFAULT_RUN_DIR
+        config["trainer"]["default_root_dir"] = str(member_dir(root, self.member))
+        if config["checkpoint"].get("dirpath") is not None:
+            config["checkpoint"]["dirpath"] = str(member_dir(config["checkpoint"]["dirpath"], self.member))
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.target", "model.target")
@@ -126,6 +154,7 @@ class ViSNetCLI(LightningCLI):
     def before_fit(self) -> None:
         ckpt_path = self._get(self.config, "ckpt_path")
         self.datamodule.fresh_run = ckpt_path is None
+        self.trainer.callbacks.append(ElapsedTime())  # the wall-clock column of metrics.csv
 
     def before_predict(self) -> None:
         self.trainer.callbacks.append(PredictionWriter(self._run_dir()))
@@ -138,14 +167,37 @@ class ViSNetCLI(LightningCLI):
             print("no checkpoint was written (no validation ran?): nothing exported", file=sys.stderr)
         else:
             print(f"exported model: {path.resolve()}")
+        curves = plot_run(self._run_dir())
+        if curves is not None:
+            print(f"learning curves: {curves.resolve()}")
 
 
 def lightning_main(argv: list[str]) -> int:
     """Run ``visnet <fit|validate|test|predict> [options]``; returns the exit code.
 
+    ``visnet fit --ensemble N ...`` trains N members one after the other (see
+    ``visnet.training.ensemble``); the first failing member's exit code is returned.
     Bad input (missing keys, NaN labels, unknown targets, impossible splits, unreadable or unsafe
-    checkpoints, ...) is reported as ``visnet: error: ...`` with exit code 2.
+    checkpoints, ``--ensemble`` with another command, ...) is reported as ``visnet: error: ...`` with
+    exit code 2.
     """
+    try:
+        size, argv = pop_ensemble_size(argv)
+    except ValueError as err:
+        print(f"visnet: error: {err}", file=sys.stderr)
+        return 2
+    if size is None:
+        return _run_cli(argv)
+    for k in range(size):
+        print(f"ensemble member {k + 1}/{size}")
+        code = _run_cli(argv, member=k)
+        if code != 0:
+            return code
+    return 0
+
+
+def _run_cli(argv: list[str], member: int | None = None) -> int:
+    """One LightningCLI run (``member``: ensemble member index or None); returns the exit code."""
     saved_argv = sys.argv
     sys.argv = [saved_argv[0] if saved_argv else "visnet", *argv]  # DDP re-launches sys.argv
     try:
@@ -156,6 +208,7 @@ def lightning_main(argv: list[str]) -> int:
             trainer_defaults={"default_root_dir": DEFAULT_RUN_DIR, "inference_mode": False},
             seed_everything_default=0,
             parser_kwargs={"description": "Train / evaluate ViSNet (LightningCLI)."},
+            member=member,
         )
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
