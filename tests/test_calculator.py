@@ -342,3 +342,86 @@ def test_cuda_matches_cpu(model, ethanol, box):
         np.testing.assert_allclose(gpu.get_forces(), cpu.get_forces(), atol=1e-10)
         batched = gpu.calc.calculate_batch([atoms])[0]
         np.testing.assert_allclose(batched["forces"], cpu.get_forces(), atol=1e-10)
+
+
+# --------------------------------------------------------------------------- only potentials, far from the origin, threads
+
+
+def test_property_model_is_refused_naming_its_property():
+    """A QM9 gap model is no potential: the calculator (and so ``visnet md``) refuses it by name."""
+    gap = ViSNet(hidden_channels=16, num_layers=1, num_heads=2, num_rbf=8, max_z=10, output_key="gap")
+    gap.metadata = {"units": {"gap": "eV", "length": "Å"}}
+    with pytest.raises(ValueError, match="needs an energy model.*predicts 'gap'"):
+        ViSNetCalculator(gap, device="cpu")
+    with pytest.raises(ValueError, match="predicts 'gap'"):
+        ViSNetCalculator(model_path="qm9_gap", device="cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_far_from_the_origin_gives_the_forces_at_the_origin(ethanol, box, dtype):
+    """Positions are made relative in float64 before the cast: at 1e5 Å (float32 spacing there is
+    ~8e-3 Å) the forces equal those at the origin to the dtype's rounding of O(1) coordinates."""
+    calc = calc_for(small_model(dtype=dtype), dtype=dtype)
+    atol = 1e-4 if dtype == torch.float32 else 1e-10  # eV/Å: float32 eps 1.2e-7 × forces ~1 × depth
+    for atoms in (ethanol, box):
+        near = calc.calculate_batch([atoms])[0]
+        far = atoms.copy()
+        far.positions += np.array([1e5, -2e5, 3e5])
+        far.calc = calc
+        np.testing.assert_allclose(far.get_forces(), near["forces"], rtol=0, atol=atol)
+        assert far.get_potential_energy() == pytest.approx(near["energy"], abs=50 * atol)
+        batched = calc.calculate_batch([far, atoms])
+        np.testing.assert_allclose(batched[0]["forces"], near["forces"], rtol=0, atol=atol)
+
+
+def test_one_calculator_shared_by_threads_gives_each_its_own_result(model, ethanol, box):
+    """Threads computing different structures with one calculator each get their structure's
+    energy and forces (the calculator serialises calls; no mixed-up or failed results)."""
+    import threading
+
+    calc = calc_for(model)
+    rng = np.random.default_rng(0)
+    structures = []
+    for k in range(8):
+        atoms = (ethanol if k % 2 else box).copy()
+        atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+        structures.append(atoms)
+    got: dict[int, tuple[float, np.ndarray]] = {}
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        atoms = structures[k].copy()
+        atoms.calc = calc
+        try:
+            for step in range(3):  # a new calculation each time; net shift of atom 0: +1e-3 Å
+                atoms.positions[0, 0] += 1e-3 * (-1) ** step
+                atoms.get_forces()
+            got[k] = (atoms.get_potential_energy(), atoms.get_forces())
+        except BaseException as err:  # noqa: BLE001 - reported by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(structures))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for k, atoms in enumerate(structures):
+        final = atoms.copy()
+        final.positions[0, 0] += 1e-3
+        reference = calc_for(model).calculate_batch([final])[0]
+        assert got[k][0] == pytest.approx(reference["energy"], abs=1e-9)
+        np.testing.assert_allclose(got[k][1], reference["forces"], rtol=0, atol=1e-9)
+
+
+def test_inference_paths_never_import_lightning():
+    """The calculator, predict and ``visnet evaluate`` work without importing Lightning."""
+    import subprocess
+    import sys
+
+    code = (
+        "import visnet, visnet.calculator, visnet.predict, visnet.training.evaluate, visnet.data; import sys; "
+        "assert 'lightning' not in sys.modules, sorted(m for m in sys.modules if 'lightning' in m)[:5]"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -22,6 +22,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from torch import Tensor, nn
 
 from visnet.batching import atom_slices, batch_inputs, find_faulty, relative_positions
+from visnet.committee import expand_committee
 from visnet.inputs import check_atoms, check_elements, check_geometry
 from visnet.model_io import ModelInfo, ModelLike, prepare_model, require_energy_model, resolve_device, resolve_dtype
 from visnet.neighbors import NeighborList, radius_graph
@@ -118,7 +119,6 @@ def _make_member(model: ModelLike, device: torch.device, dtype: torch.dtype, ski
     """The private copy of ``model``; ValueError naming the property of a non-energy model."""
     module, info = prepare_model(model, device, dtype)
     require_energy_model(info, "the calculator (and MD)")
-    module.check_inputs = False  # the calculator validates each structure once (visnet.inputs)
     return _Member(module, info, VerletNeighborList(module.cutoff, skin / info.units.length))
 
 
@@ -132,7 +132,7 @@ def _member_specs(model: Any, model_path: Any, committee: Any) -> list[ModelLike
     specs = list(spec) if isinstance(spec, (list, tuple)) else [spec]
     if not specs:
         raise ValueError("the committee is empty")
-    return specs
+    return expand_committee(specs)  # a run folder stands for its member_k/model.pt files
 
 
 # --------------------------------------------------------------------------- calculator

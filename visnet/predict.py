@@ -136,7 +136,6 @@ def load_property_models(
     models, owner = [], {}
     for label, spec, entry in _model_specs(model):
         module, info = prepare_model(spec, device, dtype)
-        module.check_inputs = False  # predict validates each structure once (visnet.inputs)
         info = replace(info, label=label)
         outputs = model_outputs(info)
         for name in outputs:

@@ -1,8 +1,11 @@
-"""Units of model outputs and their conversion to ASE's eV and Å.
+"""The package's one units module: names, exact factors (``ase.units``, CODATA 2014), conversions.
 
 A model file records the units it was trained in (``metadata["units"] = {"energy": ...,
 "length": ...}``, see ``visnet.checkpoint.model_metadata``). The ASE calculator and the MD drivers
-always work in eV, Å, eV/Å and eV/Å³; these tables give the factors.
+always work in eV, Å, eV/Å and eV/Å³; data files are converted with the same factors, so a value
+converted here and back by ASE round-trips exactly (e.g. the shared rMD17 ethanol npz is its
+extended-XYZ file times ``1 / (ase.units.kcal / ase.units.mol)``). QM9's non-energy units (D,
+bohr³, bohr², cal/mol/K, GHz) are labels only: those targets are never converted.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ _LENGTH_ALIASES = {
 def _lookup(name: Any, table: dict[str, float], aliases: dict[str, str], kind: str) -> str:
     key = str(name).strip().replace(" ", "").lower()
     if key not in aliases:
-        raise ValueError(f"unknown {kind} unit {name!r} in the model's metadata; known: {sorted(table)}")
+        raise ValueError(f"unknown {kind} unit {name!r}; known {kind} units: {sorted(table)}")
     return aliases[key]
 
 
@@ -70,6 +73,50 @@ def energy_unit(name: Any) -> str:
 def length_unit(name: Any) -> str:
     """Canonical name of a length unit ("Å", "bohr", "nm"); ValueError if unknown."""
     return _lookup(name, LENGTH_UNITS, _LENGTH_ALIASES, "length")
+
+
+def canonical_unit(name: str, kind: str) -> str:
+    """The canonical spelling of an energy or length unit.
+
+    Args:
+        name: a unit name, e.g. "kcal/mol", "ev", "Ha", "Ang", "bohr".
+        kind: "energy" or "length".
+
+    Raises:
+        ValueError: the unit is unknown or not of that kind.
+    """
+    if kind not in ("energy", "length"):
+        raise ValueError(f"kind must be 'energy' or 'length', got {kind!r}")
+    return energy_unit(name) if kind == "energy" else length_unit(name)
+
+
+def is_energy_unit(name: Any) -> bool:
+    """Whether ``name`` is a known energy unit (any spelling ``energy_unit`` accepts)."""
+    try:
+        energy_unit(name)
+    except ValueError:
+        return False
+    return True
+
+
+def energy_factor(source: str, target: str) -> float:
+    """Multiply an energy in ``source`` units by this to get ``target`` units."""
+    return ENERGY_UNITS[energy_unit(source)] / ENERGY_UNITS[energy_unit(target)]
+
+
+def length_factor(source: str, target: str) -> float:
+    """Multiply a length in ``source`` units by this to get ``target`` units."""
+    return LENGTH_UNITS[length_unit(source)] / LENGTH_UNITS[length_unit(target)]
+
+
+def force_factor(energy_source: str, length_source: str, energy_target: str, length_target: str = "Å") -> float:
+    """Multiply a force in ``energy_source/length_source`` by this to get ``energy_target/length_target``."""
+    return energy_factor(energy_source, energy_target) / length_factor(length_source, length_target)
+
+
+def milli(unit: str) -> tuple[float, str]:
+    """(factor, name) for reporting errors of ``unit`` the way papers do: eV -> meV, else as is."""
+    return (1000.0, "meV") if unit == "eV" else (1.0, unit)
 
 
 @dataclass(frozen=True)
@@ -132,9 +179,10 @@ def dipole_unit(name: Any) -> str:
     return _lookup(name, DIPOLE_UNITS, _DIPOLE_ALIASES, "dipole")
 
 
-def _is_known(name: Any, lookup: Any) -> bool:
+def is_dipole_unit(name: Any) -> bool:
+    """Whether ``name`` is a known dipole-moment unit."""
     try:
-        lookup(name)
+        dipole_unit(name)
     except ValueError:
         return False
     return True
@@ -147,8 +195,8 @@ def reporting_unit(name: Any) -> tuple[float, str]:
     in Debye; any other unit (QM9's bohr^3, bohr^2, cal/(mol K), GHz) is kept as it is.
     ``value_reported = value * factor``.
     """
-    if _is_known(name, energy_unit):
+    if is_energy_unit(name):
         return ENERGY_UNITS[energy_unit(name)], "eV"
-    if _is_known(name, dipole_unit):
+    if is_dipole_unit(name):
         return DIPOLE_UNITS[dipole_unit(name)], "D"
     return 1.0, str(name)

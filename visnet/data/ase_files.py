@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from visnet.data.structures import AtomsData
-from visnet.data.units import canonical_unit
+from visnet.units import canonical_unit
 
 
 def read_ase_file(

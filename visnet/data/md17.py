@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from visnet.data.structures import AtomsData, fixed_composition
-from visnet.data.units import canonical_unit
+from visnet.units import canonical_unit
 
 # Key names of the two layouts: role -> key.
 SGDML_KEYS = {"z": "z", "pos": "R", "energy": "E", "forces": "F"}

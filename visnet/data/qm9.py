@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from visnet.data.structures import AtomsData
-from visnet.data.units import energy_factor
+from visnet.units import energy_factor
 
 # name -> (unit in the npz, unit used for training, output head of the model, extensive?)
 QM9_TARGETS: dict[str, tuple[str, str, str, bool]] = {

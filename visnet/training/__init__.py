@@ -1,7 +1,22 @@
-"""Training: the LightningModule, losses, metrics, EMA callback, export, CLI and evaluation."""
+"""Training: the LightningModule, losses, metrics, EMA callback, export, CLI and evaluation.
 
-from visnet.training.callbacks import EMA
-from visnet.training.export import export_model
-from visnet.training.module import ViSNetModule
+``EMA``, ``ViSNetModule`` and ``export_model`` import Lightning, so they are loaded on first
+access: ``visnet evaluate`` (``visnet.training.evaluate``) and other inference paths never import it.
+"""
+
+from importlib import import_module
+from typing import Any
 
 __all__ = ["EMA", "ViSNetModule", "export_model"]
+
+_LAZY = {
+    "EMA": "visnet.training.callbacks",
+    "ViSNetModule": "visnet.training.module",
+    "export_model": "visnet.training.export",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'visnet.training' has no attribute {name!r}")

@@ -22,14 +22,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from visnet.atomic import atomic_write_text
-from visnet.checkpoint import load_model
+from visnet.batching import find_faulty
 from visnet.data.dataset import AtomsDataset, collate
 from visnet.data.loading import load_atoms_data
 from visnet.data.splits import SPLITS_FILE, read_splits
-from visnet.data.units import energy_factor, is_energy_unit
+from visnet.model_io import prepare_model, resolve_device
 from visnet.training.metrics import error_metrics
-from visnet.training.module import batch_error
 from visnet.training.plots import parity_plot
+from visnet.units import energy_factor, is_energy_unit
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -86,11 +86,32 @@ def predict(model: torch.nn.Module, dataset: AtomsDataset, batch_size: int, forc
         try:
             out = model(z, pos, index, cell, pbc, compute_forces=forces)
         except ValueError as err:
-            raise batch_error(model, {k: v.to(model.device) for k, v in batch.items()}, err, source) from None
+            structures = [_structure(batch, g) for g in range(len(batch["index"]))]
+            raise find_faulty(
+                structures, lambda one: _probe(model, one), err, lambda _, one: f"structure {one[0]} of {source}"
+            ) from None
         outputs[key].append(out[key].detach().double().cpu().numpy())
         if forces:
             outputs["forces"].append(out["forces"].detach().double().cpu().numpy())
     return {k: np.concatenate(v) for k, v in outputs.items() if v}
+
+
+def _structure(batch: dict[str, torch.Tensor], g: int) -> tuple[int, torch.Tensor, torch.Tensor, Any, Any]:
+    """(index in the data file, z (n,), pos (n, 3), cell (3, 3) or None, pbc (3,) or None) of graph ``g``."""
+    atoms = batch["batch"] == g
+    cell = batch["cell"][g] if "cell" in batch else None
+    pbc = batch["pbc"][g] if "pbc" in batch else None
+    return int(batch["index"][g]), batch["z"][atoms], batch["pos"][atoms], cell, pbc
+
+
+def _probe(model: torch.nn.Module, structure: tuple[int, torch.Tensor, torch.Tensor, Any, Any]) -> None:
+    """Evaluate one structure of a batch without forces (raises the model's ValueError for it)."""
+    _, z, pos, cell, pbc = structure
+    to = {"device": model.device, "dtype": model.dtype}
+    cell = cell.to(**to) if cell is not None else None
+    pbc = pbc.to(model.device) if pbc is not None else None
+    with torch.no_grad():
+        model(z.to(model.device), pos.to(**to), cell=cell, pbc=pbc, compute_forces=False)
 
 
 def unit_factor(model_unit: str, data_unit: str) -> float:
@@ -133,7 +154,7 @@ def _row(quantity: str, pred: np.ndarray, ref: np.ndarray, unit: str, per_length
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run the evaluation; returns the metrics dict (also written to ``metrics.json``)."""
-    model = load_model(args.model, device=args.device)
+    model, info = prepare_model(args.model, resolve_device(args.device), None)
     meta = model.metadata
     target = meta.get("target", model.output_key)
     data = load_atoms_data(
@@ -146,8 +167,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     )
     indices = select_indices(args, len(data))
     data_unit = data.target_unit
-    model_unit = meta.get("units", {}).get(target, meta.get("units", {}).get("energy", "eV"))
-    factor = unit_factor(model_unit, data_unit)
+    factor = unit_factor(info.output_unit, data_unit)
     use_forces = data.forces is not None and model.derivative
     pred = predict(model, AtomsDataset(data, indices, dtype=model.dtype), args.batch_size, use_forces)
     subset = data.subset(indices)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from visnet.data.units import milli
+from visnet.units import milli
 
 
 def mae(pred: Tensor, target: Tensor) -> Tensor:
