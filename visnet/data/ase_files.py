@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from visnet.ase_read import read_atoms
 from visnet.data.structures import AtomsData
 from visnet.units import canonical_unit
 
@@ -39,14 +40,8 @@ def read_ase_file(
     Raises:
         ValueError: unreadable file, a frame without energy, forces on some frames only.
     """
-    import ase.io
-
     path = Path(path)
-    try:
-        frames = ase.io.read(path, index=index)
-    except Exception as err:  # ASE raises many types for unreadable files
-        raise ValueError(f"{path}: ASE cannot read this file: {type(err).__name__}: {err}") from None
-    frames = frames if isinstance(frames, list) else [frames]
+    frames = read_atoms(path, index=index)
     if not frames:
         raise ValueError(f"{path}: no structures (index {index!r})")
     energies = np.array([_energy(atoms, energy_key, path, i) for i, atoms in enumerate(frames)], dtype=np.float64)
