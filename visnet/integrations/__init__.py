@@ -1,0 +1,12 @@
+"""Adapters that let one ViSNet model file drive other MD engines.
+
+Each engine lives in its own module and imports that engine on import, so import only the one you
+use (they are optional extras: ``pip install visnet[openmm]``, ``visnet[torchsim]``):
+
+- ``visnet.integrations.openmm``: the ``openmmml.potentials`` entry point ``visnet``
+  (``openmmml.MLPotential("visnet", model=...)``).
+- ``visnet.integrations.torchsim``: ``ViSNetModel``, a ``torch_sim`` ``ModelInterface``.
+
+``visnet.integrations.engine_model`` holds what they share (loading a model for an engine, the
+elements it covers).
+"""

@@ -1,0 +1,102 @@
+"""Loading a ViSNet model for an MD engine: device, dtype, units and the elements it covers.
+
+Every engine adapter takes the same model spec as ``ViSNetCalculator``: ``"default"`` (the bundled
+model), a path to a model file, or a ``ViSNet`` module (copied, the caller's is left untouched).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from ase.data import chemical_symbols
+from torch import nn
+
+from visnet.checkpoint import load_model, model_metadata
+from visnet.units import UnitConversion
+
+ModelSpec = str | os.PathLike | nn.Module
+
+
+@dataclass(frozen=True)
+class EngineModel:
+    """A ViSNet energy model ready for inference in an engine.
+
+    Attributes:
+        model: eval-mode copy on ``device`` in ``dtype``, parameters frozen.
+        units: factors from the model's units to eV and Å.
+        elements: atomic numbers the model may be used for.
+        device: where it runs.
+        dtype: its floating-point type.
+    """
+
+    model: nn.Module
+    units: UnitConversion
+    elements: frozenset[int]
+    device: torch.device
+    dtype: torch.dtype
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when available, else CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"float32"`` / ``"float64"`` (or the torch dtypes) -> torch dtype; ValueError otherwise."""
+    names = {"float32": torch.float32, "float64": torch.float64, "single": torch.float32, "double": torch.float64}
+    resolved = names.get(dtype.removeprefix("torch."), dtype) if isinstance(dtype, str) else dtype
+    if resolved not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return resolved
+
+
+def model_elements(model: nn.Module) -> frozenset[int]:
+    """Atomic numbers covered: metadata "elements" (numbers or symbols), else 1 .. max_z − 1."""
+    listed = model_metadata(model).get("elements")
+    if listed is None:
+        return frozenset(range(1, int(model.max_z)))
+    return frozenset(chemical_symbols.index(e) if isinstance(e, str) else int(e) for e in listed)
+
+
+def load_engine_model(
+    model: ModelSpec = "default", device: str | torch.device | None = None, dtype: str | torch.dtype = "float64"
+) -> EngineModel:
+    """Load ``model`` ("default", a path, or a ViSNet module) for inference on ``device`` in ``dtype``."""
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
+    if isinstance(model, (str, os.PathLike)):
+        net = load_model(model, device=device, dtype=dtype)
+    elif isinstance(model, nn.Module):
+        net = copy.deepcopy(model).to(device=device, dtype=dtype)
+    else:
+        raise TypeError(f"model must be 'default', a model file or a ViSNet module, got {type(model).__name__}")
+    net = net.eval().requires_grad_(False)
+    units = UnitConversion.from_metadata(model_metadata(net).get("units"))
+    return EngineModel(net, units, model_elements(net), device, dtype)
+
+
+def check_species(numbers: Sequence[int], known: frozenset[int], names: Sequence[str] | None = None) -> None:
+    """Raise ValueError naming the atoms whose element the model does not cover.
+
+    Args:
+        numbers: (N,) atomic numbers.
+        known: atomic numbers the model covers.
+        names: (N,) optional labels of the atoms (e.g. "Cl1 (LIG 1)"), used in the message.
+    """
+    bad = [i for i, z in enumerate(numbers) if int(z) not in known]
+    if not bad:
+        return
+    label = names if names is not None else [f"atom {i}" for i in range(len(numbers))]
+    shown = ", ".join(f"{label[i]}: {_symbol(int(numbers[i]))}" for i in bad[:10])
+    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+    covered = ", ".join(_symbol(z) for z in sorted(known)) if len(known) <= 20 else f"Z {min(known)}..{max(known)}"
+    raise ValueError(f"the model does not cover the element of {len(bad)} atom(s): {shown}{more}; it covers {covered}")
+
+
+def _symbol(z: int) -> str:
+    return chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"Z={z}"

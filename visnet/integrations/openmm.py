@@ -1,0 +1,113 @@
+"""OpenMM potential ``visnet``: ``openmmml.MLPotential("visnet", model=...)``.
+
+Registered through the ``openmmml.potentials`` entry point (the mechanism openmm-ml's own MACE,
+NequIP and TorchMD-Net potentials use) and evaluated in an ``openmm.PythonForce`` (openmm ≥ 8.5).
+Positions arrive in nm and leave the model in Å; energies leave in kJ/mol, forces in kJ/mol/nm.
+
+Example::
+
+    from openmmml import MLPotential
+    potential = MLPotential("visnet")                   # the bundled default model
+    potential = MLPotential("visnet", model="x.pt")     # any model file
+    system = potential.createSystem(topology, device="cpu", dtype="float64")
+    mixed = potential.createMixedSystem(topology, mm_system, ml_atoms)   # ML/MM
+
+Options (constructor or ``createSystem``/``createMixedSystem``; the latter win): ``device``
+("cpu", "cuda", default: CUDA when available), ``dtype`` ("float64" default, or "float32").
+A periodic topology (or a system with periodic forces) is evaluated in the state's box.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+from typing import Any
+
+import numpy as np
+import openmm
+import torch
+from ase import units as ase_units
+from openmm import app, unit
+from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
+
+from visnet.integrations.engine_model import EngineModel, ModelSpec, check_species, load_engine_model
+
+KJ_PER_MOL_PER_EV = ase_units.mol / ase_units.kJ  # 96.485... kJ/mol in one eV
+ANGSTROM_PER_NM = 10.0
+
+
+class ViSNetPotentialImplFactory(MLPotentialImplFactory):
+    """Creates ``ViSNetPotentialImpl`` objects for the ``visnet`` entry point."""
+
+    def createImpl(self, name: str, model: ModelSpec = "default", **args: Any) -> MLPotentialImpl:  # noqa: N802
+        """``MLPotential(name, model=..., device=..., dtype=...)`` lands here."""
+        return ViSNetPotentialImpl(name, model, **args)
+
+
+class ViSNetPotentialImpl(MLPotentialImpl):
+    """Adds a ViSNet model to an OpenMM ``System`` as a ``PythonForce``.
+
+    Args:
+        name: the name given to ``MLPotential`` ("visnet").
+        model: "default" (bundled model), a model file path, or a ViSNet module.
+        device: default torch device ("cpu", "cuda"; None: CUDA when available).
+        dtype: default floating-point type, "float64" or "float32".
+    """
+
+    def __init__(
+        self, name: str, model: ModelSpec = "default", device: str | None = None, dtype: str = "float64"
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+
+    def getMLLongRange(self) -> bool:  # noqa: N802
+        """ViSNet is local (a radial cutoff, no long-range electrostatics) in periodic systems too."""
+        return False
+
+    def addForces(  # noqa: N802
+        self,
+        topology: app.Topology,
+        system: openmm.System,
+        atoms: Iterable[int] | None,
+        forceGroup: int,  # noqa: N803
+        device: str | None = None,
+        dtype: str | None = None,
+        **args: Any,
+    ) -> None:
+        """Add the ViSNet force for ``atoms`` (None: all) of ``topology`` to ``system``."""
+        engine = load_engine_model(self.model, device or self.device, dtype or self.dtype)
+        selected = list(topology.atoms())
+        if atoms is not None:
+            atoms = list(atoms)
+            selected = [selected[i] for i in atoms]
+        numbers = [0 if atom.element is None else atom.element.atomic_number for atom in selected]
+        names = [f"atom {atom.index} ({atom.name} in {atom.residue.name} {atom.residue.id})" for atom in selected]
+        check_species(numbers, engine.elements, names)
+        z = torch.tensor(numbers, dtype=torch.long, device=engine.device)
+        periodic = topology.getPeriodicBoxVectors() is not None or system.usesPeriodicBoundaryConditions()
+        force = openmm.PythonForce(partial(compute_visnet, engine=engine, z=z, periodic=periodic))
+        force.setForceGroup(forceGroup)
+        force.setUsesPeriodicBoundaryConditions(periodic)
+        if atoms is not None:
+            force.setParticles(atoms)
+        system.addForce(force)
+
+
+def compute_visnet(state: openmm.State, engine: EngineModel, z: torch.Tensor, periodic: bool) -> tuple[float, Any]:
+    """Energy (kJ/mol) and forces ((n, 3) kJ/mol/nm) of the ML particles in ``state``."""
+    to_model = ANGSTROM_PER_NM / engine.units.length  # model length units per nm
+    positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer) * to_model
+    pos = torch.as_tensor(np.asarray(positions), dtype=engine.dtype, device=engine.device)
+    cell = pbc = None
+    if periodic:
+        box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer) * to_model
+        cell = torch.as_tensor(np.asarray(box), dtype=engine.dtype, device=engine.device)
+        pbc = torch.ones(3, dtype=torch.bool, device=engine.device)
+    out = engine.model(z, pos, cell=cell, pbc=pbc)
+    energy = float(out["energy"][0].detach()) * engine.units.energy * KJ_PER_MOL_PER_EV
+    forces = out["forces"].detach().to("cpu", torch.float64).numpy() * (
+        engine.units.force * KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM
+    )
+    return energy, forces
