@@ -15,7 +15,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read
 from conftest import randomize_biases
 
-from visnet import ViSNet, save_model
+from visnet import ViSNet, ViSNetCalculator, save_model
 from visnet.checkpoint import PRETRAINED_DIR
 from visnet.cli import main as visnet_main
 from visnet.dynamics import (
@@ -32,14 +32,14 @@ from visnet.dynamics.cli import main as md_main
 
 
 def random_model(
-    hidden: int = 32, layers: int = 2, bias_scale: float = 0.2, num_heads: int = 4, num_rbf: int = 16
+    hidden: int = 32, layers: int = 2, bias_scale: float = 0.2, num_heads: int = 4, num_rbf: int = 16, seed: int = 0
 ) -> ViSNet:
     """Random float64 ViSNet; with the defaults forces on ethanol are ~0.1–0.6 eV/Å."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = ViSNet(
         hidden_channels=hidden, num_layers=layers, num_rbf=num_rbf, num_heads=num_heads, cutoff=4.0, max_z=10
     )
-    return randomize_biases(model.double(), scale=bias_scale)
+    return randomize_biases(model.double(), scale=bias_scale, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -300,3 +300,103 @@ def test_cli_reports_bad_input(model, tmp_path, capsys):
 def test_default_model_short_nvt_on_aspirin(tmp_path):
     result = run_md(quiet(tmp_path, structure="aspirin", ensemble="langevin", temperature=300.0, steps=50))
     assert result.completed, result.message
+
+
+# --------------------------------------------------------------------------- committee uncertainty
+
+
+@pytest.fixture(scope="module")
+def committee() -> list[ViSNet]:
+    """Three differently seeded small models: they agree on nothing in particular, as models do far
+    from their training data."""
+    return [random_model(hidden=16, layers=1, bias_scale=0.05, num_heads=2, num_rbf=8, seed=s) for s in (1, 2, 3)]
+
+
+def _committee_run(tmp_path, committee, **kwargs):
+    config = quiet(
+        tmp_path,
+        structure="ethanol",
+        model=committee,
+        ensemble="langevin",
+        temperature=500.0,
+        steps=60,
+        log_interval=3,
+        traj_interval=30,
+        min_distance=0.1,
+        **kwargs,
+    )
+    return run_md(config)
+
+
+def test_committee_harvests_exactly_the_frames_above_the_threshold(committee, tmp_path):
+    """A first run logs the max force std of every checked frame; a threshold at its median flags
+    about half of them in an identical second run, and the harvested file holds exactly those frames
+    with the committee mean energy/forces and their std."""
+    logged = _committee_run(tmp_path / "log", committee)
+    time, values = logged.force_std
+    assert len(values) == 21 and (values > 0).all()  # steps 0, 3, ..., 60
+    assert not logged.paths.uncertain.exists()  # no threshold: nothing harvested
+    table = np.loadtxt(logged.paths.uncertainty_log)
+    np.testing.assert_allclose(table[:, 3], values, rtol=1e-5)
+    threshold = float(np.median(values))
+    expected = [int(step) for step, v in zip(table[:, 0], values, strict=True) if v > threshold]
+    result = _committee_run(tmp_path / "harvest", committee, max_force_std=threshold, plots=True)
+    assert result.completed and 5 <= len(expected) <= 15
+    assert result.uncertain_steps == expected
+    frames = read(result.paths.uncertain, ":")
+    assert [f.info["step"] for f in frames] == expected
+    calc = ViSNetCalculator(committee=committee)
+    for frame in frames:
+        assert frame.info["max_force_std"] > threshold
+        atoms = frame.copy()
+        atoms.calc = calc
+        np.testing.assert_allclose(frame.get_potential_energy(), atoms.get_potential_energy(), atol=1e-5)
+        np.testing.assert_allclose(frame.get_forces(), atoms.get_forces(), atol=1e-5)
+        np.testing.assert_allclose(frame.arrays["forces_std"], calc.results["forces_std"], atol=1e-5)
+        assert frame.info["energy_std"] == pytest.approx(calc.results["energy_std"], abs=1e-5)
+    assert result.plots[0].stat().st_size > 1000  # energies with the force-std panel
+
+
+def test_committee_stop_at_first_uncertain_frame(committee, tmp_path):
+    first = _committee_run(tmp_path / "log", committee)
+    threshold = float(np.median(first.force_std[1]))
+    result = _committee_run(tmp_path / "stop", committee, max_force_std=threshold, stop_on_uncertain=True)
+    assert result.stopped_uncertain and not result.completed and "max force std" in result.message
+    frames = read(result.paths.uncertain, ":")
+    assert len(frames) == 1 and result.uncertain_steps == [frames[0].info["step"]] == [result.steps_done]
+
+
+def test_committee_cli_takes_a_run_folder(committee, tmp_path, capsys):
+    folder = tmp_path / "ens"
+    for k, member in enumerate(committee[:2]):
+        save_model(member, folder / f"member_{k}" / "model.pt")
+    common = ["ethanol", "--model", str(folder), "--output-dir", str(tmp_path), "--no-progress", "--no-plots"]
+    args = [*common, "--steps", "12", "--log-interval", "3", "--max-force-std", "1e-9", "--stop-on-uncertain"]
+    assert md_main(args) == 0
+    out = capsys.readouterr().out
+    assert "uncertain frames: 1" in out and "stopped at step 0" in out
+    single = save_model(committee[0], tmp_path / "one.pt")
+    assert md_main(["ethanol", "--model", str(single), "--max-force-std", "0.1", "--output-dir", str(tmp_path)]) == 2
+    assert "committee" in capsys.readouterr().err
+
+
+def test_equilibration_is_not_recorded(cheap_model, tmp_path):
+    result = run_md(
+        quiet(
+            tmp_path,
+            structure="ethanol",
+            model=cheap_model,
+            ensemble="bussi",
+            equilibration_steps=20,
+            steps=30,
+            log_interval=5,
+            traj_interval=10,
+            min_distance=0.1,
+        )
+    )
+    assert result.completed and result.steps_done == 30 and result.equilibration_steps == 20
+    np.testing.assert_allclose(result.thermo["time"], np.arange(20, 51, 5) * 0.5e-3)  # ps, production only
+    assert len(read(result.paths.traj, ":")) == 4  # steps 20, 30, 40, 50
+    stats = result.temperature
+    assert stats.samples == 7 and stats.mean == pytest.approx(result.thermo["temperature"].mean())
+    assert result.dof == 3 * 9 - 3  # FixCom

@@ -5,6 +5,7 @@ Examples::
     visnet md aspirin --ensemble langevin --temperature 300 --steps 2000
     visnet md "CCO" --ensemble bussi --temperature 500 --model my_model.pt
     visnet md structure.xyz --check-nve --steps 2000 --timestep 0.25
+    visnet md aspirin --model runs/ens --max-force-std 0.2     # committee: harvest uncertain frames
     visnet md --list-molecules
 """
 
@@ -38,7 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", choices=ENSEMBLES, default="langevin", help="integrator / ensemble")
     p.add_argument("-T", "--temperature", type=float, default=300.0, help="target (NVE: initial) temperature, K")
     p.add_argument("--timestep", type=float, default=0.5, help="time step, fs")
-    p.add_argument("--steps", type=int, default=1000, help="MD steps")
+    p.add_argument("--steps", type=int, default=1000, help="MD steps (production)")
+    p.add_argument(
+        "--equilibration-steps",
+        type=int,
+        default=0,
+        help="steps run first and not recorded: outputs and temperature statistics cover production only",
+    )
     p.add_argument(
         "--friction", type=float, default=10.0, help="Langevin friction, 1/ps (Bussi/BAOAB tau = 1/friction)"
     )
@@ -48,7 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         action="append",
         default=None,
-        help="model file or bundled name (default: 'default'); repeat for a committee",
+        help="model file, run folder (visnet fit --ensemble: all its members) or bundled name "
+        "(default: 'default'); repeat for a committee",
+    )
+    p.add_argument(
+        "--max-force-std",
+        type=float,
+        default=None,
+        help="committee only: write frames whose max force std exceeds this (eV/Å) to <name>_uncertain.extxyz",
+    )
+    p.add_argument(
+        "--stop-on-uncertain",
+        action="store_true",
+        help="with --max-force-std: stop at the first such frame (exit code 0)",
     )
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
@@ -117,18 +136,32 @@ def config_from_args(args: argparse.Namespace) -> MDConfig:
         frame=args.frame,
         keep_velocities=args.keep_velocities,
         threads=args.threads,
+        equilibration_steps=args.equilibration_steps,
+        max_force_std=args.max_force_std,
+        stop_on_uncertain=args.stop_on_uncertain,
     )
 
 
-def _summary(result: MDResult) -> str:
-    rate = result.steps_done / result.wall_time if result.wall_time > 0 else float("nan")
+def _summary(result: MDResult, config: MDConfig) -> str:
+    steps = result.steps_done + result.equilibration_steps
+    rate = steps / result.wall_time if result.wall_time > 0 else float("nan")
     thermo = result.thermo
-    lines = [f"{result.steps_done} steps in {result.wall_time:.1f} s ({rate:.1f} steps/s)"]
-    if len(thermo["temperature"]):
-        mean_t, final_e = thermo["temperature"].mean(), thermo["total"][-1]
-        lines.append(f"mean temperature {mean_t:.1f} K; final total energy {final_e:.5f} eV")
+    head = f"{result.steps_done} steps"
+    if result.equilibration_steps:
+        head += f" after {result.equilibration_steps} equilibration steps"
+    lines = [f"{head} in {result.wall_time:.1f} s ({rate:.1f} steps/s)"]
+    if result.temperature is not None:
+        target = None if config.ensemble == "nve" else config.temperature
+        lines.append(result.temperature.report(target, result.dof))
+        lines.append(f"final total energy {thermo['total'][-1]:.5f} eV")
+    if result.force_std is not None and len(result.force_std[1]):
+        lines.append(f"committee max force std: largest {result.force_std[1].max():.4f} eV/Å")
     paths = result.paths
     lines += [f"trajectory: {paths.traj}", f"extended XYZ: {paths.extxyz}", f"log: {paths.log}"]
+    if result.force_std is not None:
+        lines.append(f"uncertainty log: {paths.uncertainty_log}")
+    if result.uncertain_steps:
+        lines.append(f"uncertain frames: {len(result.uncertain_steps)} in {paths.uncertain}")
     lines += [f"plot: {plot}" for plot in result.plots]
     return "\n".join(lines)
 
@@ -139,13 +172,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_molecules:
         print("\n".join(named_structures()))
         return 0
+    config = config_from_args(args)
     try:
-        result = run_md(config_from_args(args))
+        result = run_md(config)
     except (ValueError, FileNotFoundError, ImportError, TypeError) as err:
         hint = " (pass --model PATH to use a model file)" if not args.model and "bundled model" in str(err) else ""
         print(f"visnet md: error: {err}{hint}", file=sys.stderr)
         return 2
-    print(_summary(result))
+    print(_summary(result, config))
+    if result.stopped_uncertain:
+        print(f"visnet md: {result.message}")
+        return 0
     if result.message:
         print(f"visnet md: {result.message}", file=sys.stderr)
         return 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 from ase import Atoms, units
@@ -50,6 +50,16 @@ class OutputPaths:
     @property
     def temperature_plot(self) -> Path:
         return self._path("_temperature.png")
+
+    @property
+    def uncertain(self) -> Path:
+        """Frames above the committee's force-std threshold (``visnet.dynamics.uncertainty``)."""
+        return self._path("_uncertain.extxyz")
+
+    @property
+    def uncertainty_log(self) -> Path:
+        """Per-frame committee energy std and max force std."""
+        return self._path("_uncertainty.log")
 
 
 class ExtxyzWriter:
@@ -133,6 +143,7 @@ class Outputs:
     paths: OutputPaths
     record: ThermoRecord
     closers: list = field(default_factory=list)
+    monitor: Any = None  # the committee's UncertaintyMonitor, when there is one
 
     def close(self) -> None:
         for close in self.closers:

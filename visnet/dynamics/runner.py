@@ -11,13 +11,17 @@ from typing import Any
 import numpy as np
 import torch
 from ase import Atoms
+from ase.md.md import MolecularDynamics
 
 from visnet.calculator import DEFAULT_SKIN, NonFiniteResultError, ViSNetCalculator
+from visnet.committee import expand_committee
 from visnet.dynamics.guard import BlowUpGuard, GuardLimits, MDBlowUpError
 from visnet.dynamics.integrators import check_ensemble, init_velocities, make_integrator, prepare_constraints
 from visnet.dynamics.nve import NVEDrift, nve_drift
 from visnet.dynamics.outputs import OutputPaths, Outputs, attach_outputs
 from visnet.dynamics.plots import plot_energy, plot_temperature
+from visnet.dynamics.statistics import TemperatureStats, degrees_of_freedom, temperature_stats
+from visnet.dynamics.uncertainty import UncertainFrameStop, UncertaintyMonitor
 from visnet.molecules import load_structure
 
 __all__ = ["MDConfig", "MDResult", "run_md", "prepare_system", "SMALL_SYSTEM_ATOMS"]
@@ -50,6 +54,13 @@ class MDConfig:
             where thread overhead exceeds the work, else torch's default); restored afterwards.
         keep_velocities: start from the momenta on the atoms (e.g. a ``.traj`` frame, to continue
             a run) instead of drawing Maxwell–Boltzmann velocities at ``temperature``.
+        equilibration_steps: steps run first with the same integrator (and the blow-up guard) but
+            not recorded: outputs, plots and the temperature statistics cover production only.
+        max_force_std: with a committee, frames whose max force std exceeds this (eV/Å) are
+            written to ``<name>_uncertain.extxyz`` (``visnet.dynamics.uncertainty``); None: the
+            force std is only logged (``<name>_uncertainty.log``) and plotted. Checked every
+            ``log_interval`` steps.
+        stop_on_uncertain: stop the run at the first such frame (``MDResult.stopped_uncertain``).
     """
 
     structure: str = "aspirin"
@@ -76,6 +87,9 @@ class MDConfig:
     frame: int = -1
     keep_velocities: bool = False
     threads: int | None = None
+    equilibration_steps: int = 0
+    max_force_std: float | None = None
+    stop_on_uncertain: bool = False
 
     def limits(self) -> GuardLimits:
         """The blow-up guard bounds of this run."""
@@ -96,6 +110,13 @@ class MDResult:
         paths: the output files; plots: PNGs written; wall_time: seconds spent in the MD loop.
         thermo: time (ps), potential/kinetic/total (eV), temperature (K) arrays.
         drift: energy conservation (NVE runs with at least 3 samples), else None.
+        temperature: mean / spread / error of the production temperature, else None (no samples).
+        dof: degrees of freedom counted by ``atoms.get_temperature()``.
+        equilibration_steps: steps run before production (``steps_done`` counts production only).
+        force_std: (time ps, max force std eV/Å) of a committee run, else None.
+        uncertain_steps: MD steps of the frames written to ``paths.uncertain``.
+        stopped_uncertain: the run stopped at an uncertain frame (``stop_on_uncertain``); then
+            ``message`` says where, and it is not an error.
     """
 
     atoms: Atoms
@@ -107,14 +128,25 @@ class MDResult:
     wall_time: float = 0.0
     plots: list[Path] = field(default_factory=list)
     drift: NVEDrift | None = None
+    temperature: TemperatureStats | None = None
+    dof: int = 0
+    equilibration_steps: int = 0
+    force_std: tuple[np.ndarray, np.ndarray] | None = None
+    uncertain_steps: list[int] = field(default_factory=list)
+    stopped_uncertain: bool = False
 
 
 def _check_config(config: MDConfig) -> None:
-    if config.steps < 0 or config.log_interval < 1 or config.traj_interval < 1:
+    if config.steps < 0 or config.equilibration_steps < 0 or config.log_interval < 1 or config.traj_interval < 1:
         raise ValueError(
-            f"steps must be >= 0 and intervals >= 1, got steps={config.steps}, log_interval={config.log_interval}, "
+            f"steps must be >= 0 and intervals >= 1, got steps={config.steps}, "
+            f"equilibration_steps={config.equilibration_steps}, log_interval={config.log_interval}, "
             f"traj_interval={config.traj_interval}"
         )
+    if config.max_force_std is not None and not config.max_force_std > 0:
+        raise ValueError(f"max_force_std must be > 0 eV/Å, got {config.max_force_std}")
+    if config.stop_on_uncertain and config.max_force_std is None:
+        raise ValueError("stop_on_uncertain needs a max_force_std threshold")
     if not (config.timestep > 0 and config.friction > 0):
         raise ValueError(f"timestep and friction must be positive, got {config.timestep} fs, {config.friction} 1/ps")
     if config.threads is not None and config.threads < 1:
@@ -122,7 +154,9 @@ def _check_config(config: MDConfig) -> None:
 
 
 def _models(model: Any) -> Sequence[Any] | Any:
-    return list(model) if isinstance(model, (list, tuple)) else model
+    """The calculator's model argument; run folders expand to their members (``visnet.committee``)."""
+    models = expand_committee(list(model) if isinstance(model, (list, tuple)) else [model])
+    return models if len(models) > 1 else models[0]
 
 
 def prepare_system(
@@ -143,6 +177,8 @@ def prepare_system(
             model=_models(config.model), device=config.device, dtype=config.dtype, skin=config.skin
         )
     calculator.check_atoms(atoms)
+    if config.max_force_std is not None and "forces_std" not in calculator.implemented_properties:
+        raise ValueError("max_force_std needs a committee of at least 2 models (repeat --model, or a run folder)")
     atoms.calc = calculator
     return atoms, calculator
 
@@ -191,6 +227,44 @@ def run_md(config: MDConfig, atoms: Atoms | None = None, calculator: ViSNetCalcu
     )
     dyn.attach(BlowUpGuard(atoms, config.limits(), dyn), interval=1)  # first: runs before the writers
     paths = OutputPaths(Path(config.output_dir), _name(config, atoms))
+    message, stopped, start, threads = None, False, time.perf_counter(), torch.get_num_threads()
+    outputs: Outputs | None = None
+    try:
+        torch.set_num_threads(_threads(config, atoms, calculator))
+        if config.equilibration_steps:
+            dyn.run(config.equilibration_steps)  # before any output is attached: not recorded
+        outputs = _attach(dyn, atoms, paths, config, calculator)
+        if config.equilibration_steps:
+            dyn.call_observers()  # ASE records the first frame only of a run starting at step 0
+        dyn.run(config.steps)
+    except UncertainFrameStop as err:
+        message, stopped = f"{err}.", True
+    except (MDBlowUpError, NonFiniteResultError, ValueError) as err:  # ValueError: the model rejected a step
+        if not isinstance(err, MDBlowUpError):
+            err = f"MD stopped at step {dyn.nsteps}: {type(err).__name__}: {err}"
+        message = f"{err}. Frames up to the last good one are in {paths.traj} and {paths.extxyz}."
+    finally:
+        torch.set_num_threads(threads)
+        if outputs is None:  # stopped during equilibration: empty outputs, for a uniform result
+            outputs = _attach(dyn, atoms, paths, config, calculator)
+        outputs.close()
+    production = max(0, dyn.nsteps - config.equilibration_steps)
+    result = _finish(config, atoms, production, message, outputs, time.perf_counter() - start)
+    result.equilibration_steps, result.stopped_uncertain = min(dyn.nsteps, config.equilibration_steps), stopped
+    return result
+
+
+def _attach(
+    dyn: MolecularDynamics, atoms: Atoms, paths: OutputPaths, config: MDConfig, calculator: ViSNetCalculator
+) -> Outputs:
+    """The writers, plus the committee's uncertainty monitor (before them) when there is a committee."""
+    monitor = None
+    if "forces_std" in calculator.implemented_properties:
+        paths.directory.mkdir(parents=True, exist_ok=True)
+        monitor = UncertaintyMonitor(
+            atoms, dyn, paths.uncertainty_log, paths.uncertain, config.max_force_std, config.stop_on_uncertain
+        )
+        dyn.attach(monitor, interval=config.log_interval)
     outputs = attach_outputs(
         dyn,
         atoms,
@@ -201,18 +275,10 @@ def run_md(config: MDConfig, atoms: Atoms | None = None, calculator: ViSNetCalcu
         config.progress,
         stress=config.ensemble == "npt",
     )
-    message, start, threads = None, time.perf_counter(), torch.get_num_threads()
-    try:
-        torch.set_num_threads(_threads(config, atoms, calculator))
-        dyn.run(config.steps)
-    except (MDBlowUpError, NonFiniteResultError, ValueError) as err:  # ValueError: the model rejected a step
-        if not isinstance(err, MDBlowUpError):
-            err = f"MD stopped at step {dyn.nsteps}: {type(err).__name__}: {err}"
-        message = f"{err}. Frames up to the last good one are in {paths.traj} and {paths.extxyz}."
-    finally:
-        torch.set_num_threads(threads)
-        outputs.close()
-    return _finish(config, atoms, dyn.nsteps, message, outputs, time.perf_counter() - start)
+    if monitor is not None:
+        outputs.monitor = monitor
+        outputs.closers.append(monitor.close)
+    return outputs
 
 
 def _finish(
@@ -221,13 +287,29 @@ def _finish(
     thermo = outputs.record.arrays()
     completed = steps_done >= config.steps and message is None
     result = MDResult(atoms, steps_done, completed, message, outputs.paths, thermo, wall_time=wall)
+    result.dof = degrees_of_freedom(atoms)
+    if len(thermo["time"]):
+        result.temperature = temperature_stats(thermo["time"], thermo["temperature"])
     if config.ensemble == "nve" and len(thermo["time"]) >= 3:
         result.drift = nve_drift(thermo["time"], thermo["total"], len(atoms))
+    monitor = outputs.monitor
+    if monitor is not None:
+        result.force_std = (np.asarray(monitor.time), np.asarray(monitor.values))
+        result.uncertain_steps = list(monitor.flagged_steps)
     if config.plots and len(thermo["time"]):
         title = f"{outputs.paths.name}: {config.ensemble}, {config.timestep} fs"
         target = None if config.ensemble == "nve" else config.temperature
+        energy_plot = outputs.paths.energy_plot
         result.plots = [
-            plot_energy(thermo["time"], thermo["total"], thermo["potential"], outputs.paths.energy_plot, title),
+            plot_energy(
+                thermo["time"],
+                thermo["total"],
+                thermo["potential"],
+                energy_plot,
+                title,
+                force_std=result.force_std,
+                threshold=config.max_force_std,
+            ),
             plot_temperature(thermo["time"], thermo["temperature"], outputs.paths.temperature_plot, target, title),
         ]
     return result
