@@ -132,3 +132,37 @@ def edge_geometry(pos: Tensor, edge_index: Tensor, shifts: Tensor | None, lmax: 
     dist = safe_norm(vec, dim=-1)
     unit = vec / torch.where(dist > 0, dist, torch.ones_like(dist)).unsqueeze(-1)
     return EdgeGeometry(edge_index, dist, spherical_harmonics(unit, lmax), self_loop)
+
+
+def graph_geometry(
+    pos: Tensor,
+    cell: Tensor | None,
+    batch: Tensor,
+    edge_index: Tensor,
+    cell_offsets: Tensor,
+    lmax: int,
+) -> EdgeGeometry:
+    """Edge geometry of a radius graph with self-loops, periodic images shifted by integer cells.
+
+    Args:
+        pos: (N, 3) Å positions. cell: (G, 3, 3) Å lattice vectors as rows, or None (no shifts).
+        batch: (N,) graph index. edge_index: (2, E) int64. cell_offsets: (E, 3) integer image offsets.
+        lmax: degree of the direction units.
+    """
+    shifts = None
+    if cell is not None:
+        edge_cell = cell.index_select(0, batch.index_select(0, edge_index[1]))
+        shifts = torch.einsum("ei,eij->ej", cell_offsets.to(pos.dtype), edge_cell)
+    self_loop = (edge_index[0] == edge_index[1]) & (cell_offsets == 0).all(dim=-1)
+    return edge_geometry(pos, edge_index, shifts, lmax, self_loop)
+
+
+def isolated_geometry(num_atoms: int, lmax: int, dtype: torch.dtype, device: torch.device) -> EdgeGeometry:
+    """Geometry of ``num_atoms`` atoms without neighbours: one self-loop each."""
+    loops = torch.arange(num_atoms, device=device)
+    return EdgeGeometry(
+        edge_index=torch.stack([loops, loops]),
+        distances=torch.zeros(num_atoms, dtype=dtype, device=device),
+        directions=torch.zeros(num_atoms, num_direction_units(lmax), dtype=dtype, device=device),
+        self_loop=torch.ones(num_atoms, dtype=torch.bool, device=device),
+    )

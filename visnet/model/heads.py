@@ -237,27 +237,3 @@ def build_head(name: str, hidden_channels: int, max_z: int, norm_eps: float = VE
     if issubclass(cls, _MassHead):
         return cls(hidden_channels, max_z, norm_eps)
     return cls(hidden_channels, norm_eps)
-
-
-class Atomref(nn.Module):
-    """Trainable per-element reference added to each atom's contribution.
-
-    Args:
-        atomref: (max_z,) or (max_z, 1) initial values in the target's units (None: zeros).
-        max_z: size of the table.
-    """
-
-    def __init__(self, atomref: Tensor | None = None, max_z: int = 100) -> None:
-        super().__init__()
-        initial = torch.zeros(max_z, 1) if atomref is None else torch.as_tensor(atomref, dtype=torch.float32)
-        self.register_buffer("initial_atomref", initial.reshape(-1, 1))
-        self.atomref = nn.Embedding(initial.numel(), 1)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        with torch.no_grad():
-            self.atomref.weight.copy_(self.initial_atomref)
-
-    def forward(self, x: Tensor, z: Tensor) -> Tensor:
-        """x (N, 1), z (N,) -> x + atomref[z] (N, 1)."""
-        return x + self.atomref(z)

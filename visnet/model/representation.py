@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from visnet.model.allocator import use_fixed_mmap_threshold
 from visnet.model.embedding import EdgeEmbedding, NeighborEmbedding
 from visnet.model.geometry import EdgeGeometry, num_direction_units
 from visnet.model.message_passing import ViSMPLayer
@@ -16,6 +15,7 @@ from visnet.model.radial import RBF_CLASSES, CosineCutoff
 # Inference on systems whose per-edge activations would exceed this (bytes) processes the edges of
 # each layer in slices of about this size and recomputes each slice in the backward pass: peak
 # memory stays ~constant in system size, for ~30 % more time. Training (double backward) never does.
+# Entry points that run such systems should also call ``visnet.model.allocator.use_fixed_mmap_threshold``.
 EDGE_CHUNK_BYTES = 5e8
 # Activations autograd keeps per edge and layer, in units of H values: ~24 (E, H)-sized tensors
 # (attention, gates, messages, edge-update operands) plus ~6 (E, M, H) ones; ~37 measured for lmax 1.
@@ -135,5 +135,4 @@ class ViSNetRepresentation(nn.Module):
         per_edge *= self.hidden_channels * x.element_size()
         if num_edges * per_edge <= EDGE_CHUNK_BYTES:
             return None
-        use_fixed_mmap_threshold()
         return max(1, int(EDGE_CHUNK_BYTES // per_edge))

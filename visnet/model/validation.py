@@ -99,3 +99,29 @@ def check_no_coincident_atoms(distances: Tensor, edge_index: Tensor, self_loop: 
         raise ValueError(
             f"atoms {i} and {j} are coincident (distance {float(distances[e].detach()):.2e} Å < {min_distance} Å)"
         )
+
+
+def model_inputs(
+    z: Tensor,
+    pos: Tensor,
+    batch: Tensor | None,
+    cell: Tensor | None,
+    pbc: Tensor | None,
+    max_z: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    check: bool = True,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None, int]:
+    """Checked, normalised model inputs: z (N,) int64, pos, batch (N,) int64 (zeros when None),
+    cell (G, 3, 3) or None, pbc (G, 3) bool or None, and the number of graphs G."""
+    z = torch.as_tensor(z, device=device)
+    if check:
+        check_species(z, max_z)
+        check_positions(pos, z.size(0), dtype)
+    if batch is None:
+        batch = torch.zeros(z.size(0), dtype=torch.long, device=pos.device)
+        num_graphs = 1
+    else:
+        num_graphs = check_batch(batch, z.size(0))
+    cell, pbc = check_cell(cell, pbc, num_graphs, dtype)
+    return z.long(), pos, batch.long(), cell, pbc, num_graphs

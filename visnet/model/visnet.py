@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
+from functools import partial
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from visnet.model import validation
-from visnet.model.geometry import EdgeGeometry, edge_geometry
-from visnet.model.heads import Atomref, build_head
+from visnet.model.forces import energy_and_derivatives
+from visnet.model.geometry import graph_geometry
+from visnet.model.heads import build_head
+from visnet.model.hyperparameters import check_atomref, check_hyperparameters, signature_arguments
 from visnet.model.norms import VECTOR_NORM_EPS
+from visnet.model.priors import Atomref, IsolatedAtomReference, isolated_atom_outputs
+from visnet.model.readout import reduce_outputs
 from visnet.model.representation import ViSNetRepresentation
-from visnet.model.scatter import scatter_mean, scatter_sum
 from visnet.neighbors import NeighborList, radius_graph
 
 # Distances below this (Å) between distinct atoms are treated as coincident atoms (an input error).
@@ -53,6 +58,10 @@ class ViSNet(nn.Module):
             VecLayerNorm): exact above it, C2-smooth at zero, so energies have no cusp and forces
             stay −dE/dR where symmetry makes vector features vanish. Default 3e-2; 0 is the
             reference code's exact norm (``from_pyg`` sets 0 for bit-level parity).
+
+    Bad arguments raise ValueError naming the argument (bounds in ``visnet.model.hyperparameters``).
+    ``hparams`` is the architecture: these arguments but the statistics (mean, std, atomref),
+    which live in the buffers ``mean``, ``std`` and ``prior_model.initial_atomref``.
     """
 
     def __init__(
@@ -81,69 +90,40 @@ class ViSNet(nn.Module):
         vector_norm_eps: float = VECTOR_NORM_EPS,
     ) -> None:
         super().__init__()
-        if reduce_op not in ("sum", "mean"):
-            raise ValueError(f"reduce_op must be 'sum' or 'mean', got {reduce_op!r}")
-        if cutoff <= 0:
-            raise ValueError(f"cutoff must be positive, got {cutoff}")
-        if not vector_norm_eps >= 0:
-            raise ValueError(f"vector_norm_eps must be >= 0, got {vector_norm_eps}")
-        self.hparams: dict[str, Any] = dict(
-            lmax=lmax,
-            vecnorm_type=vecnorm_type,
-            trainable_vecnorm=trainable_vecnorm,
-            num_heads=num_heads,
-            num_layers=num_layers,
-            hidden_channels=hidden_channels,
-            num_rbf=num_rbf,
-            trainable_rbf=trainable_rbf,
-            max_z=max_z,
-            cutoff=float(cutoff),
-            vertex=vertex,
-            reduce_op=reduce_op,
-            mean=float(mean),
-            std=float(std),
-            derivative=derivative,
-            vector_cutoff=vector_cutoff,
-            rbf_type=rbf_type,
-            output_head=output_head,
-            output_key=output_key,
-            isolated_atom_reference=isolated_atom_reference,
-            vector_norm_eps=float(vector_norm_eps),
-        )
+        self._hparams = check_hyperparameters(signature_arguments(ViSNet.__init__, locals()))
+        check_atomref(atomref, max_z)
+        hp = self._hparams
         self.lmax = lmax
         self.max_z = max_z
-        self.cutoff = float(cutoff)
+        self.cutoff = hp["cutoff"]
         self.reduce_op = reduce_op
         self.derivative = derivative
-        self.output_key = output_key
         self.isolated_atom_reference = isolated_atom_reference
         self.check_inputs = True
         self.representation_model = ViSNetRepresentation(
-            hidden_channels=hidden_channels,
-            num_layers=num_layers,
-            num_rbf=num_rbf,
-            rbf_type=rbf_type,
-            trainable_rbf=trainable_rbf,
-            cutoff=cutoff,
-            lmax=lmax,
-            num_heads=num_heads,
-            vecnorm_type=vecnorm_type,
-            trainable_vecnorm=trainable_vecnorm,
-            max_z=max_z,
-            vertex=vertex,
-            vector_cutoff=vector_cutoff,
-            vector_norm_eps=vector_norm_eps,
+            **{k: hp[k] for k in inspect.signature(ViSNetRepresentation).parameters}
         )
-        self.output_model = build_head(output_head, hidden_channels, max_z, vector_norm_eps)
+        self.output_model = build_head(output_head, hidden_channels, max_z, hp["vector_norm_eps"])
         self.prior_model = Atomref(None if atomref is None else torch.as_tensor(atomref), max_z)
+        self.isolated_reference = IsolatedAtomReference()
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
-        self._isolated_cache: tuple[Any, Tensor] | None = None
 
     def reset_parameters(self) -> None:
         self.representation_model.reset_parameters()
         self.output_model.reset_parameters()
         self.prior_model.reset_parameters()
+        self.isolated_reference.refresh()
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The architecture: constructor arguments but mean/std/atomref (a copy; read-only)."""
+        return dict(self._hparams)
+
+    @property
+    def output_key(self) -> str:
+        """Name of the main output in the returned dict (e.g. "energy", "gap")."""
+        return self._hparams["output_key"]
 
     @property
     def predicts_energy(self) -> bool:
@@ -167,7 +147,6 @@ class ViSNet(nn.Module):
     def device(self) -> torch.device:
         return self.std.device
 
-    # ------------------------------------------------------------------ forward
     def forward(
         self,
         z: Tensor,
@@ -199,7 +178,9 @@ class ViSNet(nn.Module):
             = −dE/dpos, "stress" (G, 3, 3) = (1/V) dE/dε and "virial" (G, 3, 3) = −dE/dε;
             the dipole head adds "<key>_vector" (G, 3); the vector head returns "<key>" (N, 3).
         """
-        z, pos, batch, cell, pbc, num_graphs = self._prepare(z, pos, batch, cell, pbc)
+        z, pos, batch, cell, pbc, num_graphs = validation.model_inputs(
+            z, pos, batch, cell, pbc, self.max_z, self.dtype, self.device, self.check_inputs
+        )
         compute_forces = self.derivative if compute_forces is None else compute_forces
         periodic = cell is not None and bool(pbc.any())
         if compute_stress and not periodic:
@@ -208,135 +189,53 @@ class ViSNet(nn.Module):
             raise RuntimeError("forces need autograd: call the model outside torch.inference_mode()")
         if neighbors is None:
             neighbors = radius_graph(pos.detach(), self.cutoff, batch, cell, pbc, self_loops=True)
+        energy_fn = partial(self.energy, z, batch=batch, neighbors=neighbors, periodic=periodic, num_graphs=num_graphs)
         with torch.set_grad_enabled(torch.is_grad_enabled() or compute_forces or compute_stress):
-            return self._forward(z, pos, batch, cell, num_graphs, neighbors, periodic, compute_forces, compute_stress)
+            return energy_and_derivatives(
+                energy_fn,
+                pos,
+                cell,
+                batch,
+                num_graphs,
+                key=self.output_key,
+                forces=compute_forces,
+                stress=compute_stress,
+                create_graph=self.training,
+            )
 
-    def _prepare(self, z, pos, batch, cell, pbc):
-        z = torch.as_tensor(z, device=self.device)
-        if self.check_inputs:
-            validation.check_species(z, self.max_z)
-            validation.check_positions(pos, z.size(0), self.dtype)
-        if batch is None:
-            batch = torch.zeros(z.size(0), dtype=torch.long, device=pos.device)
-            num_graphs = 1
-        else:
-            num_graphs = validation.check_batch(batch, z.size(0))
-        cell, pbc = validation.check_cell(cell, pbc, num_graphs, self.dtype)
-        return z.long(), pos, batch.long(), cell, pbc, num_graphs
-
-    def _forward(
+    def energy(
         self,
         z: Tensor,
         pos: Tensor,
-        batch: Tensor,
         cell: Tensor | None,
-        num_graphs: int,
+        *,
+        batch: Tensor,
         neighbors: NeighborList,
         periodic: bool,
-        compute_forces: bool,
-        compute_stress: bool,
+        num_graphs: int,
     ) -> dict[str, Tensor]:
-        if compute_forces and not pos.requires_grad:
-            pos = pos.detach().requires_grad_(True)
-        pos_in = pos
-        displacement = None
-        if compute_stress:
-            # Homogeneous strain ε applied to positions and cell: stress = (1/V) dE/dε.
-            displacement = torch.zeros(num_graphs, 3, 3, dtype=pos.dtype, device=pos.device, requires_grad=True)
-            strain = 0.5 * (displacement + displacement.transpose(1, 2))
-            pos = pos + torch.einsum("ni,nij->nj", pos, strain.index_select(0, batch))
-            cell = cell + torch.bmm(cell, strain)
+        """The outputs without derivatives, differentiable in ``pos`` and ``cell`` (see ``forward``).
 
-        geometry = self._geometry(pos, batch, cell, neighbors, periodic)
-        out = self._predict(z, pos, batch, geometry, num_graphs)
-
-        if compute_forces or compute_stress:
-            energy = out[self.output_key]
-            inputs = [pos_in] + ([displacement] if compute_stress else [])
-            grads = torch.autograd.grad(
-                energy.sum(), inputs, create_graph=self.training, retain_graph=self.training, allow_unused=True
-            )
-            if compute_forces:
-                out["forces"] = -grads[0] if grads[0] is not None else torch.zeros_like(pos_in)
-            if compute_stress:
-                volume = torch.linalg.det(cell).abs().view(-1, 1, 1)
-                out["virial"] = -grads[-1]
-                out["stress"] = grads[-1] / volume
-        return out
-
-    def _geometry(
-        self, pos: Tensor, batch: Tensor, cell: Tensor | None, neighbors: NeighborList, periodic: bool
-    ) -> EdgeGeometry:
+        Args:
+            z (N,), pos (N, 3) Å, cell (G, 3, 3) Å or None, batch (N,), neighbors: a radius graph
+            with self-loops; periodic: use the cell offsets; num_graphs: G.
+        """
         edge_index = neighbors.edge_index
-        offsets = neighbors.cell_offsets
-        shifts = None
-        if periodic:
-            edge_cell = cell.index_select(0, batch.index_select(0, edge_index[1]))
-            shifts = torch.einsum("ei,eij->ej", offsets.to(pos.dtype), edge_cell)
-        self_loop = (edge_index[0] == edge_index[1]) & (offsets == 0).all(dim=-1)
-        geometry = edge_geometry(pos, edge_index, shifts, self.lmax, self_loop)
+        geometry = graph_geometry(pos, cell if periodic else None, batch, edge_index, neighbors.cell_offsets, self.lmax)
         if self.check_inputs:
-            validation.check_no_coincident_atoms(geometry.distances, edge_index, self_loop, MIN_DISTANCE)
-        return geometry
-
-    def _predict(
-        self, z: Tensor, pos: Tensor, batch: Tensor, geometry: EdgeGeometry, num_graphs: int
-    ) -> dict[str, Tensor]:
+            validation.check_no_coincident_atoms(geometry.distances, edge_index, geometry.self_loop, MIN_DISTANCE)
         head = self.output_model
         x, v = self.representation_model(z, geometry)
         per_atom = head.pre_reduce(x, v, z, pos, batch)
-        key = self.output_key
         if not head.reduce_per_molecule:
-            return {key: per_atom * self.std}
+            return {self.output_key: per_atom * self.std}
         if self.isolated_atom_reference and head.takes_prior:
-            per_atom = per_atom - self._isolated_atom_outputs(z)
+            lone = partial(isolated_atom_outputs, self.representation_model, head, self.lmax, self.dtype)
+            per_atom = self.isolated_reference(per_atom, z, lone, self.parameters(), cache=not self.training)
         per_atom = per_atom * self.std
         if head.takes_prior:
             per_atom = self.prior_model(per_atom, z)
-        reduce = scatter_sum if self.reduce_op == "sum" else scatter_mean
-        y = reduce(per_atom, batch, num_graphs)
-        if head.takes_prior:
-            y = y + self.mean
-        out = {key: head.post_reduce(y).squeeze(-1)}
-        if head.vector_valued:
-            out[f"{key}_vector"] = y
-        else:
-            out[f"atomic_{key}"] = self._atomic_contributions(per_atom, batch, num_graphs)
-        return out
-
-    def _atomic_contributions(self, per_atom: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-        """(N,) per-atom shares of the molecular output (the per-molecule mean spread evenly)."""
-        counts = scatter_sum(torch.ones_like(per_atom), batch, num_graphs)
-        if self.reduce_op == "mean":
-            per_atom = per_atom / counts.index_select(0, batch)
-        return (per_atom + (self.mean / counts).index_select(0, batch)).squeeze(-1)
-
-    # ------------------------------------------------------ isolated-atom outputs
-    def _isolated_atom_outputs(self, z: Tensor) -> Tensor:
-        """(N, 1) head output each atom would have with no neighbours (cached in eval mode)."""
-        elements, inverse = torch.unique(z, return_inverse=True)
-        key = None
-        if not self.training:  # parameters are fixed: reuse the table while their versions match
-            key = (tuple(elements.tolist()), tuple(p._version for p in self.parameters()), self.dtype, self.device)
-            if self._isolated_cache is not None and self._isolated_cache[0] == key:
-                return self._isolated_cache[1].index_select(0, inverse)
-        table = self._isolated_outputs_of(elements)
-        if key is not None:
-            self._isolated_cache = (key, table.detach())
-        return table.index_select(0, inverse)
-
-    def _isolated_outputs_of(self, elements: Tensor) -> Tensor:
-        n = elements.size(0)
-        loops = torch.arange(n, device=elements.device)
-        geometry = EdgeGeometry(
-            edge_index=torch.stack([loops, loops]),
-            distances=torch.zeros(n, dtype=self.dtype, device=self.device),
-            directions=torch.zeros(n, (self.lmax + 1) ** 2 - 1, dtype=self.dtype, device=self.device),
-            self_loop=torch.ones(n, dtype=torch.bool, device=self.device),
-        )
-        x, v = self.representation_model(elements, geometry)
-        pos = torch.zeros(n, 3, dtype=self.dtype, device=self.device)
-        return self.output_model.pre_reduce(x, v, elements, pos, loops)
+        return reduce_outputs(head, per_atom, batch, num_graphs, self.output_key, self.reduce_op, self.mean)
 
     def num_parameters(self) -> int:
         """Number of trainable parameters."""

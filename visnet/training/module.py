@@ -161,9 +161,7 @@ class ViSNetModule(pl.LightningModule):
             model.prior_model.reset_parameters()
             model.mean.fill_(stats.mean)
             model.std.fill_(stats.std)
-        model.hparams.update(mean=float(stats.mean), std=float(stats.std))
-        self.hparams["model_hparams"] = dict(model.hparams)
-        model._isolated_cache = None
+        model.isolated_reference.refresh()
         self._statistics_applied = True
 
     # ---------------------------------------------------------------- steps
@@ -239,10 +237,10 @@ class ViSNetModule(pl.LightningModule):
         return result
 
     def on_validation_epoch_start(self) -> None:
-        self.model._isolated_cache = None  # weights may have been swapped (EMA) without version bumps
+        self.model.isolated_reference.refresh()  # weights may have been swapped (EMA) without version bumps
 
     def on_test_epoch_start(self) -> None:
-        self.model._isolated_cache = None
+        self.model.isolated_reference.refresh()
 
     # ---------------------------------------------------------- optimisation
     def configure_optimizers(self) -> dict[str, Any]:
