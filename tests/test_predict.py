@@ -193,6 +193,19 @@ def test_relax_lowers_the_energy(energy_file):
 # --------------------------------------------------------------------------- bad input
 
 
+def test_far_from_the_origin_predicts_as_at_the_origin(models):
+    """Positions are made relative in float64 before the float32 cast: a molecule 10⁵ Å away
+    (float32 spacing there ~8e-3 Å) gets the energy, forces and dipole it has at the origin."""
+    near = load_structure("ethanol")
+    far = near.copy()
+    far.positions += np.array([1e5, -2e5, 3e5])
+    at_origin, away = predict([near, far], model=models, dtype="float32", batch_size=2)
+    atol = 1e-4  # eV/Å (and eV, D): float32 eps 1.2e-7 × O(1) values × network depth
+    np.testing.assert_allclose(away["forces"], at_origin["forces"], rtol=0, atol=atol)
+    assert away["energy"] == pytest.approx(at_origin["energy"], abs=10 * atol)
+    np.testing.assert_allclose(away["mu_vector"], at_origin["mu_vector"], rtol=0, atol=atol)
+
+
 def test_invalid_smiles_raises_quoting_it(models):
     with pytest.raises(ValueError, match="invalid SMILES 'C1CC\\('"):
         predict("C1CC(", model=models)
