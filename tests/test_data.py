@@ -353,3 +353,38 @@ def test_collate_concatenates_and_builds_batch_vector(tmp_path):
     assert batch["y"].dtype == torch.float64 and batch["index"].tolist() == [3, 0, 5]
     np.testing.assert_array_equal(batch["y"].numpy(), data.y[[3, 0, 5]])
     np.testing.assert_allclose(batch["pos"][9:18].numpy(), data.pos[0:9], rtol=1e-6)
+
+
+@pytest.mark.parametrize("value", ["T", '"12.5 eV"', "1,2,3"])
+def test_extxyz_energy_that_is_not_a_number_is_refused(tmp_path, value):
+    """``energy=T`` reads as True (was 1.0 eV), a string or a vector is no energy: named, refused."""
+    path = tmp_path / "bad.extxyz"
+    path.write_text(f'2\nenergy={value} pbc="F F F"\nC 0 0 0\nO 1.13 0 0\n')
+    with pytest.raises(ValueError, match=r"frame 0 has a non-numeric energy"):
+        load_atoms_data(path, cache_dir=tmp_path / "cache")
+
+
+def test_evaluate_refuses_a_non_positive_max_structures(tmp_path, capsys):
+    """``--max-structures -3`` used to evaluate all but the last three structures."""
+    from visnet.training.evaluate import main as evaluate_main
+
+    data = str(shared_file(*ETHANOL_NPZ))
+    args = ["--model", "default", "--data", data, "--max-structures", "-3", "--out", str(tmp_path / "out")]
+    assert evaluate_main(args) == 2
+    assert "--max-structures must be >= 1, got -3" in capsys.readouterr().err
+
+
+def test_cache_is_keyed_on_content_not_size_and_mtime(tmp_path):
+    """An edit that keeps the file's size and mtime still invalidates the cached entry."""
+    import os
+
+    path = _md17_copy(tmp_path, frames=4)
+    first = load_atoms_data(path, cache_dir=tmp_path / "cache")
+    stat = path.stat()
+    arrays = dict(np.load(path))
+    arrays["E"] = arrays["E"] + 1.0  # same dtype and shape: same file size
+    np.savez(path, **arrays)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    second = load_atoms_data(path, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(second.y, first.y + 1.0)  # exact: float64 + 1.0 as written

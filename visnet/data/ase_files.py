@@ -67,11 +67,22 @@ def read_ase_file(
 
 def _energy(atoms, key: str, path: Path, frame: int) -> float:
     if key in atoms.info:
-        return float(atoms.info[key])
+        return _scalar_energy(atoms.info[key], key, path, frame)
     results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
     if key == "energy" and "energy" in results:
-        return float(results["energy"])
+        return _scalar_energy(results["energy"], key, path, frame)
     raise ValueError(f"{path}: frame {frame} has no energy (looked for info key {key!r} and a calculator energy)")
+
+
+def _scalar_energy(value: object, key: str, path: Path, frame: int) -> float:
+    """A real number from ``atoms.info[key]``; ValueError for booleans (extended XYZ reads
+    ``energy=T`` as True), strings, arrays and other non-scalars."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(
+            f"{path}: frame {frame} has a non-numeric energy {key}={value!r} ({type(value).__name__}); "
+            "expected one real number"
+        )
+    return float(value)
 
 
 def _frame_forces(atoms, key: str) -> np.ndarray | None:

@@ -1,4 +1,4 @@
-"""On-disk cache of processed data, keyed by a hash of the source file and the loading settings.
+"""On-disk cache of processed data, keyed by a hash of the source file's content and the loading settings.
 
 Writes are atomic (temporary file in the same folder, then ``os.replace``), so concurrent
 processes (DDP ranks) and crashes never leave a half-written cache entry.
@@ -19,7 +19,7 @@ from visnet.atomic import atomic_open
 from visnet.data.structures import AtomsData
 
 # Bump when the processed layout or the readers change meaning: old cache entries are then ignored.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -28,17 +28,16 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(path: str | Path, settings: dict[str, Any]) -> str:
-    """Hex digest of the source file's identity (absolute path, size, mtime) and ``settings``."""
+    """Hex digest of the source file's content (and absolute path) and ``settings``.
+
+    Keyed on content, not size and mtime: an edit that keeps both (or restores an old mtime)
+    still gives a fresh entry. Hashing reads the file once (BLAKE2b, ~1 GB/s).
+    """
     path = Path(path).resolve()
-    stat = path.stat()
+    with open(path, "rb") as handle:
+        content = hashlib.file_digest(handle, "blake2b").hexdigest()
     blob = json.dumps(
-        {
-            "path": str(path),
-            "size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns,
-            "settings": settings,
-            "version": CACHE_VERSION,
-        },
+        {"path": str(path), "content": content, "settings": settings, "version": CACHE_VERSION},
         sort_keys=True,
         default=str,
     )
@@ -57,7 +56,7 @@ def cached(path: str | Path, settings: dict[str, Any], cache_dir: str | Path | N
     A cache entry that cannot be written (e.g. a full disk) only costs a warning.
 
     Args:
-        path: the source file (its size and mtime are part of the key).
+        path: the source file (its content is part of the key).
         settings: everything else that changes the result (format, units, target, keys ...).
         cache_dir: cache folder (None: ``default_cache_dir()``).
         build: zero-argument function returning the processed ``AtomsData``.

@@ -62,6 +62,8 @@ def select_indices(args: argparse.Namespace, total: int) -> np.ndarray:
             raise FileNotFoundError(f"--split {args.split} needs {path} (give --run-dir or --splits)")
         indices = read_splits(path, total=total)[args.split]
     if args.max_structures is not None:
+        if args.max_structures < 1:
+            raise ValueError(f"--max-structures must be >= 1, got {args.max_structures}")
         indices = indices[: args.max_structures]
     if len(indices) == 0:
         raise ValueError(f"no structures to evaluate in split {args.split!r}")
