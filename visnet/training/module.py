@@ -3,9 +3,9 @@
 Loss = ``energy_weight`` · L(target) + ``force_weight`` · L(forces) with L = MSE, L1 or Huber;
 AdamW; a linear learning-rate warm-up over ``lr_warmup_steps`` optimizer steps, then
 ``ReduceLROnPlateau`` on ``val_loss``. Statistics of the training split (per-element references,
-scale) are put into the model when training starts. Checkpoints carry the ViSNet keyword
-arguments (``hyper_parameters["model_hparams"]``) and the metadata (units, data, level of theory),
-so ``visnet.load_model("x.ckpt")`` rebuilds the model.
+scale) are put into the model's buffers when training starts. Checkpoints carry the architecture
+(``hyper_parameters["model_hparams"]`` = ``ViSNet.hparams``) and the metadata (units, data, level of
+theory), so ``visnet.load_model("x.ckpt")`` rebuilds the model.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from torch import Tensor
 from visnet.data.qm9 import head_for_target
 from visnet.data.statistics import Statistics
 from visnet.model import ViSNet
+from visnet.model.hyperparameters import STATISTICS
 from visnet.training.losses import loss_function, target_loss
 from visnet.training.metrics import mae, metric_names
 
@@ -26,10 +27,13 @@ from visnet.training.metrics import mae, metric_names
 class ViSNetModule(pl.LightningModule):
     """Trains ``self.model`` (a ``visnet.ViSNet``).
 
+    The architecture is declared once, by ``visnet.ViSNet``'s signature: every keyword argument
+    not listed below is passed on to it (``model.hidden_channels``, ``model.lmax``, ... in the
+    configs; the CLI reads their types, defaults and help from ViSNet). The output key, head
+    and ``derivative`` follow ``target``; mean, std and atomref are the training split's
+    statistics, written into the model's buffers when training starts (never arguments).
+
     Args:
-        hidden_channels, num_layers, num_rbf, cutoff, lmax, num_heads, vecnorm_type,
-        trainable_vecnorm, trainable_rbf, rbf_type, max_z, vertex, reduce_op, vector_cutoff,
-        isolated_atom_reference: ViSNet hyperparameters (PyG names; cutoff in Å).
         target: "energy" (energies + forces) or a QM9 column; set from ``data.target`` by the CLI.
         output_head: ViSNet head; default from the target ("energy"; QM9: "scalar", "dipole" for
             mu, "spatial_extent" for r2).
@@ -43,28 +47,14 @@ class ViSNetModule(pl.LightningModule):
         lr: peak learning rate of AdamW; weight_decay: its decoupled weight decay.
         lr_warmup_steps: optimizer steps of linear warm-up from ~0 to ``lr``.
         lr_factor, lr_patience, lr_min: ReduceLROnPlateau on ``val_loss`` (patience in validation runs).
-        model_hparams: complete ViSNet keyword arguments; overrides the architecture arguments
-            above (filled in automatically; used when rebuilding from a checkpoint).
+        model_hparams: a complete ``ViSNet.hparams`` (as stored in checkpoints); replaces the
+            architecture arguments when given.
         metadata: extra metadata for the exported model (units etc. come from the data).
+        **architecture: ``visnet.ViSNet`` keyword arguments (hidden_channels, num_layers, cutoff, ...).
     """
 
     def __init__(
         self,
-        hidden_channels: int = 128,
-        num_layers: int = 6,
-        num_rbf: int = 32,
-        cutoff: float = 5.0,
-        lmax: int = 1,
-        num_heads: int = 8,
-        vecnorm_type: str | None = None,
-        trainable_vecnorm: bool = False,
-        trainable_rbf: bool = False,
-        rbf_type: str = "expnorm",
-        max_z: int = 100,
-        vertex: bool = False,
-        reduce_op: str = "sum",
-        vector_cutoff: bool = True,
-        isolated_atom_reference: bool = True,
         target: str = "energy",
         output_head: str | None = None,
         atomref_prior: bool = True,
@@ -81,41 +71,48 @@ class ViSNetModule(pl.LightningModule):
         lr_min: float = 1e-7,
         model_hparams: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        **architecture: Any,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if model_hparams is None:
-            model_hparams = dict(
-                hidden_channels=hidden_channels,
-                num_layers=num_layers,
-                num_rbf=num_rbf,
-                cutoff=cutoff,
-                lmax=lmax,
-                num_heads=num_heads,
-                vecnorm_type=vecnorm_type,
-                trainable_vecnorm=trainable_vecnorm,
-                trainable_rbf=trainable_rbf,
-                rbf_type=rbf_type,
-                max_z=max_z,
-                vertex=vertex,
-                reduce_op=reduce_op,
-                vector_cutoff=vector_cutoff,
-                isolated_atom_reference=isolated_atom_reference,
-                output_head=output_head or head_for_target(target),
-                output_key=target,
-                derivative=target == "energy",
-            )
+        given = sorted(set(architecture) & {*STATISTICS, "output_key", "derivative"})
+        if given:
+            raise ValueError(f"{given} are set from the data (target and training statistics), not by arguments")
         try:
-            self.model = ViSNet(**model_hparams)
+            if model_hparams is not None:
+                self.model = ViSNet(**model_hparams)
+            else:
+                self.model = ViSNet(
+                    output_key=target,
+                    output_head=output_head or head_for_target(target),
+                    derivative=target == "energy",
+                    mean=0.0,  # neutral until ``apply_statistics`` writes the training split's into the buffers
+                    std=1.0,
+                    atomref=None,
+                    **architecture,
+                )
         except TypeError as err:
-            raise ValueError(f"invalid ViSNet hyperparameters {sorted(model_hparams)}: {err}") from None
-        self.hparams["model_hparams"] = dict(self.model.hparams)
+            raise ValueError(f"invalid ViSNet hyperparameters: {err}") from None
+        self.hparams["model_hparams"] = self.model.hparams
         self.loss_fn = loss_function(loss, huber_delta)
         if energy_weight < 0 or force_weight < 0 or energy_weight + force_weight == 0:
             raise ValueError(
                 f"loss weights must be >= 0 and not both 0, got energy {energy_weight}, forces {force_weight}"
             )
         self._statistics_applied = False
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to resume a checkpoint of another architecture, listing what differs (before any weight loads)."""
+        stored = (checkpoint.get("hyper_parameters") or {}).get("model_hparams")
+        if not isinstance(stored, dict):
+            return
+        differing = architecture_differences(stored, self.model.hparams)
+        if differing:
+            raise ValueError(
+                "cannot resume: the checkpoint was trained with other model hyperparameters ("
+                + ", ".join(differing)
+                + "); resume with the checkpoint's settings or start a new run in another folder"
+            )
 
     # ------------------------------------------------------------ statistics
     def setup(self, stage: str) -> None:
@@ -282,3 +279,9 @@ def batch_error(model: ViSNet, batch: dict[str, Tensor], err: ValueError, source
         except ValueError as inner:
             return ValueError(f"structure {index} of {source}: {inner}")
     return ValueError(f"batch of structures {batch['index'].tolist()} of {source}: {err}")
+
+
+def architecture_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """ "name stored → current" for every architecture hyperparameter that differs (statistics ignored)."""
+    names = sorted((set(stored) | set(current)) - set(STATISTICS))
+    return [f"{n} {stored.get(n)!r} → {current.get(n)!r}" for n in names if stored.get(n) != current.get(n)]
