@@ -723,3 +723,135 @@ def test_random_molecules_give_finite_outputs_or_a_value_error(model: ViSNet, sp
             assert "coincident" in str(err), err  # the only legitimate refusal of these molecules
             continue
         assert np.isfinite(energy) and np.isfinite(forces).all()
+
+
+# --------------------------------------------------------------------------- SMILES (issue 13)
+
+LONG_SMILES = ".".join(["O"] * 130)  # 389 characters: longer than any file name may be
+LONG_INVALID = "C" * 300 + "("
+
+
+def _md(structure: str, model_file: Path, out: Path) -> list[str]:
+    """``visnet md`` arguments for one step of ``structure`` with ``model_file``."""
+    return ["md", structure, "--model", str(model_file), "--steps", "1", "--output-dir", str(out), "--no-progress"]
+
+
+def test_fragments_of_a_smiles_are_embedded_apart() -> None:
+    """'CCO.O': each fragment embedded on its own, no two atoms of different fragments closer than
+    FRAGMENT_GAP (they used to be embedded on top of each other, 0.18 Å apart)."""
+    from visnet.molecules import FRAGMENT_GAP, load_structure
+
+    atoms = load_structure("CCO.O")
+    assert atoms.get_chemical_formula() == "C2H8O2"
+    ethanol, water = [0, 1, 2, 4, 5, 6, 7, 8, 9], [3, 10, 11]  # RDKit order: heavy atoms, then H
+    gaps = np.linalg.norm(atoms.positions[ethanol][:, None] - atoms.positions[water][None], axis=-1)
+    assert gaps.min() >= FRAGMENT_GAP
+    bonds = np.linalg.norm(atoms.positions[water[1:]] - atoms.positions[water[0]], axis=-1)
+    np.testing.assert_allclose(bonds, 0.97, atol=0.05)  # each fragment is still a molecule
+
+
+def test_many_fragments_keep_their_distance() -> None:
+    from visnet.molecules import FRAGMENT_GAP, load_structure
+
+    atoms = load_structure("O.O.O.C")
+    oxygens, carbon = np.flatnonzero(atoms.numbers == 8), np.flatnonzero(atoms.numbers == 6)
+    heavy = atoms.positions[np.concatenate([oxygens, carbon])]
+    distances = np.linalg.norm(heavy[:, None] - heavy[None], axis=-1)[np.triu_indices(4, 1)]
+    assert distances.min() >= FRAGMENT_GAP
+
+
+@pytest.mark.parametrize(
+    ("smiles", "message"),
+    [
+        ("[NH4+]", r"net charge \+1"),
+        ("CC(=O)[O-]", "net charge -1"),
+        ("CC(=O)[O-].[Na+]", r"fragment 1 \(CC\(=O\)\[O-\]\) has net charge -1"),
+        ("[CH3]", r"radical \(unpaired electrons on atoms C0\)"),
+        ("[O][O]", "radical"),
+    ],
+)
+def test_ions_and_radicals_are_refused(model_file: Path, tmp_path: Path, capsys, smiles: str, message: str) -> None:
+    """The models are trained on neutral closed-shell molecules: ions, salts and radicals are
+    refused naming the charge or the radical atoms (by load_structure, predict and visnet md)."""
+    from visnet.molecules import load_structure
+
+    with pytest.raises(ValueError, match=message):
+        load_structure(smiles)
+    with pytest.raises(ValueError, match=message):
+        predict(smiles, model=str(model_file))
+    assert visnet_main(_md(smiles, model_file, tmp_path / "md")) == 2
+    assert smiles in capsys.readouterr().err
+    assert not (tmp_path / "md").exists()
+
+
+@pytest.mark.parametrize("smiles", ["C[N+](=O)[O-]", "[NH3+]CC(=O)[O-]"])
+def test_charge_separated_neutral_molecules_are_accepted(smiles: str) -> None:
+    """Nitro groups and zwitterions carry formal charges but no net charge."""
+    from visnet.molecules import load_structure
+
+    assert len(load_structure(smiles)) > 0
+
+
+def test_smiles_longer_than_a_file_name_is_a_smiles(model_file: Path) -> None:
+    """> 255 characters used to crash with OSError: File name too long (tried as a path first)."""
+    from visnet.molecules import load_structure, load_structures
+
+    assert len(LONG_SMILES) > 255
+    assert len(load_structure(LONG_SMILES)) == 390
+    with pytest.raises(ValueError, match=r"invalid SMILES .*\(301 characters\)"):
+        load_structures(LONG_INVALID)
+    with pytest.raises(ValueError, match="not a file, a bundled molecule"):
+        load_structure(LONG_INVALID)
+    results = predict([LONG_INVALID, "O"], model=str(model_file), errors="skip")
+    assert not results[0].ok and "invalid SMILES" in results[0].error
+    assert results[1].ok
+
+
+def test_visnet_md_with_a_long_invalid_smiles_exits_2(model_file: Path, tmp_path: Path, capsys) -> None:
+    assert visnet_main(_md(LONG_INVALID, model_file, tmp_path / "md")) == 2
+    assert "not a file, a bundled molecule" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- one error boundary
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (ValueError("bad option --x"), "visnet: error: bad option --x"),
+        (OSError(28, "no space left on device writing /x/model.pt"), "no space left on device writing /x/model.pt"),
+        (PermissionError(13, "Permission denied", "/root/out"), "Permission denied: /root/out"),
+        (IsADirectoryError(21, "Is a directory", "/tmp/out.csv"), "Is a directory: /tmp/out.csv"),
+        (FileNotFoundError("structure file not found: a.xyz"), "structure file not found: a.xyz"),
+    ],
+)
+@pytest.mark.parametrize("command", ["evaluate", "md", "predict", "fit"])
+def test_user_errors_of_every_subcommand_are_one_line(
+    monkeypatch, capsys, command: str, error: Exception, message: str
+) -> None:
+    """Whatever a subcommand lets escape that is the user's to fix: one line, exit code 2."""
+    modules = {
+        "evaluate": ("visnet.training.evaluate", "main"),
+        "md": ("visnet.dynamics.cli", "main"),
+        "predict": ("visnet.predict_cli", "main"),
+        "fit": ("visnet.training.cli", "lightning_main"),
+    }
+    module, name = modules[command]
+
+    def fail(argv: list[str]) -> int:
+        raise error
+
+    monkeypatch.setattr(f"{module}.{name}", fail)
+    assert visnet_main([command]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("visnet: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch) -> None:
+    def fail(argv: list[str]) -> int:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr("visnet.training.evaluate.main", fail)
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        visnet_main(["evaluate"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import errno
 import os
 import signal
 import subprocess
@@ -28,6 +29,7 @@ from test_bad_input_matrix import PickledCode, lightning_payload, water_molecule
 from test_calculator import small_model
 
 from visnet import ViSNet, load_model, save_model
+from visnet.atomic import atomic_write_text
 from visnet.calculator import NonFiniteResultError, ViSNetCalculator
 from visnet.cli import main as visnet_main
 from visnet.data import load_atoms_data
@@ -223,6 +225,44 @@ def test_crash_mid_write_leaves_the_old_file(tmp_path: Path, monkeypatch, writer
         write_new()
     assert read_back() == before
     assert not _temporary_files(tmp_path)
+
+
+TORCH_DISK_FULL = (
+    "[enforce fail at inline_container.cc:626] . PytorchStreamWriter failed writing file data/0: file write failed"
+)
+
+
+def _torch_disk_full(obj: object, handle, *args, **kwargs) -> None:
+    """``torch.save`` on a full disk: a few bytes, then torch's RuntimeError (not an OSError)."""
+    handle.write(b"PK\x03\x04 partial")
+    raise RuntimeError(TORCH_DISK_FULL)
+
+
+def test_full_disk_writing_a_model_says_no_space_and_names_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    """torch's ``RuntimeError: [enforce fail at inline_container.cc...]`` becomes an OSError (ENOSPC)
+    naming the file; the old file stays, no temporary file is left, and ``visnet`` exits with 2."""
+    path = save_model(small_model(seed=0), tmp_path / "model.pt")
+    before = path.read_bytes()
+    monkeypatch.setattr(torch, "save", _torch_disk_full)
+    with pytest.raises(OSError, match=f"No space left on device writing {path}") as info:
+        save_model(small_model(seed=1), path)
+    assert info.value.errno == errno.ENOSPC
+    assert path.read_bytes() == before
+    assert not _temporary_files(tmp_path)
+
+    def export(argv: list[str]) -> int:
+        save_model(small_model(seed=1), path)
+        return 0
+
+    monkeypatch.setattr("visnet.training.evaluate.main", export)
+    assert visnet_main(["evaluate"]) == 2
+    assert f"visnet: error: No space left on device writing {path}" in capsys.readouterr().err
+
+
+def test_a_failed_plain_write_names_the_file(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(os, "fsync", _disk_full)
+    with pytest.raises(OSError, match=f"No space left on device writing {tmp_path / 'a.txt'}"):
+        atomic_write_text(tmp_path / "a.txt", "text")
 
 
 def test_atomically_written_files_get_normal_permissions(tmp_path: Path) -> None:

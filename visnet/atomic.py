@@ -3,6 +3,7 @@ target. A crash at any moment leaves the previous file intact and no temporary f
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -37,9 +38,27 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", suffix: str = ".tmp")
             os.fsync(handle.fileno())
         os.chmod(tmp, _default_mode())  # mkstemp creates 0600: give the file normal permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        failure = write_failure(err, path)
+        if failure is None:
+            raise
+        raise failure from err
+
+
+def write_failure(err: BaseException, path: Path) -> OSError | None:
+    """An ``OSError`` naming ``path`` for a failed write, None when ``err`` is no write failure.
+
+    ``torch.save`` reports a full disk as ``RuntimeError: [enforce fail at inline_container.cc...]
+    ... file write failed``; a plain write or fsync as an ``OSError`` without the file name.
+    """
+    if isinstance(err, OSError) and err.filename is None and err.errno is not None:
+        return OSError(err.errno, f"{err.strerror or os.strerror(err.errno)} writing {path}")
+    text = str(err)
+    if isinstance(err, RuntimeError) and ("inline_container" in text or "file write failed" in text):
+        detail = text.strip().splitlines()[0][:200]
+        return OSError(errno.ENOSPC, f"No space left on device writing {path} (the write failed: {detail})")
+    return None
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -32,8 +32,28 @@ def _has_config(args: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``visnet`` console script; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Entry point of the ``visnet`` console script; returns the exit code.
+
+    The one error boundary of every subcommand: a user error (``visnet.errors.is_user_error``: bad
+    input, a missing file, no space left, permission denied, ...) prints ``visnet: error: ...`` and
+    returns 2; Ctrl-C returns 130; any other exception is a bug and keeps its traceback.
+    """
+    from visnet.errors import is_user_error, user_message
+
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        print("visnet: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if not is_user_error(err):
+            raise
+        print(f"visnet: error: {user_message(err)}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: list[str]) -> int:
+    """Run the subcommand named by ``argv[0]``; returns its exit code."""
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0

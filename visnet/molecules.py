@@ -12,23 +12,28 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.io import read
+
+from visnet.ase_read import read_atoms
 
 __all__ = [
-    "STRUCTURES_DIR",
+    "FRAGMENT_GAP",
     "SMILES_METHOD",
+    "STRUCTURES_DIR",
     "atoms_from_mol",
     "atoms_from_smiles",
     "embed_smiles",
+    "is_file",
     "is_rdkit_mol",
     "load_structure",
     "load_structures",
     "named_structures",
+    "place_apart",
     "read_frames",
 ]
 
 STRUCTURES_DIR = Path(__file__).resolve().parent / "pretrained" / "structures"
 SMILES_METHOD = "RDKit ETKDGv3 + MMFF"
+FRAGMENT_GAP = 3.0  # Å: smallest distance between atoms of different fragments of a SMILES ("CCO.O")
 # Strings that are meant as file names (so a typo gives "file not found", not "invalid SMILES").
 _FILE_LIKE = re.compile(r"[/\\]|\.(xyz|extxyz|traj|pdb|cif|vasp|poscar|xsf|mol|sdf|json|db|gen|in|out)$", re.I)
 _KINDS = ("file", "name", "smiles")
@@ -48,13 +53,20 @@ def _clean(atoms: Atoms, name: str, source: str) -> Atoms:
     return clean
 
 
-def _read_file(path: Path, index: int) -> Atoms:
+def is_file(path: str | Path) -> bool:
+    """Whether ``path`` names an existing file; False (not OSError) for strings no file system can
+    hold as a name: longer than the name limit (a long SMILES), embedded NUL bytes."""
     try:
-        atoms = read(path, index=index)
-    except Exception as err:  # ASE raises many kinds for unreadable input
-        raise ValueError(f"cannot read structure file {path}: {type(err).__name__}: {str(err)[:200]}") from None
-    if isinstance(atoms, list):
-        atoms = atoms[-1]
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _read_file(path: Path, index: int) -> Atoms:
+    frames = read_atoms(path, index=index)
+    if not frames:
+        raise ValueError(f"structure file {path} holds no structures")
+    atoms = frames[-1]
     if len(atoms) == 0:
         raise ValueError(f"structure file {path} holds no atoms")
     return atoms
@@ -73,13 +85,9 @@ def read_frames(path: str | Path, index: str | int | slice = ":") -> list[Atoms]
             (the message names the file and frame).
     """
     path = Path(path)
-    if not path.is_file():
+    if not is_file(path):
         raise FileNotFoundError(f"structure file not found: {path}")
-    try:
-        frames = read(path, index=index)
-    except Exception as err:  # ASE raises many kinds for unreadable input
-        raise ValueError(f"cannot read structure file {path}: {type(err).__name__}: {str(err)[:200]}") from None
-    frames = frames if isinstance(frames, list) else [frames]
+    frames = read_atoms(path, index=index)
     if not frames:
         raise ValueError(f"structure file {path} holds no structures")
     out = []
@@ -123,27 +131,97 @@ def _parses_as_smiles(text: str) -> bool:
     return Chem.MolFromSmiles(text) is not None
 
 
-def embed_smiles(smiles: str, seed: int = 0) -> Any:
-    """An RDKit molecule with hydrogens and one 3D conformer (Å) for ``smiles``: ETKDGv3 embedding
-    with a fixed seed, then MMFF94 (UFF when MMFF lacks parameters) relaxation.
+def _quote(smiles: str, limit: int = 80) -> str:
+    """``repr`` of a SMILES for messages, shortened in the middle beyond ``limit`` characters."""
+    if len(smiles) <= limit:
+        return repr(smiles)
+    return repr(f"{smiles[: limit // 2]}...{smiles[-limit // 4 :]}") + f" ({len(smiles)} characters)"
 
-    Raises:
-        ValueError: invalid SMILES, or no 3D embedding found (the message quotes the SMILES).
-        ImportError: RDKit is not installed.
+
+def _check_closed_shell_neutral(Chem: Any, mol: Any, smiles: str) -> None:
+    """Refuse ions and radicals: the models are trained on neutral closed-shell molecules.
+
+    Charge-separated neutral groups (nitro ``[N+](=O)[O-]``, zwitterions) are accepted; a net charge
+    of the whole SMILES or of one of its fragments (a salt such as ``[Na+].[Cl-]``) is not.
     """
-    Chem, AllChem = _rdkit()
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None or mol.GetNumAtoms() == 0:
-        raise ValueError(f"invalid SMILES {smiles!r}: RDKit cannot parse it")
-    mol = Chem.AddHs(mol)
+    for k, fragment in enumerate(Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False)):
+        charge = Chem.GetFormalCharge(fragment)
+        if charge:
+            which = f"fragment {k + 1} ({Chem.MolToSmiles(fragment)})" if "." in smiles else "the molecule"
+            raise ValueError(
+                f"SMILES {_quote(smiles)}: {which} has net charge {charge:+d}; only neutral molecules are "
+                "supported (the models are trained on neutral closed-shell molecules)"
+            )
+    radicals = [a.GetIdx() for a in mol.GetAtoms() if a.GetNumRadicalElectrons()]
+    if radicals:
+        symbols = ", ".join(f"{mol.GetAtomWithIdx(i).GetSymbol()}{i}" for i in radicals[:10])
+        raise ValueError(
+            f"SMILES {_quote(smiles)} is a radical (unpaired electrons on atoms {symbols}); only closed-shell "
+            "molecules are supported (the models are trained on neutral closed-shell molecules)"
+        )
+
+
+def _embed_fragment(mol: Any, seed: int, smiles: str) -> np.ndarray:
+    """ETKDGv3 + MMFF94 (UFF fallback) positions (Å) of one connected molecule with hydrogens."""
+    _, AllChem = _rdkit()
     params = AllChem.ETKDGv3()
     params.randomSeed = int(seed)
     if AllChem.EmbedMolecule(mol, params) != 0:
-        raise ValueError(f"RDKit could not embed a 3D conformer for SMILES {smiles!r}")
+        raise ValueError(f"RDKit could not embed a 3D conformer for SMILES {_quote(smiles)}")
     if AllChem.MMFFHasAllMoleculeParams(mol):
         AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
     elif AllChem.UFFHasAllMoleculeParams(mol):
         AllChem.UFFOptimizeMolecule(mol, maxIters=2000)
+    return np.asarray(mol.GetConformer().GetPositions(), dtype=np.float64)
+
+
+def place_apart(fragments: list[np.ndarray], gap: float = FRAGMENT_GAP) -> list[np.ndarray]:
+    """Translate fragments (each an (n, 3) array, Å) along x, one after the other, so that the
+    bounding boxes of consecutive fragments are ``gap`` apart in x: every distance between atoms of
+    different fragments is then at least ``gap``. The first fragment does not move."""
+    placed = [fragments[0]]
+    edge = float(fragments[0][:, 0].max())
+    for positions in fragments[1:]:
+        shift = edge + gap - float(positions[:, 0].min())
+        offset = placed[0].mean(axis=0) - positions.mean(axis=0)  # same y, z centre as the first
+        moved = positions + np.array([shift, offset[1], offset[2]])
+        placed.append(moved)
+        edge = float(moved[:, 0].max())
+    return placed
+
+
+def embed_smiles(smiles: str, seed: int = 0) -> Any:
+    """An RDKit molecule with hydrogens and one 3D conformer (Å) for ``smiles``: ETKDGv3 embedding
+    with a fixed seed, then MMFF94 (UFF when MMFF lacks parameters) relaxation.
+
+    A SMILES of several fragments (``"CCO.O"``) gets each fragment embedded and relaxed on its own,
+    then the fragments are placed side by side along x with at least ``FRAGMENT_GAP`` (3 Å) between
+    any two atoms of different fragments (they are never embedded on top of each other).
+
+    Raises:
+        ValueError: invalid SMILES, an ion (net charge of the molecule or of one fragment; charge-
+            separated neutral groups such as nitro are fine), a radical, or no 3D embedding found
+            (the message quotes the SMILES).
+        ImportError: RDKit is not installed.
+    """
+    Chem, _ = _rdkit()
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None or mol.GetNumAtoms() == 0:
+        raise ValueError(f"invalid SMILES {_quote(smiles)}: RDKit cannot parse it")
+    _check_closed_shell_neutral(Chem, mol, smiles)
+    mol = Chem.AddHs(mol)
+    groups = Chem.GetMolFrags(mol)
+    if len(groups) == 1:
+        _embed_fragment(mol, seed, smiles)
+        return mol
+    fragments = Chem.GetMolFrags(mol, asMols=True)
+    placed = place_apart([_embed_fragment(Chem.Mol(f), seed, smiles) for f in fragments])
+    conformer = Chem.Conformer(mol.GetNumAtoms())
+    for indices, positions in zip(groups, placed):
+        for index, xyz in zip(indices, positions):
+            conformer.SetAtomPosition(int(index), xyz.tolist())
+    conformer.Set3D(True)
+    mol.AddConformer(conformer, assignId=True)
     return mol
 
 
@@ -224,7 +302,7 @@ def classify_spec(spec: str) -> tuple[str, str]:
     kind, _, rest = spec.partition(":")
     if kind in _KINDS and rest:
         return kind, rest
-    if Path(spec).is_file():
+    if is_file(spec):
         return "file", spec
     if _key(spec) in named_structures():
         return "name", _key(spec)
@@ -254,12 +332,12 @@ def load_structure(spec: str, seed: int = 0, index: int = -1) -> Atoms:
     kind, value = classify_spec(spec)
     if kind != "smiles" or spec.startswith("smiles:"):
         return _load_as(kind, value, seed, index)
-    try:
-        return _load_as("smiles", value, seed, index)
-    except ValueError:
+    if not _parses_as_smiles(value):
+        _rdkit()  # ImportError with the install hint when RDKit is missing
         raise ValueError(
-            f"{spec!r} is not a file, a bundled molecule ({', '.join(named_structures())}) or a valid SMILES"
-        ) from None
+            f"{_quote(spec)} is not a file, a bundled molecule ({', '.join(named_structures())}) or a valid SMILES"
+        )
+    return _load_as("smiles", value, seed, index)
 
 
 def load_structures(spec: str, seed: int = 0, index: str | int | slice = ":") -> list[Atoms]:
@@ -279,7 +357,7 @@ def load_structures(spec: str, seed: int = 0, index: str | int | slice = ":") ->
     if not _parses_as_smiles(value):
         _rdkit()  # ImportError with the install hint when RDKit is missing
         raise ValueError(
-            f"invalid SMILES {value!r}: RDKit cannot parse it (nor is it a file or a bundled molecule: "
+            f"invalid SMILES {_quote(value)}: RDKit cannot parse it (nor is it a file or a bundled molecule: "
             f"{', '.join(named_structures())})"
         )
     atoms = _load_as("smiles", value, seed, -1)
@@ -290,7 +368,7 @@ def load_structures(spec: str, seed: int = 0, index: str | int | slice = ":") ->
 def _load_as(kind: str, value: str, seed: int, index: int) -> Atoms:
     if kind == "file":
         path = Path(value)
-        if not path.is_file():
+        if not is_file(path):
             raise FileNotFoundError(f"structure file not found: {path}")
         return _clean(_read_file(path, index), path.stem, str(path))
     if kind == "name":
