@@ -84,23 +84,28 @@ def split_outputs(out: dict[str, Tensor], sizes: Sequence[int], per_atom: set[st
 
 
 def find_faulty(
-    items: Sequence[T], run_one: Callable[[T], object], err: Exception, describe: Callable[[int, T], str]
+    items: Sequence[T],
+    run_one: Callable[[T], object],
+    err: Exception,
+    describe: Callable[[int, T], str],
+    catch: tuple[type[Exception], ...] = (ValueError,),
 ) -> Exception:
     """The batch failed with ``err``: run the items one by one and name the first that fails alone.
 
     Args:
         items: the batch's structures (anything ``run_one`` takes).
-        run_one: evaluates one item; raises ValueError when that item is at fault.
+        run_one: evaluates one item; raises one of ``catch`` when that item is at fault.
         err: the batch's error (returned unchanged when no item fails alone).
         describe: (index, item) -> the item's name for the message, e.g. "image 3".
+        catch: the error types that mark an item at fault (others propagate).
 
     Returns:
-        ValueError "<describe(k, item)>: <its own message>" (atom numbers then count within that
-        structure, not the batch), or ``err``.
+        "<describe(k, item)>: <its own message>" as the item's error type (atom numbers then
+        count within that structure, not the batch), or ``err``.
     """
     for k, item in enumerate(items):
         try:
             run_one(item)
-        except ValueError as inner:
-            return ValueError(f"{describe(k, item)}: {inner}")
+        except catch as inner:
+            return type(inner)(f"{describe(k, item)}: {inner}")
     return err

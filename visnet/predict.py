@@ -21,7 +21,7 @@ import torch
 from ase import Atoms
 from torch import Tensor
 
-from visnet.batching import batch_inputs, split_outputs
+from visnet.batching import batch_inputs, find_faulty, split_outputs
 from visnet.calculator import NonFiniteResultError
 from visnet.prediction_inputs import PendingStructure, as_list, check_structures, fail_structure, read_inputs
 from visnet.property_models import PropertyModel, load_property_models, select_models
@@ -34,6 +34,8 @@ DEFAULT_BATCH_SIZE = 64
 # Inputs from which the progress bar shows when ``progress=None``.
 PROGRESS_MIN_STRUCTURES = 100
 ERROR_MODES = ("raise", "skip")
+# What a model call raises for a structure at fault (coincident atoms, non-finite outputs).
+_MODEL_ERRORS = (ValueError, FloatingPointError)
 
 
 def _value(t: Tensor, factor: float) -> float | np.ndarray:
@@ -68,15 +70,20 @@ def _evaluate(models: list[PropertyModel], atoms: list[Atoms], want: set[str]) -
 
 
 def _evaluate_batch(models: list[PropertyModel], batch: list[PendingStructure], want: set[str], errors: str) -> None:
-    """Fill ``s.info["properties"]`` for the batch; on failure retry one by one to name the culprit."""
+    """Fill ``s.info["properties"]`` for the batch. On failure: with errors="raise" name the
+    structure at fault (``visnet.batching.find_faulty``); with "skip" evaluate the structures one
+    by one and record the error of each that fails."""
     try:
         values = _evaluate(models, [s.atoms for s in batch], want)
-    except (ValueError, FloatingPointError) as err:
+    except _MODEL_ERRORS as err:
         if len(batch) == 1:
             fail_structure(batch[0], err, errors)
-            return
-        for s in batch:
-            _evaluate_batch(models, [s], want, errors)
+        elif errors == "raise":
+            run_one = lambda s: _evaluate(models, [s.atoms], want)  # noqa: E731
+            raise find_faulty(batch, run_one, err, lambda _, s: s.label, catch=_MODEL_ERRORS) from None
+        else:
+            for s in batch:
+                _evaluate_batch(models, [s], want, errors)
         return
     for s, props in zip(batch, values):
         s.info["properties"] = props
