@@ -425,3 +425,23 @@ def test_inference_paths_never_import_lightning():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_batching_helpers_split_outputs_and_name_the_structure_at_fault():
+    """``split_outputs`` gives per-structure rows; ``find_faulty`` names the first item that fails
+    alone, keeping its error type and its own message."""
+    from visnet.batching import find_faulty, split_outputs
+
+    out = {"energy": torch.tensor([1.0, 2.0]), "forces": torch.arange(15.0).reshape(5, 3)}
+    parts = split_outputs(out, [2, 3], per_atom={"forces"})
+    assert [float(p["energy"]) for p in parts] == [1.0, 2.0]
+    assert torch.equal(parts[1]["forces"], out["forces"][2:])
+
+    def run_one(n: int) -> None:
+        if n == 3:
+            raise FloatingPointError("atoms 0 and 1 are coincident")
+
+    batch_error = ValueError("batch failed")
+    found = find_faulty([1, 3, 5], run_one, batch_error, lambda k, _: f"image {k}", catch=(FloatingPointError,))
+    assert type(found) is FloatingPointError and str(found) == "image 1: atoms 0 and 1 are coincident"
+    assert find_faulty([1, 5], run_one, batch_error, lambda k, _: f"image {k}") is batch_error
