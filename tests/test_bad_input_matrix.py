@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import signal
 import subprocess
 import sys
@@ -855,3 +856,99 @@ def test_a_bug_keeps_its_traceback(monkeypatch) -> None:
     monkeypatch.setattr("visnet.training.evaluate.main", fail)
     with pytest.raises(ZeroDivisionError, match="a bug"):
         visnet_main(["evaluate"])
+
+
+# --------------------------------------------------------------------------- visnet fit, checked before training
+
+
+def _fit(run_dir: Path, *extra: str) -> list[str]:
+    """``visnet fit`` of the tiny config on 16 structures into ``run_dir``."""
+    return [
+        "fit",
+        "--config",
+        TINY,
+        "--trainer.default_root_dir",
+        str(run_dir),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.num_train",
+        "16",
+        "--data.num_val",
+        "8",
+        "--data.num_test",
+        "0",
+        *extra,
+    ]
+
+
+def _file(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("not a folder")
+    return path
+
+
+FIT_ERRORS = {
+    "max_time not a duration": (
+        lambda run: ["--trainer.max_time", "abc"],
+        r"--trainer.max_time 'abc' is not a duration",
+    ),
+    "max_time negative": (lambda run: ["--trainer.max_time", "{hours: -1}"], "must be a positive duration"),
+    "negative max_epochs": (lambda run: ["--trainer.max_epochs", "-3"], "--trainer.max_epochs must be a non-negative"),
+    "run folder is a file": (lambda run: _file(run) and [], "is a file, not a folder"),
+    "checkpoints folder is a file": (
+        lambda run: _file(run / "ckpts") and ["--checkpoint.dirpath", str(run / "ckpts")],
+        r"checkpoints folder .*ckpts is a file",
+    ),
+    "model.pt is a folder": (lambda run: (run / "model.pt").mkdir(parents=True) or [], r"model.pt is a folder"),
+}
+
+
+@pytest.mark.parametrize("case", list(FIT_ERRORS))
+def test_fit_refuses_bad_limits_and_paths_before_training(tmp_path: Path, capsys, case: str) -> None:
+    run = tmp_path / "run"
+    extra, message = FIT_ERRORS[case]
+    assert visnet_main(_fit(run, *extra(run))) == 2
+    err = capsys.readouterr().err
+    assert "visnet: error:" in err and re.search(message, err), err
+    assert not (run / "checkpoints").exists() and not (run / "logs").exists()  # nothing trained
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    """A tiny fit (2 steps per epoch, 3 epochs) stopped by Ctrl-C in its second epoch:
+    (run folder, exit code, stderr)."""
+    from visnet.training.module import ViSNetModule
+
+    run = tmp_path_factory.mktemp("interrupted") / "run"
+    original = ViSNetModule.training_step
+
+    def step(self, batch, batch_idx):
+        if self.global_step == 3:
+            raise KeyboardInterrupt
+        return original(self, batch, batch_idx)
+
+    err = io.StringIO()
+    ViSNetModule.training_step = step
+    try:
+        with contextlib.redirect_stderr(err):
+            code = visnet_main(_fit(run, "--trainer.max_epochs", "3"))
+    finally:
+        ViSNetModule.training_step = original
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores Ctrl-C after one
+    return run, code, err.getvalue()
+
+
+def test_interrupted_fit_exports_a_model_that_says_so(interrupted_run: tuple[Path, int, str]) -> None:
+    run, code, err = interrupted_run
+    assert code == 1
+    assert "training was interrupted" in err
+    assert load_model(run / "model.pt").metadata["interrupted"] is True
+
+
+def test_resuming_past_max_epochs_is_refused(interrupted_run: tuple[Path, int, str], capsys) -> None:
+    """The checkpoint has trained 1 epoch: resuming with max_epochs 1 would train nothing."""
+    run, _, _ = interrupted_run
+    before = (run / "model.pt").read_bytes()
+    assert visnet_main(_fit(run, "--trainer.max_epochs", "1", "--ckpt_path", "last")) == 2
+    assert "has already trained 1 epochs and --trainer.max_epochs is 1" in capsys.readouterr().err
+    assert (run / "model.pt").read_bytes() == before

@@ -5,7 +5,7 @@ error (``is_user_error``) prints ``visnet: error: <message>`` and exits with cod
 is a bug and keeps its traceback.
 
 User errors are ``VisnetError`` (the package's own), ``ValueError`` (bad input: the message names
-the culprit), ``FileNotFoundError``, and ``OSError`` from the environment of a path (no space left,
+the culprit), ``FileNotFoundError``, Lightning's ``MisconfigurationException``, and ``OSError`` from the environment of a path (no space left,
 permission denied, a folder where a file is expected, a read-only file system, ...).
 """
 
@@ -47,6 +47,8 @@ def is_user_error(err: BaseException) -> bool:
         return True
     if isinstance(err, OSError):
         return err.errno in ENVIRONMENT_ERRNOS
+    if type(err).__name__ == "MisconfigurationException":  # Lightning: an option the user gave
+        return True
     return isinstance(err, ImportError) and "pip install" in str(err)  # a missing optional extra
 
 

@@ -46,6 +46,7 @@ from visnet.training.ensemble import member_dir, pop_ensemble_size
 from visnet.training.export import export_best
 from visnet.training.module import ViSNetModule
 from visnet.training.plots import plot_run
+from visnet.training.preflight import check_fit_options, check_resume, check_run_paths
 
 DEFAULT_RUN_DIR = "runs/visnet"
 CHECKPOINT_DEFAULTS = {"monitor": "val_loss", "mode": "min", "save_top_k": 1, "save_last": True, "filename": "best"}
@@ -127,6 +128,11 @@ class ViSNetCLI(LightningCLI):
         config["trainer"]["default_root_dir"] = self._run_dir()
         if config["checkpoint"].get("dirpath") is None:
             config["checkpoint"]["dirpath"] = str(Path(self._run_dir()) / "checkpoints")
+        if self.subcommand == "fit":  # before anything is created or trained
+            checkpoints = config["checkpoint"]["dirpath"]
+            check_fit_options(config["trainer"])
+            check_run_paths(self._run_dir(), checkpoints)
+            check_resume(config.get("ckpt_path"), checkpoints, config["trainer"].get("max_epochs"))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
@@ -151,6 +157,16 @@ class ViSNetCLI(LightningCLI):
             kwargs["weights_only"] = True
         return kwargs
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Lightning ends a fit interrupted by Ctrl-C with ``sys.exit(1)``, skipping ``after_fit``:
+        export the best checkpoint so far anyway, marked ``"interrupted": true`` (exit code 1)."""
+        try:
+            super()._run_subcommand(subcommand)
+        except SystemExit:
+            if subcommand == "fit" and self.trainer.interrupted:
+                self.after_fit()
+            raise
+
     def before_fit(self) -> None:
         ckpt_path = self._get(self.config, "ckpt_path")
         self.datamodule.fresh_run = ckpt_path is None
@@ -162,7 +178,14 @@ class ViSNetCLI(LightningCLI):
     def after_fit(self) -> None:
         if not self.trainer.is_global_zero:
             return
-        path = export_best(self.trainer, self._run_dir())
+        interrupted = bool(self.trainer.interrupted)
+        path = export_best(self.trainer, self._run_dir(), **({"interrupted": True} if interrupted else {}))
+        if interrupted:
+            print(
+                "visnet fit: warning: training was interrupted; the exported model (metadata "
+                '"interrupted": true) is the best checkpoint so far, not a finished run',
+                file=sys.stderr,
+            )
         if path is None:
             print("no checkpoint was written (no validation ran?): nothing exported", file=sys.stderr)
         else:

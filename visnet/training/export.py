@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 
@@ -22,12 +23,13 @@ def best_checkpoint(trainer: pl.Trainer) -> Path | None:
     return None
 
 
-def export_model(checkpoint: str | Path, path: str | Path) -> Path:
+def export_model(checkpoint: str | Path, path: str | Path, **extra: Any) -> Path:
     """Write the model of a ``visnet fit`` checkpoint as a ``save_model`` file (atomic write).
 
     Args:
         checkpoint: a Lightning ``.ckpt`` written by ``visnet fit`` (EMA weights when EMA was used).
         path: the model file to write (``model.pt``).
+        **extra: metadata added to the checkpoint's (e.g. ``interrupted=True``).
 
     Returns:
         The path written.
@@ -35,12 +37,14 @@ def export_model(checkpoint: str | Path, path: str | Path) -> Path:
     model = load_model(checkpoint)
     metadata = dict(model.metadata)
     metadata["checkpoint"] = str(checkpoint)
+    metadata.update(extra)
     return save_model(model, path, **metadata)
 
 
-def export_best(trainer: pl.Trainer, run_dir: str | Path) -> Path | None:
-    """Export the best checkpoint of ``trainer`` as ``run_dir/model.pt``; None if there is none."""
+def export_best(trainer: pl.Trainer, run_dir: str | Path, **extra: Any) -> Path | None:
+    """Export the best checkpoint of ``trainer`` as ``run_dir/model.pt`` (``extra``: metadata to
+    add); None if there is none."""
     checkpoint = best_checkpoint(trainer)
     if checkpoint is None:
         return None
-    return export_model(checkpoint, Path(run_dir) / MODEL_FILE)
+    return export_model(checkpoint, Path(run_dir) / MODEL_FILE, **extra)

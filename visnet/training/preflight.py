@@ -1,0 +1,118 @@
+"""Checks of a ``visnet fit`` run made before any training: limits and paths that would otherwise
+fail with a traceback at start, or only after the whole training ran (``model.pt`` a folder).
+
+Every check raises ``ValueError`` naming the option or path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from visnet.checkpoint import read_checkpoint
+from visnet.training.export import MODEL_FILE
+
+__all__ = ["check_fit_options", "check_resume", "check_run_paths", "epochs_done"]
+
+_DURATION = re.compile(r"^\d+:\d{1,2}:\d{1,2}:\d{1,2}$")
+_TIMEDELTA_KEYS = {"weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds"}
+
+
+def _check_max_time(value: Any) -> None:
+    """``trainer.max_time``: None, "DD:HH:MM:SS", a timedelta or a dict of timedelta fields, > 0."""
+    hint = "expected DD:HH:MM:SS (e.g. 00:12:00:00) or a dict such as {hours: 12}"
+    if value is None or isinstance(value, timedelta):
+        duration = value
+    elif isinstance(value, str) and _DURATION.match(value.strip()):
+        days, hours, minutes, seconds = (int(part) for part in value.strip().split(":"))
+        duration = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    elif isinstance(value, dict) and value and set(value) <= _TIMEDELTA_KEYS:
+        try:
+            duration = timedelta(**{k: float(v) for k, v in value.items()})
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"--trainer.max_time {value!r} is not a duration: {hint}") from None
+    else:
+        raise ValueError(f"--trainer.max_time {value!r} is not a duration: {hint}")
+    if duration is not None and duration <= timedelta(0):
+        raise ValueError(f"--trainer.max_time {value!r} must be a positive duration")
+
+
+def _check_limit(name: str, value: Any) -> None:
+    """An epoch/step limit: None, -1 (no limit) or an integer >= 0."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+        raise ValueError(f"--trainer.{name} must be a non-negative integer (or -1 for no limit), got {value!r}")
+
+
+def check_fit_options(trainer: dict[str, Any]) -> None:
+    """``max_time``, ``max_epochs``, ``min_epochs``, ``max_steps`` of the trainer config."""
+    _check_max_time(trainer.get("max_time"))
+    for name in ("max_epochs", "min_epochs", "max_steps", "min_steps"):
+        _check_limit(name, trainer.get(name))
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_folder(path: Path, what: str) -> None:
+    """``path`` is a folder or can be created as one (no file in the way, writable parent)."""
+    existing = _nearest_existing(path.absolute())
+    if not existing.is_dir():
+        blocked = "is a file" if existing == path.absolute() else f"cannot be created: {existing} is a file"
+        raise ValueError(f"{what} {path} {blocked}, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path} is not writable (no write permission on {existing})")
+
+
+def check_run_paths(run_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike | None) -> None:
+    """The run folder and checkpoints folder are (or can become) writable folders, and the
+    exported ``model.pt`` is not a folder, before training starts."""
+    run_dir = Path(run_dir)
+    _check_folder(run_dir, "run folder (--trainer.default_root_dir)")
+    if checkpoint_dir is not None:
+        _check_folder(Path(checkpoint_dir), "checkpoints folder (--checkpoint.dirpath)")
+        for name in ("last.ckpt", "best.ckpt"):
+            if (Path(checkpoint_dir) / name).is_dir():
+                raise ValueError(f"checkpoint path {Path(checkpoint_dir) / name} is a folder, not a file")
+    model = run_dir / MODEL_FILE
+    if model.is_dir() or (model.exists() and not model.is_file()):
+        raise ValueError(f"the exported model path {model} is a folder (or not a regular file): remove or rename it")
+
+
+def epochs_done(checkpoint: dict[str, Any]) -> int:
+    """Epochs a Lightning checkpoint has trained (processed epochs of its fit loop)."""
+    try:
+        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return int(checkpoint.get("epoch", -1)) + 1
+
+
+def resolve_resume(ckpt_path: str | None, checkpoint_dir: str | os.PathLike | None) -> Path | None:
+    """The checkpoint file ``--ckpt_path`` resumes from (``last``: ``<checkpoints>/last.ckpt``)."""
+    if ckpt_path is None or ckpt_path in ("best", "hpc", "registry"):
+        return None
+    if ckpt_path == "last":
+        last = Path(checkpoint_dir) / "last.ckpt" if checkpoint_dir is not None else None
+        return last if last is not None and last.is_file() else None
+    return Path(ckpt_path)
+
+
+def check_resume(ckpt_path: str | None, checkpoint_dir: str | os.PathLike | None, max_epochs: int | None) -> None:
+    """Refuse resuming from a checkpoint that has already trained ``max_epochs`` epochs (nothing
+    would be trained, yet the run would end and export as if it had)."""
+    path = resolve_resume(ckpt_path, checkpoint_dir)
+    if path is None or max_epochs is None or max_epochs < 0 or not path.is_file():
+        return
+    done = epochs_done(read_checkpoint(path))
+    if done >= max_epochs:
+        raise ValueError(
+            f"--ckpt_path {ckpt_path}: checkpoint {path} has already trained {done} epochs and "
+            f"--trainer.max_epochs is {max_epochs}: nothing to train (raise --trainer.max_epochs)"
+        )
