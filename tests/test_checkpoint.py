@@ -104,3 +104,84 @@ def test_checkpoint_from_another_model(tmp_path):
     torch.save(payload, path)
     with pytest.raises(ValueError, match="weights do not match"):
         load_model(path)
+
+
+def test_metadata_paths_and_numpy_values_are_stored_as_plain_data(tmp_path):
+    import numpy as np
+
+    meta = {"source": tmp_path / "data.npz", "count": np.int64(3), "scale": np.float32(0.5), "ids": np.arange(3)}
+    loaded = load_model(save_model(deterministic_model(), tmp_path / "m.pt", nested={"run": tmp_path}, **meta))
+    assert loaded.metadata["source"] == str(tmp_path / "data.npz") and loaded.metadata["nested"]["run"] == str(tmp_path)
+    assert loaded.metadata["count"] == 3 and type(loaded.metadata["count"]) is int
+    assert loaded.metadata["scale"] == 0.5 and loaded.metadata["ids"] == [0, 1, 2]
+
+
+def test_metadata_that_cannot_be_stored_is_refused_naming_the_key(tmp_path):
+    import numpy as np
+
+    with pytest.raises(ValueError, match=r"metadata 'extra.when': a set cannot be stored"):
+        save_model(deterministic_model(), tmp_path / "m.pt", extra={"when": {1, 2}})
+    with pytest.raises(ValueError, match=r"metadata 'big': an array of 2000000 elements"):
+        save_model(deterministic_model(), tmp_path / "m.pt", big=np.zeros(2_000_000, dtype=np.uint8))
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_meta_device_model_is_not_saved(tmp_path):
+    with torch.device("meta"):
+        model = ViSNet(hidden_channels=16, num_heads=2)
+    with pytest.raises(ValueError, match="meta device"):
+        save_model(model, tmp_path / "m.pt")
+
+
+def _crafted(tmp_path, hyper=None, meta=None):
+    path = save_model(deterministic_model(), tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["hyperparameters"].update(hyper or {})
+    payload["metadata"].update(meta or {})
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("hyper", "message"),
+    [
+        ({"max_z": -3}, r"max_z must be in \[2, 1000\], got -3"),
+        ({"num_rbf": 0}, r"num_rbf must be in \[1, 1024\], got 0"),
+        ({"num_heads": 0}, r"num_heads must be in \[1, 1024\], got 0"),
+        ({"derivative": "no"}, "derivative must be true or false, got 'no'"),
+        ({"hidden_channels": 16384}, r"hidden_channels must be in \[2, 4096\], got 16384"),
+        ({"unknown_option": 1}, r"ViSNet.__init__\(\) got an unexpected keyword argument .unknown_option."),
+    ],
+)
+def test_crafted_hyperparameters_are_refused_before_allocating(tmp_path, hyper, message):
+    with pytest.raises(ValueError, match=f"invalid stored hyperparameters: {message}"):
+        load_model(_crafted(tmp_path, hyper=hyper))
+
+
+def test_hyperparameters_contradicting_the_metadata_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="stored hyperparameters say cutoff 4.0 Å but the metadata says 3.0"):
+        load_model(_crafted(tmp_path, meta={"cutoff": 3.0}))
+
+
+def test_more_weights_than_the_file_holds_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"weights do not match .* declare \d+ weights, the file holds \d+"):
+        load_model(_crafted(tmp_path, hyper={"hidden_channels": 4096, "num_heads": 2}))
+
+
+def test_large_metadata_tensor_and_oversized_contents_are_refused(tmp_path, monkeypatch):
+    import visnet.checkpoint as checkpoint
+
+    path = _crafted(tmp_path, meta={"blob": torch.zeros(2_000_000, dtype=torch.uint8)})
+    with pytest.raises(ValueError, match="metadata 'blob' holds more than 1000000 elements"):
+        load_model(path)
+    monkeypatch.setattr(checkpoint, "MAX_FILE_BYTES", 1000)
+    with pytest.raises(ValueError, match="more than a model file may"):
+        load_model(path)
+
+
+def test_version_comes_from_the_installed_distribution(tmp_path):
+    import importlib.metadata
+
+    payload = torch.load(save_model(deterministic_model(), tmp_path / "m.pt"), weights_only=True)
+    assert payload["metadata"]["visnet_version"] == importlib.metadata.version("visnet")
+    assert "mean" not in payload["hyperparameters"] and "std" not in payload["hyperparameters"]

@@ -109,3 +109,60 @@ def test_more_than_32_neighbours_are_all_used():
     e = model(z, pos)["energy"]
     perm = torch.randperm(60, generator=gen)
     torch.testing.assert_close(model(z[perm], pos[perm])["energy"], e, rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_z": -3}, r"max_z must be in \[2, 1000\], got -3"),
+        ({"max_z": 0}, r"max_z must be in \[2, 1000\], got 0"),
+        ({"num_rbf": 0}, r"num_rbf must be in \[1, 1024\], got 0"),
+        ({"num_heads": 0}, r"num_heads must be in \[1, 1024\], got 0"),
+        ({"num_layers": -2}, r"num_layers must be in \[1, 64\], got -2"),
+        ({"hidden_channels": 1 << 20}, r"hidden_channels must be in \[2, 4096\]"),
+        ({"hidden_channels": 16.0}, "hidden_channels must be an integer, got 16.0"),
+        ({"std": float("nan")}, "std must be a finite number, got nan"),
+        ({"mean": float("inf")}, "mean must be a finite number, got inf"),
+        ({"cutoff": 0.0}, "cutoff must be a positive finite number"),
+        ({"derivative": "no"}, "derivative must be true or false, got 'no'"),
+        ({"reduce_op": "max"}, "reduce_op must be one of"),
+        ({"atomref": [0.0] * 5, "max_z": 10}, r"atomref must have shape \(10,\)"),
+        ({"atomref": [float("nan")] * 10, "max_z": 10}, "atomref has non-finite"),
+    ],
+)
+def test_bad_hyperparameters_name_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ViSNet(**kwargs)
+
+
+def test_heads_declare_what_the_model_does_with_them():
+    energy = ViSNet(hidden_channels=16, num_heads=2, num_layers=1)
+    assert energy.predicts_energy and not energy.per_atom_output
+    gap = ViSNet(hidden_channels=16, num_heads=2, num_layers=1, output_head="scalar", output_key="gap")
+    assert not gap.predicts_energy and not gap.per_atom_output
+    vector = ViSNet(hidden_channels=16, num_heads=2, num_layers=1, output_head="vector", output_key="f")
+    assert vector.per_atom_output and not vector.predicts_energy
+    dipole = ViSNet(hidden_channels=16, num_heads=2, num_layers=1, output_head="dipole", output_key="mu")
+    assert not dipole.output_model.takes_prior and dipole.output_model.vector_valued
+
+
+def test_hparams_are_the_architecture_and_read_only():
+    model = ViSNet(hidden_channels=16, num_heads=2, num_layers=1, mean=2.0, std=3.0)
+    assert "mean" not in model.hparams and "std" not in model.hparams and "atomref" not in model.hparams
+    model.hparams["cutoff"] = 1.0
+    assert model.hparams["cutoff"] == 5.0 and float(model.std) == 3.0
+    rebuilt = ViSNet(**model.hparams)
+    assert rebuilt.hparams == model.hparams
+
+
+def test_forward_leaves_the_allocator_alone(monkeypatch):
+    """The glibc mmap threshold is a process-wide choice of the entry points, never of a forward."""
+    from visnet.model import allocator
+
+    calls = []
+    allocator.use_fixed_mmap_threshold.cache_clear()
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: calls.append(name))
+    monkeypatch.setattr("visnet.model.representation.EDGE_CHUNK_BYTES", 1.0)  # force sliced edges
+    model = ViSNet(hidden_channels=16, num_heads=2, num_layers=1).double().eval()
+    z, pos = water()
+    assert torch.isfinite(model(z, pos)["forces"]).all() and not calls

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import math
+import numbers
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,12 +23,54 @@ FORMAT_VERSION = 1
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 # Units assumed for a model without metadata (DESIGN: a bare model is in eV and Å).
 DEFAULT_UNITS = {"energy": "eV", "length": "Å"}
+# What a model file may ask for, checked before anything is allocated: its uncompressed contents
+# (a paper-size float64 ViSNet, 512 channels and 9 layers, is ~0.2 GB), the parameters its
+# hyperparameters declare (2**28: 1 GiB in float32), and the elements of one metadata array.
+MAX_FILE_BYTES = 2 * 1024**3
+MAX_PARAMETERS = 2**28
+MAX_METADATA_ELEMENTS = 10**6
 
 
 def _package_version() -> str:
-    from visnet import __version__
+    try:
+        return importlib.metadata.version("visnet")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
 
-    return __version__
+
+def plain_metadata(value: Any, key: str = "metadata") -> Any:
+    """``value`` as plain data a ``weights_only`` load accepts: paths become strings, NumPy scalars
+    and arrays Python numbers and lists, tensors are detached to the CPU.
+
+    Raises:
+        ValueError: naming ``key`` (dotted for nested entries) for anything else (objects, sets,
+            object arrays, non-string dict keys) or an array of more than ``MAX_METADATA_ELEMENTS``.
+    """
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        count = value.size if isinstance(value, np.ndarray) else value.numel()
+        if count > MAX_METADATA_ELEMENTS:
+            raise ValueError(f"metadata {key!r}: an array of {count} elements (at most {MAX_METADATA_ELEMENTS})")
+    if isinstance(value, np.generic) and not isinstance(value, np.object_):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return value.tolist()
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise ValueError(f"metadata {key!r}: keys must be strings, got {bad[0]!r}")
+        return {k: plain_metadata(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_metadata(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    raise ValueError(
+        f"metadata {key!r}: a {type(value).__name__} cannot be stored in a model file "
+        "(strings, numbers, booleans, None, lists, dicts, arrays and tensors can)"
+    )
 
 
 def model_metadata(model: nn.Module) -> dict[str, Any]:
@@ -48,13 +95,21 @@ def save_model(model: ViSNet, path: str | os.PathLike, **metadata: Any) -> Path:
         path: destination file (conventionally ``.pt``).
         **metadata: merged over ``model.metadata``; e.g. ``units={"energy": "kcal/mol",
             "length": "Å"}``, ``training_data=...``. Cutoff, dtype and package version are added.
+            Paths, NumPy scalars and arrays are stored as plain values (``plain_metadata``).
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: metadata that cannot be stored (naming its key), or a model on the meta device.
+        OSError: the file cannot be written (a full disk says "no space left" and names it).
     """
     meta = model_metadata(model)
     meta.update(metadata)
     meta.update(cutoff=model.cutoff, dtype=str(model.dtype).removeprefix("torch."), visnet_version=_package_version())
+    meta = {k: plain_metadata(v, k) for k, v in meta.items()}
+    if model.device.type == "meta":
+        raise ValueError("the model is on the meta device: it has no weights to save (build or load it on a device)")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
@@ -77,6 +132,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path} is a folder, not a model file (a run folder holds model.pt)")
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
+    _check_file_size(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, not a torch file, or carrying pickled code
@@ -87,6 +143,19 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ValueError(f"{path} is not a ViSNet model file (top level is {type(payload).__name__}, not a dict)")
     return payload
+
+
+def _check_file_size(path: Path) -> None:
+    """Refuse a file whose (uncompressed) contents exceed ``MAX_FILE_BYTES``, before reading it."""
+    size = path.stat().st_size
+    if zipfile.is_zipfile(path):  # torch's format: sizes as declared by the archive, read without extracting
+        try:
+            with zipfile.ZipFile(path) as archive:
+                size = sum(info.file_size for info in archive.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError) as err:
+            raise ValueError(f"cannot read model file {path}: a corrupted archive ({err})") from None
+    if size > MAX_FILE_BYTES:
+        raise ValueError(f"{path}: its contents take {size} bytes, more than a model file may ({MAX_FILE_BYTES})")
 
 
 def _from_lightning(payload: dict[str, Any], path: Path) -> tuple[Any, Any, Any]:
@@ -112,6 +181,9 @@ def _check_parts(hparams: Any, state: Any, meta: Any, path: Path) -> torch.dtype
         raise ValueError(f"{path}: state_dict entries {not_tensors[:5]} are not tensors")
     if not isinstance(meta.get("units", {}), dict):
         raise ValueError(f"{path}: metadata 'units' must be a dict like {DEFAULT_UNITS}, got {meta['units']!r}")
+    large = [k for k, v in meta.items() if isinstance(v, torch.Tensor) and v.numel() > MAX_METADATA_ELEMENTS]
+    if large:
+        raise ValueError(f"{path}: metadata {large[0]!r} holds more than {MAX_METADATA_ELEMENTS} elements")
     return _float_dtype(meta.get("dtype", "float32"), f"{path}: metadata 'dtype'")
 
 
@@ -121,6 +193,29 @@ def _float_dtype(dtype: Any, what: str) -> torch.dtype:
     if resolved not in (torch.float32, torch.float64):
         raise ValueError(f"{what} must be float32 or float64, got {dtype!r}")
     return resolved
+
+
+def _check_request(hparams: dict[str, Any], state: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
+    """Validate the stored hyperparameters on the meta device (nothing allocated): their types and
+    ranges, agreement with the metadata's cutoff, and a parameter count within ``MAX_PARAMETERS``
+    and the weights the file holds."""
+    try:
+        with torch.device("meta"):
+            shape_only = ViSNet(**hparams)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: invalid stored hyperparameters: {str(err)[:300]}") from None
+    cutoff = meta.get("cutoff", shape_only.cutoff)
+    if not isinstance(cutoff, numbers.Real) or not math.isclose(float(cutoff), shape_only.cutoff):
+        raise ValueError(
+            f"{path}: the stored hyperparameters say cutoff {shape_only.cutoff} Å but the metadata says {cutoff!r}"
+        )
+    wanted = sum(t.numel() for t in shape_only.state_dict().values())
+    held = sum(t.numel() for t in state.values())
+    if wanted > MAX_PARAMETERS or wanted > held:
+        raise ValueError(
+            f"{path}: weights do not match the stored hyperparameters: they declare {wanted} weights, the file holds {held} "
+            f"(at most {MAX_PARAMETERS} are loaded)"
+        )
 
 
 def _build(hparams: dict[str, Any], state: dict[str, Any], dtype: torch.dtype, path: Path) -> ViSNet:
@@ -167,7 +262,11 @@ def load_model(
     Raises:
         FileNotFoundError: no such file or bundled model.
         ValueError: corrupted/truncated file, pickled code, a file of another kind or of
-            another model, non-finite weights, or a ``dtype`` other than float32/float64.
+            another model, non-finite weights, or a ``dtype`` other than float32/float64;
+            stored hyperparameters of the wrong type or range, contradicting the metadata's
+            cutoff, or declaring more weights than the file holds or than ``MAX_PARAMETERS``
+            (2**28); contents over ``MAX_FILE_BYTES`` (2 GiB uncompressed) or a metadata array
+            over ``MAX_METADATA_ELEMENTS`` (10**6). These bounds are checked before allocating.
     """
     path = _resolve(path)
     dtype = None if dtype is None else _float_dtype(dtype, "dtype")
@@ -179,6 +278,7 @@ def load_model(
     else:
         raise ValueError(f"{path} is not a ViSNet model file (keys: {sorted(map(str, payload))[:8]})")
     saved_dtype = _check_parts(hparams, state, meta, path)
+    _check_request(hparams, state, meta, path)
     model = _build(hparams, state, saved_dtype, path)
     model.metadata = dict(meta)
     model = model.to(device=device or "cpu", dtype=dtype or saved_dtype)

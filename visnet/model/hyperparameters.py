@@ -58,8 +58,8 @@ def _check_number(name: str, value: Any, positive: bool = False, nonnegative: bo
         raise ValueError(f"{name} must be a number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or (positive and value <= 0) or (nonnegative and value < 0):
-        kind = "a positive" if positive else "a non-negative" if nonnegative else "a finite"
-        raise ValueError(f"{name} must be {kind} finite number, got {value}")
+        kind = "a positive finite" if positive else "a non-negative finite" if nonnegative else "a finite"
+        raise ValueError(f"{name} must be {kind} number, got {value}")
     return value
 
 
