@@ -30,6 +30,8 @@ LENGTH_UNITS: dict[str, float] = {
     "bohr": ase_units.Bohr,
     "nm": 10.0,
 }
+# One picosecond in ASE time units (MD friction, thermostat times and trajectory times in ps).
+PICOSECOND: float = 1000.0 * ase_units.fs
 # Other spellings seen in model files and datasets, lower case, spaces removed.
 _ENERGY_ALIASES = {
     "ev": "eV",

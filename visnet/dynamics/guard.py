@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from ase import Atoms, units
+from ase import Atoms
 from ase.md.md import MolecularDynamics
 from scipy.spatial import cKDTree
 
 from visnet.neighbors import radius_graph
+from visnet.units import PICOSECOND
 
 __all__ = ["BlowUpGuard", "MDBlowUpError", "GuardLimits", "closest_pair"]
 
@@ -61,7 +62,7 @@ class BlowUpGuard:
         if problem is not None:
             when = "the initial structure"
             if self.dyn is not None:
-                when = f"step {self.dyn.nsteps} (t = {self.dyn.get_time() / (1000 * units.fs):.4f} ps)"
+                when = f"step {self.dyn.nsteps} (t = {self.dyn.get_time() / PICOSECOND:.4f} ps)"
             raise MDBlowUpError(f"MD stopped at {when}: {problem}")
 
     def problem(self) -> str | None:

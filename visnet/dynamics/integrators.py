@@ -25,11 +25,13 @@ from ase.md.nose_hoover_chain import IsotropicMTKNPT
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 from ase.md.verlet import VelocityVerlet
 
+from visnet.units import PICOSECOND
+
 __all__ = ["ENSEMBLES", "THERMOSTATS", "check_ensemble", "make_integrator", "init_velocities", "prepare_constraints"]
 
 ENSEMBLES = ("nve", "langevin", "bussi", "baoab", "npt")
 THERMOSTATS = ("langevin", "bussi", "baoab", "npt")
-_PS = 1000.0 * units.fs  # one picosecond in ASE time units
+_PS = PICOSECOND  # one picosecond in ASE time units
 
 
 def check_ensemble(atoms: Atoms, ensemble: str, temperature: float) -> None:

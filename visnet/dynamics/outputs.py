@@ -9,16 +9,18 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 from ase.io import write
 from ase.io.trajectory import Trajectory
 from ase.md import MDLogger
 from ase.md.md import MolecularDynamics
 from tqdm.auto import tqdm
 
+from visnet.units import PICOSECOND
+
 __all__ = ["OutputPaths", "Outputs", "ExtxyzWriter", "ThermoRecord", "ProgressBar", "attach_outputs"]
 
-_PS = 1000.0 * units.fs
+_PS = PICOSECOND  # one picosecond in ASE time units
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,16 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 from ase.md.md import MolecularDynamics
 
+from visnet.units import PICOSECOND
+
 __all__ = ["UncertainFrameStop", "UncertaintyMonitor", "max_force_std", "uncertain_frame"]
 
-_PS = 1000.0 * units.fs
+_PS = PICOSECOND  # one picosecond in ASE time units
 _HEADER = "# step  time[ps]  energy_std[eV]  max_force_std[eV/A]  flagged\n"
 
 
