@@ -29,6 +29,7 @@ from visnet.dynamics import (
     run_md,
 )
 from visnet.dynamics.cli import main as md_main
+from visnet.dynamics.statistics import integrated_autocorrelation_time, temperature_stats
 
 
 def random_model(
@@ -400,3 +401,53 @@ def test_equilibration_is_not_recorded(cheap_model, tmp_path):
     stats = result.temperature
     assert stats.samples == 7 and stats.mean == pytest.approx(result.thermo["temperature"].mean())
     assert result.dof == 3 * 9 - 3  # FixCom
+
+
+# --------------------------------------------------------------------------- thermostats, long run (slow)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (PRETRAINED_DIR / "default.pt").is_file(), reason="bundled default model not built yet")
+@pytest.mark.parametrize("ensemble", ["langevin", "bussi", "baoab"])
+def test_thermostats_hold_the_target_within_statistical_error(tmp_path, ensemble):
+    """Ethanol (24 degrees of freedom with FixCom) with the bundled model at 300 K, 1 fs steps,
+    0.1 ps thermostat time: after 0.5 ps of equilibration, 4 ps of production. The mean temperature
+    is within 3 block-average standard errors of the target, that error is below 8 % of it (the test
+    can see a thermostat running hot, as ASE's Langevin with fixcm=True did by 45 %), and the spread
+    of the instantaneous temperature is the canonical T·sqrt(2/24) within 25 %."""
+    config = quiet(
+        tmp_path,
+        structure="ethanol",
+        ensemble=ensemble,
+        temperature=300.0,
+        timestep=1.0,
+        friction=10.0,
+        equilibration_steps=500,
+        steps=4000,
+        log_interval=4,
+        traj_interval=4000,
+    )
+    result = run_md(config)
+    assert result.completed, result.message
+    stats, dof = result.temperature, result.dof
+    assert dof == 24 and stats.samples == 1001
+    assert abs(stats.mean - 300.0) < 3 * stats.error, stats.report(300.0, dof)
+    assert stats.error < 0.08 * 300.0, stats.report(300.0, dof)
+    assert stats.std == pytest.approx(300.0 * np.sqrt(2 / dof), rel=0.25), stats.report(300.0, dof)
+
+
+def test_temperature_error_accounts_for_correlation():
+    """AR(1) series x_t = φ x_{t-1} + noise have τ_int = (1 + φ) / (2 (1 − φ)) samples; the error of
+    the mean is std·sqrt(2 τ_int / n), not std/sqrt(n)."""
+    rng = np.random.default_rng(0)
+    phi, n = 0.9, 20_000
+    x = np.zeros(n)
+    for i in range(1, n):
+        x[i] = phi * x[i - 1] + rng.standard_normal()
+    assert integrated_autocorrelation_time(x) == pytest.approx((1 + phi) / (2 * (1 - phi)), rel=0.15)
+    assert integrated_autocorrelation_time(rng.standard_normal(n)) == pytest.approx(0.5, abs=0.05)
+    time = np.arange(n) * 0.01
+    stats = temperature_stats(time, 300.0 + x)
+    assert stats.error == pytest.approx(x.std() * np.sqrt(2 * 9.5 / n), rel=0.15)
+    assert stats.correlation_time == pytest.approx(9.5 * 0.01, rel=0.15) and stats.duration == pytest.approx(199.99)
+    assert "± " in stats.report(300.0, 24) and "canonical" in stats.report(300.0, 24)

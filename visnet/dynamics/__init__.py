@@ -1,5 +1,6 @@
 """Molecular dynamics with ViSNet through ASE: NVE, NVT (Langevin, Bussi, BAOAB) and NPT drivers,
-structure input (files, bundled molecules, SMILES), outputs, a blow-up guard and an NVE check.
+structure input (files, bundled molecules, SMILES), outputs, a blow-up guard, an NVE check,
+production temperature statistics and committee uncertainty (harvesting uncertain frames).
 
 ``visnet md`` (``visnet.dynamics.cli``) and the scripts in ``md/`` are thin layers over ``run_md``.
 """
@@ -8,6 +9,8 @@ from visnet.dynamics.guard import BlowUpGuard, GuardLimits, MDBlowUpError, close
 from visnet.dynamics.integrators import ENSEMBLES, init_velocities, make_integrator, prepare_constraints
 from visnet.dynamics.nve import NVEDrift, nve_drift
 from visnet.dynamics.runner import MDConfig, MDResult, prepare_system, run_md
+from visnet.dynamics.statistics import TemperatureStats, temperature_stats
+from visnet.dynamics.uncertainty import UncertainFrameStop, UncertaintyMonitor, max_force_std
 from visnet.molecules import atoms_from_smiles, load_structure, named_structures
 
 __all__ = [
@@ -18,14 +21,19 @@ __all__ = [
     "MDConfig",
     "MDResult",
     "NVEDrift",
+    "TemperatureStats",
+    "UncertainFrameStop",
+    "UncertaintyMonitor",
     "atoms_from_smiles",
     "closest_pair",
     "init_velocities",
     "load_structure",
     "make_integrator",
+    "max_force_std",
     "named_structures",
     "nve_drift",
     "prepare_constraints",
     "prepare_system",
     "run_md",
+    "temperature_stats",
 ]

@@ -19,6 +19,7 @@ from visnet.calculator import DEFAULT_SKIN
 from visnet.dynamics.integrators import ENSEMBLES
 from visnet.dynamics.runner import MDConfig, MDResult, run_md
 from visnet.molecules import named_structures
+from visnet.paths import check_output_folder
 
 __all__ = ["build_parser", "main"]
 
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     config = config_from_args(args)
     try:
+        check_output_folder(config.output_dir, "output folder (--output-dir)")
         result = run_md(config)
     except (ValueError, FileNotFoundError, ImportError, TypeError) as err:
         hint = " (pass --model PATH to use a model file)" if not args.model and "bundled model" in str(err) else ""

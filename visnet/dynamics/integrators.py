@@ -27,10 +27,9 @@ from ase.md.verlet import VelocityVerlet
 
 from visnet.units import PICOSECOND
 
-__all__ = ["ENSEMBLES", "THERMOSTATS", "check_ensemble", "make_integrator", "init_velocities", "prepare_constraints"]
+__all__ = ["ENSEMBLES", "check_ensemble", "make_integrator", "init_velocities", "prepare_constraints"]
 
 ENSEMBLES = ("nve", "langevin", "bussi", "baoab", "npt")
-THERMOSTATS = ("langevin", "bussi", "baoab", "npt")
 _PS = PICOSECOND  # one picosecond in ASE time units
 
 

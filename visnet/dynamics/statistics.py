@@ -2,8 +2,9 @@
 
 The instantaneous temperature of a canonical system with N_f degrees of freedom fluctuates with
 standard deviation T·sqrt(2/N_f) (kinetic energy ~ chi-squared with N_f degrees of freedom), and
-successive samples are correlated over the thermostat's time, so the error of the mean comes from
-block averages, not from std/sqrt(samples).
+successive samples are correlated over the thermostat's time, so the error of the mean is
+std·sqrt(2 τ_int / samples) with τ_int the integrated autocorrelation time (in samples), summed up
+to Sokal's self-consistent window (the first lag M >= 5 τ_int(M)), not std/sqrt(samples).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
-__all__ = ["TemperatureStats", "degrees_of_freedom", "temperature_stats"]
+__all__ = ["TemperatureStats", "degrees_of_freedom", "integrated_autocorrelation_time", "temperature_stats"]
 
 
 @dataclass(frozen=True)
@@ -22,13 +23,16 @@ class TemperatureStats:
 
     Attributes:
         mean: K. std: spread of the instantaneous temperature, K.
-        error: standard error of the mean from block averages, K (NaN with fewer than 2 blocks).
+        error: standard error of the mean, K, from the integrated autocorrelation time (NaN with
+            fewer than 2 samples).
+        correlation_time: integrated autocorrelation time, ps.
         samples: temperatures used. duration: ps they span.
     """
 
     mean: float
     std: float
     error: float
+    correlation_time: float
     samples: int
     duration: float
 
@@ -47,26 +51,45 @@ def degrees_of_freedom(atoms: Atoms) -> int:
     return 3 * len(atoms) - int(sum(c.get_removed_dof(atoms) for c in atoms.constraints))
 
 
-def temperature_stats(time: np.ndarray, temperature: np.ndarray, blocks: int = 10) -> TemperatureStats:
-    """Mean, spread and block-average error of ``temperature``.
+def integrated_autocorrelation_time(series: np.ndarray, window_factor: float = 5.0) -> float:
+    """τ_int = 1/2 + Σ_{k=1}^{M} ρ(k) in samples, M the first lag with M >= window_factor·τ_int(M)
+    (Sokal); 0.5 for uncorrelated samples, at least 0.5."""
+    x = np.asarray(series, dtype=float) - np.mean(series)
+    n = x.size
+    if n < 2 or not np.any(x):
+        return 0.5
+    spectrum = np.fft.rfft(x, 2 * n)  # zero-padded: the linear, not circular, autocorrelation
+    acf = np.fft.irfft(spectrum * np.conj(spectrum))[:n]
+    rho = acf / acf[0]
+    taus = 0.5 + np.cumsum(rho[1:])
+    lags = np.arange(1, n)
+    window = np.flatnonzero(lags >= window_factor * taus)
+    tau = taus[window[0]] if window.size else taus[-1]
+    return float(max(tau, 0.5))
+
+
+def temperature_stats(time: np.ndarray, temperature: np.ndarray) -> TemperatureStats:
+    """Mean, spread and the statistical error of the mean of ``temperature``.
 
     Args:
         time: (T,) ps. temperature: (T,) K, equally spaced samples.
-        blocks: number of contiguous blocks for the error of the mean (fewer when samples are few).
 
     Raises:
         ValueError: no samples.
     """
     time, temperature = np.asarray(time, dtype=float), np.asarray(temperature, dtype=float)
-    if temperature.size == 0:
+    n = temperature.size
+    if n == 0:
         raise ValueError("no temperature samples")
-    n_blocks = min(blocks, temperature.size)
-    means = [b.mean() for b in np.array_split(temperature, n_blocks)]
-    error = float(np.std(means, ddof=1) / np.sqrt(n_blocks)) if n_blocks > 1 else float("nan")
+    tau = integrated_autocorrelation_time(temperature)
+    std = float(temperature.std())
+    error = std * float(np.sqrt(2.0 * tau / n)) if n > 1 else float("nan")
+    spacing = float(time[1] - time[0]) if n > 1 else 0.0
     return TemperatureStats(
         mean=float(temperature.mean()),
-        std=float(temperature.std()),
+        std=std,
         error=error,
-        samples=int(temperature.size),
-        duration=float(time[-1] - time[0]) if time.size else 0.0,
+        correlation_time=tau * spacing,
+        samples=int(n),
+        duration=float(time[-1] - time[0]),
     )
