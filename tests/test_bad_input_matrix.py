@@ -952,3 +952,56 @@ def test_resuming_past_max_epochs_is_refused(interrupted_run: tuple[Path, int, s
     assert visnet_main(_fit(run, "--trainer.max_epochs", "1", "--ckpt_path", "last")) == 2
     assert "has already trained 1 epochs and --trainer.max_epochs is 1" in capsys.readouterr().err
     assert (run / "model.pt").read_bytes() == before
+
+
+# --------------------------------------------------------------------------- visnet md / evaluate outputs
+
+
+def _evaluate(model_file: Path, out: Path) -> list[str]:
+    data = str(shared_file("rmd17", "rmd17_ethanol_train1000.npz"))
+    return ["evaluate", "--model", str(model_file), "--data", data, "--max-structures", "2", "--out", str(out)]
+
+
+OUTPUT_FOLDERS = {
+    "a file": (lambda tmp: _file(tmp / "out"), r"output folder \(--\w+(-dir)?\) .*out is a file, not a folder"),
+    "below a file": (lambda tmp: _file(tmp / "out") / "sub", r"out/sub cannot be created: .*out is a file"),
+}
+
+
+@pytest.mark.parametrize("command", ["md", "evaluate"])
+@pytest.mark.parametrize("case", [*OUTPUT_FOLDERS, "not writable"])
+def test_output_folder_that_cannot_be_written_is_refused_first(
+    model_file: Path, tmp_path: Path, monkeypatch, capsys, command: str, case: str
+) -> None:
+    """Before any work: the output folder is a file, lies below a file, or is not writable."""
+    if case == "not writable":  # tests may run as root, for whom os.access always says yes
+        out, message = tmp_path / "locked", "is not writable"
+        monkeypatch.setattr("visnet.paths.os.access", lambda path, mode: False)
+    else:
+        build, message = OUTPUT_FOLDERS[case]
+        out = build(tmp_path)
+    args = _md("ethanol", model_file, out) if command == "md" else _evaluate(model_file, out)
+    assert visnet_main(args) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("frame", ["2", "-3", "100"])
+def test_md_frame_past_the_end_is_refused(model_file: Path, tmp_path: Path, capsys, frame: str) -> None:
+    """A 2-frame file: --frame 2 and -3 are past either end (ASE used to wrap -3 silently)."""
+    path = tmp_path / "two.xyz"
+    write(path, [water_molecule(), water_molecule()])
+    assert visnet_main([*_md(str(path), model_file, tmp_path / "md"), "--frame", frame]) == 2
+    assert f"frame {frame} is past the end of {path}: it holds 2 frame(s)" in capsys.readouterr().err
+    assert not (tmp_path / "md").exists()
+
+
+@pytest.mark.parametrize(("value", "message"), [("T", "energy=True"), ('"1.0 2.0"', "non-numeric energy")])
+def test_extxyz_energy_that_is_not_a_number_is_refused(tmp_path: Path, value: str, message: str) -> None:
+    """``energy=T`` used to read as 1.0 eV; an array energy is not a scalar."""
+    path = tmp_path / "bad.extxyz"
+    path.write_text(f'3\nProperties=species:S:1:pos:R:3 energy={value} pbc="F F F"\nO 0 0 0\nH 0.96 0 0\nH 0 0.96 0\n')
+    with pytest.raises(ValueError, match=message) as info:
+        load_atoms_data(path, cache_dir=tmp_path / "cache")
+    assert str(path) in str(info.value)

@@ -63,10 +63,17 @@ def is_file(path: str | Path) -> bool:
 
 
 def _read_file(path: Path, index: int) -> Atoms:
-    frames = read_atoms(path, index=index)
+    """Frame ``index`` of ``path`` (Python indexing); ValueError naming the file when the index is
+    past either end (ASE itself fails obscurely past the end and wraps some negative indices)."""
+    frames = read_atoms(path, index=":")
     if not frames:
         raise ValueError(f"structure file {path} holds no structures")
-    atoms = frames[-1]
+    if not -len(frames) <= index < len(frames):
+        raise ValueError(
+            f"frame {index} is past the end of {path}: it holds {len(frames)} frame(s) "
+            f"(valid frames: {-len(frames)} to {len(frames) - 1})"
+        )
+    atoms = frames[index]
     if len(atoms) == 0:
         raise ValueError(f"structure file {path} holds no atoms")
     return atoms

@@ -27,6 +27,7 @@ from visnet.data.dataset import AtomsDataset, collate
 from visnet.data.loading import load_atoms_data
 from visnet.data.splits import SPLITS_FILE, read_splits
 from visnet.model_io import prepare_model, resolve_device
+from visnet.paths import check_output_folder
 from visnet.training.metrics import error_metrics
 from visnet.training.plots import parity_plot
 from visnet.units import energy_factor, is_energy_unit
@@ -156,6 +157,9 @@ def _row(quantity: str, pred: np.ndarray, ref: np.ndarray, unit: str, per_length
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run the evaluation; returns the metrics dict (also written to ``metrics.json``)."""
+    run_dir = Path(args.run_dir or Path(args.model).parent)
+    out_dir = Path(args.out) if args.out else run_dir / f"evaluation_{Path(args.data).stem}_{args.split}"
+    check_output_folder(out_dir, "output folder (--out)")  # before the work, not after it
     model, info = prepare_model(args.model, resolve_device(args.device), None)
     meta = model.metadata
     target = meta.get("target", model.output_key)
@@ -174,8 +178,6 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     pred = predict(model, AtomsDataset(data, indices, dtype=model.dtype), args.batch_size, use_forces)
     subset = data.subset(indices)
     rows = [_row(target, pred[model.output_key] * factor, subset.y, data_unit, per_length=False)]
-    run_dir = Path(args.run_dir or Path(args.model).parent)
-    out_dir = Path(args.out) if args.out else run_dir / f"evaluation_{Path(args.data).stem}_{args.split}"
     offset = float(subset.y.mean()) if target == "energy" else 0.0
     plots = [
         parity_plot(

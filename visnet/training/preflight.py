@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from visnet.checkpoint import read_checkpoint
+from visnet.paths import check_output_folder
 from visnet.training.export import MODEL_FILE
 
 __all__ = ["check_fit_options", "check_resume", "check_run_paths", "epochs_done"]
@@ -55,29 +56,13 @@ def check_fit_options(trainer: dict[str, Any]) -> None:
         _check_limit(name, trainer.get(name))
 
 
-def _nearest_existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def _check_folder(path: Path, what: str) -> None:
-    """``path`` is a folder or can be created as one (no file in the way, writable parent)."""
-    existing = _nearest_existing(path.absolute())
-    if not existing.is_dir():
-        blocked = "is a file" if existing == path.absolute() else f"cannot be created: {existing} is a file"
-        raise ValueError(f"{what} {path} {blocked}, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {path} is not writable (no write permission on {existing})")
-
-
 def check_run_paths(run_dir: str | os.PathLike, checkpoint_dir: str | os.PathLike | None) -> None:
     """The run folder and checkpoints folder are (or can become) writable folders, and the
     exported ``model.pt`` is not a folder, before training starts."""
     run_dir = Path(run_dir)
-    _check_folder(run_dir, "run folder (--trainer.default_root_dir)")
+    check_output_folder(run_dir, "run folder (--trainer.default_root_dir)")
     if checkpoint_dir is not None:
-        _check_folder(Path(checkpoint_dir), "checkpoints folder (--checkpoint.dirpath)")
+        check_output_folder(Path(checkpoint_dir), "checkpoints folder (--checkpoint.dirpath)")
         for name in ("last.ckpt", "best.ckpt"):
             if (Path(checkpoint_dir) / name).is_dir():
                 raise ValueError(f"checkpoint path {Path(checkpoint_dir) / name} is a folder, not a file")
