@@ -427,6 +427,20 @@ def test_inference_paths_never_import_lightning():
     assert result.returncode == 0, result.stderr
 
 
+def test_calculator_can_be_deep_copied_with_its_atoms(model, ethanol):
+    """``copy.deepcopy(atoms)`` copies the attached calculator (its lock is not copied, the copy
+    gets its own) and the copy computes independently."""
+    import copy
+
+    ethanol.calc = calc_for(model)
+    energy = ethanol.get_potential_energy()
+    twin = copy.deepcopy(ethanol)
+    assert twin.calc is not ethanol.calc
+    twin.positions[0, 0] += 0.01
+    assert twin.get_potential_energy() != energy
+    assert ethanol.get_potential_energy() == energy
+
+
 def test_batching_helpers_split_outputs_and_name_the_structure_at_fault():
     """``split_outputs`` gives per-structure rows; ``find_faulty`` names the first item that fails
     alone, keeping its error type and its own message."""

@@ -193,6 +193,16 @@ class ViSNetCalculator(Calculator):
             skin=float(skin),
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles get a lock of their own (a lock cannot be copied)."""
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     @property
     def model(self) -> nn.Module:
         """The (first) model, as evaluated by the calculator (private copy)."""
