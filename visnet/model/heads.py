@@ -221,7 +221,6 @@ class EquivariantVectorOutput(_GatedHead):
 
 HEADS = {
     "energy": EquivariantScalar,
-    "equivariant_scalar": EquivariantScalar,
     "scalar": Scalar,
     "dipole": EquivariantDipoleMoment,
     "spatial_extent": ElectronicSpatialExtent,

@@ -127,11 +127,8 @@ class ViSNet(nn.Module):
 
     @property
     def predicts_energy(self) -> bool:
-        """True when the output is a potential energy: an energy head whose output key is "energy".
-
-        Only such models may drive a calculator or MD; property models (QM9's gap, mu, and U0,
-        which was trained on relaxed geometries without forces) may not.
-        """
+        """A potential energy (energy head, key "energy"): only such models may drive a calculator or
+        MD; property models (QM9's gap, mu, U0, trained at minima without forces) may not."""
         return self.output_model.is_energy and self.output_key == "energy"
 
     @property
@@ -181,47 +178,29 @@ class ViSNet(nn.Module):
         z, pos, batch, cell, pbc, num_graphs = validation.model_inputs(
             z, pos, batch, cell, pbc, self.max_z, self.dtype, self.device, self.check_inputs
         )
-        compute_forces = self.derivative if compute_forces is None else compute_forces
+        forces = self.derivative if compute_forces is None else compute_forces
         periodic = cell is not None and bool(pbc.any())
         if compute_stress and not periodic:
             raise ValueError("stress requested but the structure has no periodic cell")
-        if (compute_forces or compute_stress) and torch.is_inference_mode_enabled():
+        if (forces or compute_stress) and torch.is_inference_mode_enabled():
             raise RuntimeError("forces need autograd: call the model outside torch.inference_mode()")
         if neighbors is None:
             neighbors = radius_graph(pos.detach(), self.cutoff, batch, cell, pbc, self_loops=True)
-        energy_fn = partial(self.energy, z, batch=batch, neighbors=neighbors, periodic=periodic, num_graphs=num_graphs)
-        with torch.set_grad_enabled(torch.is_grad_enabled() or compute_forces or compute_stress):
-            return energy_and_derivatives(
-                energy_fn,
-                pos,
-                cell,
-                batch,
-                num_graphs,
-                key=self.output_key,
-                forces=compute_forces,
-                stress=compute_stress,
-                create_graph=self.training,
-            )
+        energy_fn = partial(self.energy, z, batch=batch, neighbors=neighbors, num_graphs=num_graphs)
+        cell = cell if periodic else None
+        kwargs = dict(key=self.output_key, forces=forces, stress=compute_stress, create_graph=self.training)
+        with torch.set_grad_enabled(torch.is_grad_enabled() or forces or compute_stress):
+            return energy_and_derivatives(energy_fn, pos, cell, batch, num_graphs, **kwargs)
 
     def energy(
-        self,
-        z: Tensor,
-        pos: Tensor,
-        cell: Tensor | None,
-        *,
-        batch: Tensor,
-        neighbors: NeighborList,
-        periodic: bool,
-        num_graphs: int,
+        self, z: Tensor, pos: Tensor, cell: Tensor | None, *, batch: Tensor, neighbors: NeighborList, num_graphs: int
     ) -> dict[str, Tensor]:
-        """The outputs without derivatives, differentiable in ``pos`` and ``cell`` (see ``forward``).
+        """Outputs without derivatives, differentiable in ``pos`` and ``cell`` (None: not periodic).
 
-        Args:
-            z (N,), pos (N, 3) Å, cell (G, 3, 3) Å or None, batch (N,), neighbors: a radius graph
-            with self-loops; periodic: use the cell offsets; num_graphs: G.
+        Args: z (N,), pos (N, 3) Å, cell (G, 3, 3) Å, batch (N,), neighbors: radius graph with self-loops.
         """
         edge_index = neighbors.edge_index
-        geometry = graph_geometry(pos, cell if periodic else None, batch, edge_index, neighbors.cell_offsets, self.lmax)
+        geometry = graph_geometry(pos, cell, batch, edge_index, neighbors.cell_offsets, self.lmax)
         if self.check_inputs:
             validation.check_no_coincident_atoms(geometry.distances, edge_index, geometry.self_loop, MIN_DISTANCE)
         head = self.output_model
