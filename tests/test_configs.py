@@ -56,3 +56,20 @@ def test_cpu_config_data_exists_and_splits(name: str, tmp_path):
     assert sizes["train"] > 0 and sizes["val"] > 0
     if name != "tiny.yaml":
         assert sizes["test"] >= 150  # held-out frames for the README table
+
+
+def test_architecture_is_read_from_the_visnet_signature(capsys):
+    """The configs' model section takes every ViSNet argument (types and defaults from its signature)
+    except the statistics and the target-derived ones; overrides parse from the command line."""
+    import inspect
+
+    from visnet import ViSNet
+
+    config = str(REPO / "configs" / "tiny.yaml")
+    assert lightning_main(["fit", "--config", config, "--model.lmax", "2", "--print_config"]) == 0
+    model = yaml.safe_load(capsys.readouterr().out)["model"]
+    assert model["lmax"] == 2 and model["hidden_channels"] == 16
+    expected = set(inspect.signature(ViSNet).parameters) - {"mean", "std", "atomref", "output_key", "derivative"}
+    expected -= {"output_head"}  # the module's own argument (default: from the target)
+    assert expected <= set(model), expected - set(model)
+    assert not {"mean", "std", "atomref"} & set(model)
