@@ -153,6 +153,12 @@ def test_unknown_element_is_named(potential):
         potential.createSystem(topology_of(atoms), device="cpu")
 
 
+def test_property_model_is_refused_naming_its_property(ethanol_atoms):
+    potential = openmmml.MLPotential("visnet", model="qm9_gap")
+    with pytest.raises(ValueError, match="needs an energy model.*'gap'"):
+        potential.createSystem(topology_of(ethanol_atoms), device="cpu")
+
+
 def run_langevin(atoms: Atoms, potential, steps: int, dt_fs: float, temperature: float) -> np.ndarray:
     """Temperatures (K) every 10 steps of a LangevinMiddleIntegrator run from Maxwell-Boltzmann velocities."""
     system = potential.createSystem(topology_of(atoms), device="cpu", dtype="float32")

@@ -137,6 +137,11 @@ def test_unknown_element_is_named(model):
         model(state)
 
 
+def test_property_model_is_refused_naming_its_property():
+    with pytest.raises(ValueError, match="needs an energy model.*'gap'"):
+        ViSNetModel(model="qm9_gap", device="cpu")
+
+
 def test_batched_nvt_runs(model):
     molecules = [read(STRUCTURES / "ethanol.xyz"), read(STRUCTURES / "malonaldehyde.xyz")]
     final = ts.integrate(

@@ -6,7 +6,6 @@ model), a path to a model file, or a ``ViSNet`` module (copied, the caller's is 
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import torch
 from ase.data import chemical_symbols
 from torch import nn
 
-from visnet.checkpoint import load_model, model_metadata
+from visnet.model_io import prepare_model, require_energy_model, resolve_device, resolve_dtype
 from visnet.units import UnitConversion
 
 ModelSpec = str | os.PathLike | nn.Module
@@ -40,44 +39,18 @@ class EngineModel:
     dtype: torch.dtype
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` or ``"auto"``: CUDA when available, else CPU."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """``"float32"`` / ``"float64"`` (or the torch dtypes) -> torch dtype; ValueError otherwise."""
-    names = {"float32": torch.float32, "float64": torch.float64, "single": torch.float32, "double": torch.float64}
-    resolved = names.get(dtype.removeprefix("torch."), dtype) if isinstance(dtype, str) else dtype
-    if resolved not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return resolved
-
-
-def model_elements(model: nn.Module) -> frozenset[int]:
-    """Atomic numbers covered: metadata "elements" (numbers or symbols), else 1 .. max_z − 1."""
-    listed = model_metadata(model).get("elements")
-    if listed is None:
-        return frozenset(range(1, int(model.max_z)))
-    return frozenset(chemical_symbols.index(e) if isinstance(e, str) else int(e) for e in listed)
-
-
 def load_engine_model(
     model: ModelSpec = "default", device: str | torch.device | None = None, dtype: str | torch.dtype = "float64"
 ) -> EngineModel:
-    """Load ``model`` ("default", a path, or a ViSNet module) for inference on ``device`` in ``dtype``."""
+    """Load ``model`` ("default", a path, or a ViSNet module) for inference on ``device`` in ``dtype``.
+
+    Raises:
+        ValueError: the model is a property model (not a potential), or its metadata is invalid.
+    """
     device, dtype = resolve_device(device), resolve_dtype(dtype)
-    if isinstance(model, (str, os.PathLike)):
-        net = load_model(model, device=device, dtype=dtype)
-    elif isinstance(model, nn.Module):
-        net = copy.deepcopy(model).to(device=device, dtype=dtype)
-    else:
-        raise TypeError(f"model must be 'default', a model file or a ViSNet module, got {type(model).__name__}")
-    net = net.eval().requires_grad_(False)
-    units = UnitConversion.from_metadata(model_metadata(net).get("units"))
-    return EngineModel(net, units, model_elements(net), device, dtype)
+    net, info = prepare_model(model, device, dtype)
+    require_energy_model(info, "an MD engine")
+    return EngineModel(net, info.units, info.elements, device, dtype)
 
 
 def check_species(numbers: Sequence[int], known: frozenset[int], names: Sequence[str] | None = None) -> None:
