@@ -603,7 +603,10 @@ BAD_CHECKPOINTS: dict[str, tuple[Callable[[ViSNet, Path], Path], str]] = {
     "truncated .pt": (lambda m, d: _cut(save_model(m, d / "cut.pt")), r"corrupted, truncated"),
     "truncated .ckpt": (lambda m, d: _cut(_save(d / "cut.ckpt", lightning_payload(m))), r"corrupted, truncated"),
     "empty file": (lambda m, d: _empty(d / "empty.pt"), r"corrupted, truncated"),
-    "a folder": (lambda m, d: (d / "run").mkdir() or d / "run", r"is a folder, not a model file"),
+    "a folder": (
+        lambda m, d: (d / "run").mkdir() or d / "run",
+        r"is a folder, not a model file|holds neither model.pt",
+    ),
     "foreign file": (lambda m, d: _save(d / "resnet.pt", {"fc.weight": torch.zeros(2, 2)}), r"not a ViSNet model file"),
     "foreign .ckpt": (
         lambda m, d: _save(
@@ -1005,3 +1008,12 @@ def test_extxyz_energy_that_is_not_a_number_is_refused(tmp_path: Path, value: st
     with pytest.raises(ValueError, match=message) as info:
         load_atoms_data(path, cache_dir=tmp_path / "cache")
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("smiles", ["C @4 OnH", "CC O"])
+def test_smiles_with_inner_whitespace_is_invalid(smiles: str) -> None:
+    """RDKit reads everything after a space as a title ("C @4 OnH" would be methane)."""
+    from visnet.molecules import load_structures
+
+    with pytest.raises(ValueError, match="invalid SMILES"):
+        load_structures(smiles)

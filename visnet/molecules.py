@@ -135,7 +135,15 @@ def _parses_as_smiles(text: str) -> bool:
         Chem, _ = _rdkit()
     except ImportError:
         return False
-    return Chem.MolFromSmiles(text) is not None
+    return _mol_from_smiles(Chem, text) is not None
+
+
+def _mol_from_smiles(Chem: Any, smiles: str) -> Any:
+    """RDKit's molecule for ``smiles``, None when it does not parse. Whitespace inside is refused:
+    RDKit reads ``"C @4 x"`` as methane named "@4 x" (anything after a space is a title)."""
+    if any(c.isspace() for c in smiles.strip()):
+        return None
+    return Chem.MolFromSmiles(smiles.strip())
 
 
 def _quote(smiles: str, limit: int = 80) -> str:
@@ -212,9 +220,10 @@ def embed_smiles(smiles: str, seed: int = 0) -> Any:
         ImportError: RDKit is not installed.
     """
     Chem, _ = _rdkit()
-    mol = Chem.MolFromSmiles(smiles)
+    mol = _mol_from_smiles(Chem, smiles)
     if mol is None or mol.GetNumAtoms() == 0:
-        raise ValueError(f"invalid SMILES {_quote(smiles)}: RDKit cannot parse it")
+        space = " (it contains whitespace)" if any(c.isspace() for c in smiles.strip()) else ""
+        raise ValueError(f"invalid SMILES {_quote(smiles)}: RDKit cannot parse it{space}")
     _check_closed_shell_neutral(Chem, mol, smiles)
     mol = Chem.AddHs(mol)
     groups = Chem.GetMolFrags(mol)
