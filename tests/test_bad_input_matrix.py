@@ -1017,3 +1017,27 @@ def test_smiles_with_inner_whitespace_is_invalid(smiles: str) -> None:
 
     with pytest.raises(ValueError, match="invalid SMILES"):
         load_structures(smiles)
+
+
+# --------------------------------------------------------------------------- train/validation duplicates
+
+
+def test_structures_shared_by_train_and_validation_are_warned_about(tmp_path: Path) -> None:
+    """A data file that repeats its frames: the validation split then holds training structures."""
+    from visnet.data.datamodule import ViSNetDataModule
+
+    src = np.load(shared_file("rmd17", "rmd17_ethanol_train1000.npz"))
+    repeat = np.tile(np.arange(10), 4)  # 40 structures, each frame four times
+    path = tmp_path / "repeated.npz"
+    np.savez(path, R=src["R"][repeat], z=src["z"], E=src["E"][repeat], F=src["F"][repeat])
+    module = ViSNetDataModule(str(path), num_train=30, num_val=10, num_test=0, cache_dir=str(tmp_path / "cache"))
+    with pytest.warns(UserWarning, match=r"structure\(s\) of the val split also occur in the train split"):
+        module.setup("fit")
+
+
+def test_distinct_splits_give_no_duplicate_warning() -> None:
+    from visnet.data.duplicates import shared_structures
+
+    data = load_atoms_data(shared_file("rmd17", "rmd17_ethanol_train1000.npz"))
+    assert shared_structures(data, np.arange(0, 50), np.arange(50, 100)) == []
+    assert shared_structures(data, np.arange(0, 50), np.array([7, 60])) == [(7, 7)]

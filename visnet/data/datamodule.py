@@ -10,6 +10,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from visnet.data.dataset import AtomsDataset, collate
+from visnet.data.duplicates import warn_split_overlap
 from visnet.data.loading import load_atoms_data
 from visnet.data.qm9 import check_qm9_target, is_extensive
 from visnet.data.splits import load_or_make_splits, read_splits
@@ -137,6 +138,7 @@ class ViSNetDataModule(pl.LightningDataModule):
                         f"{data.source}: the {name} split is empty; set data.num_{name} > 0 (validation drives "
                         "checkpoints, early stopping and the learning-rate schedule)"
                     )
+            warn_split_overlap(data, self.split_indices)
         self.datasets = {name: AtomsDataset(data, idx) for name, idx in self.split_indices.items()}
 
     # ---------------------------------------------------------------- statistics
