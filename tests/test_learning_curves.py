@@ -9,11 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ase import Atoms
+from ase.io import read
 from conftest import REPO, shared_file
 
 import visnet
 from visnet.cli import main as visnet_main
 from visnet.committee import committee_members, expand_committee
+from visnet.dynamics import MDConfig, max_force_std, run_md
 from visnet.training.cli import lightning_main
 from visnet.training.curves import read_learning_curves
 from visnet.training.ensemble import pop_ensemble_size
@@ -34,7 +37,7 @@ def tiny_run(tmp_path_factory) -> Path:
     return run_dir
 
 
-def test_fit_writes_learning_curves_with_wall_clock(tiny_run, capsys):
+def test_fit_writes_learning_curves_with_wall_clock(tiny_run):
     png = tiny_run / "learning_curves.png"
     assert png.is_file() and png.stat().st_size > 10_000
     curves = read_learning_curves(tiny_run)
@@ -71,14 +74,22 @@ def test_ensemble_option_parsing():
     assert lightning_main(["validate", "--ensemble", "2"]) == 2
 
 
-def test_fit_ensemble_trains_seeded_members_usable_as_a_committee(tmp_path, capsys):
-    run_dir = tmp_path / "ens"
-    assert _fit(run_dir, "--ensemble", "2", "--trainer.max_epochs", "1") == 0
-    out = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def ensemble_run(tmp_path_factory) -> Path:
+    """`visnet fit --ensemble 2` of the tiny config (2 epochs each on 32 ethanol frames)."""
+    run_dir = tmp_path_factory.mktemp("ensemble") / "ens"
+    assert _fit(run_dir, "--ensemble", "2") == 0
+    return run_dir
+
+
+def test_fit_ensemble_trains_seeded_members_usable_as_a_committee(ensemble_run):
+    run_dir = ensemble_run
     paths = committee_members(run_dir)
     assert paths == [run_dir / "member_0" / "model.pt", run_dir / "member_1" / "model.pt"]
+    for path in paths:
+        (path.parent / "learning_curves.png").unlink()  # written by each member's fit
+    assert visnet_main(["plot", str(run_dir)]) == 0  # redrawn: one PNG per member
     assert all((p.parent / "learning_curves.png").is_file() for p in paths)
-    assert out.count("exported model:") == 2
     splits = [np.load(p.parent / "splits.npz")["idx_train"] for p in paths]
     np.testing.assert_array_equal(*splits)  # same data split, different seeds
     first, second = (visnet.load_model(p).state_dict() for p in paths)
@@ -86,7 +97,43 @@ def test_fit_ensemble_trains_seeded_members_usable_as_a_committee(tmp_path, caps
     assert expand_committee([run_dir, "default"]) == [*paths, "default"]
     calc = visnet.ViSNetCalculator(model=str(run_dir))
     assert len(calc.members) == 2 and "forces_std" in calc.implemented_properties
-    assert visnet_main(["plot", str(run_dir)]) == 0  # one PNG per member
+
+
+def test_ensemble_flags_md_frames_far_from_its_data(ensemble_run, tmp_path):
+    """The members agree within ~1 eV/Å on their training frames and disagree by ~4 eV/Å on a
+    training frame compressed to 85 %: MD from there harvests the frames above 2 eV/Å, and exactly them."""
+    data = np.load(shared_file("rmd17", "rmd17_ethanol_train1000.npz"))
+    train = np.load(ensemble_run / "member_0" / "splits.npz")["idx_train"]
+    calc = visnet.ViSNetCalculator(model=str(ensemble_run))
+    for index in train[:5]:
+        atoms = Atoms(numbers=data["z"], positions=data["R"][index])
+        atoms.calc = calc
+        atoms.get_forces()
+        assert max_force_std(calc.results["forces_std"]) < 2.0
+    squeezed = Atoms(numbers=data["z"], positions=0.85 * data["R"][train[0]])
+    config = MDConfig(
+        model=str(ensemble_run),
+        ensemble="nve",
+        timestep=0.25,
+        steps=40,
+        log_interval=2,
+        max_force_std=2.0,
+        output_dir=tmp_path,
+        name="squeezed",
+        progress=False,
+        plots=False,
+        max_force=1e4,
+        max_temperature=1e6,
+        min_distance=0.1,
+    )
+    result = run_md(config, atoms=squeezed)
+    assert result.completed, result.message
+    time, values = result.force_std
+    expected = [2 * k for k, value in enumerate(values) if value > 2.0]
+    assert expected[0] == 0 and result.uncertain_steps == expected
+    frames = read(result.paths.uncertain, ":")
+    assert [frame.info["step"] for frame in frames] == expected
+    assert all(frame.info["max_force_std"] > 2.0 for frame in frames)
 
 
 def test_committee_folder_errors(tmp_path):
