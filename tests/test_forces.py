@@ -54,3 +54,16 @@ def test_model_forward_is_energy_plus_the_wrapper():
     direct = model(z, pos)
     torch.testing.assert_close(wrapped["energy"], direct["energy"], rtol=0, atol=0)
     torch.testing.assert_close(wrapped["forces"], direct["forces"], rtol=0, atol=0)
+
+
+def test_backward_after_eval_forces_explains_itself():
+    import pytest
+
+    model = ViSNet(hidden_channels=16, num_layers=1, num_heads=2, num_rbf=8).double().eval()
+    z, pos = torch.tensor([8, 1, 1]), torch.tensor([[0, 0, 0.1], [0.76, 0, -0.5], [-0.76, 0, -0.5]]).double()
+    out = model(z, pos)
+    with pytest.raises(RuntimeError, match="freed when the model computed its forces"):
+        out["energy"].backward()
+    model(z, pos, compute_forces=False)["energy"].backward()  # without forces the graph is the caller's
+    model.train()
+    model(z, pos)["energy"].backward()

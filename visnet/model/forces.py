@@ -14,6 +14,23 @@ import torch
 from torch import Tensor
 
 EnergyFunction = Callable[[Tensor, Tensor | None], dict[str, Tensor]]
+GRAPH_FREED = (
+    "the graph of this output was freed when the model computed its forces (eval mode builds no second "
+    "derivative): call model.train() to keep it, or pass compute_forces=False and differentiate the energy yourself"
+)
+
+
+class _GraphFreed(torch.autograd.Function):
+    """Identity whose backward explains that the graph behind it is gone (not torch's "backward
+    through the graph a second time")."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor) -> Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> Tensor:
+        raise RuntimeError(GRAPH_FREED)
 
 
 def symmetric_strain(pos: Tensor, cell: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -74,6 +91,8 @@ def energy_and_derivatives(
     grads = torch.autograd.grad(
         out[key].sum(), inputs, create_graph=create_graph, retain_graph=create_graph, allow_unused=True
     )
+    if not create_graph:  # the graph is freed: a later backward through the outputs gets a message
+        out = {k: _GraphFreed.apply(v.detach().requires_grad_()) if v.requires_grad else v for k, v in out.items()}
     if forces:
         out["forces"] = -grads[0] if grads[0] is not None else torch.zeros_like(pos)
     if stress:
