@@ -166,3 +166,10 @@ def test_forward_leaves_the_allocator_alone(monkeypatch):
     model = ViSNet(hidden_channels=16, num_heads=2, num_layers=1).double().eval()
     z, pos = water()
     assert torch.isfinite(model(z, pos)["forces"]).all() and not calls
+
+
+@pytest.mark.parametrize("pbc", [["T", "F", "T"], "yes", [1.5, 0.0, 0.0], [2, 0, 0]])
+def test_pbc_must_be_booleans(model, pbc):
+    z, pos = water()
+    with pytest.raises(ValueError, match="pbc must hold booleans"):
+        model(z, pos, cell=5.0 * torch.eye(3, dtype=pos.dtype), pbc=pbc)

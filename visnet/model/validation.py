@@ -78,16 +78,24 @@ def check_cell(
         raise ValueError(f"cell has dtype {cell.dtype} but the model is {dtype}")
     if not bool(torch.isfinite(cell).all()):
         raise ValueError("cell has non-finite entries")
-    pbc = (
-        torch.ones(num_graphs, 3, dtype=torch.bool, device=cell.device)
-        if pbc is None
-        else torch.as_tensor(pbc, device=cell.device)
-    )
+    pbc = torch.ones(num_graphs, 3, dtype=torch.bool, device=cell.device) if pbc is None else _as_pbc(pbc, cell.device)
     if pbc.shape == (3,):
         pbc = pbc.unsqueeze(0).expand(num_graphs, 3)
     if pbc.shape != (num_graphs, 3):
         raise ValueError(f"pbc must have shape (3,) or ({num_graphs}, 3), got {tuple(pbc.shape)}")
     return cell, pbc.to(torch.bool)
+
+
+def _as_pbc(pbc: object, device: torch.device) -> Tensor:
+    """pbc as a bool tensor; booleans (or 0/1) only, not strings or fractions."""
+    message = f"pbc must hold booleans (periodic or not per direction), got {pbc!r}"
+    try:
+        flags = torch.as_tensor(pbc, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(message) from None
+    if flags.dtype != torch.bool and (flags.dtype.is_floating_point or not bool(((flags == 0) | (flags == 1)).all())):
+        raise ValueError(message)
+    return flags
 
 
 def check_no_coincident_atoms(distances: Tensor, edge_index: Tensor, self_loop: Tensor, min_distance: float) -> None:
