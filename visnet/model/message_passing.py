@@ -12,6 +12,17 @@ from visnet.model.norms import VECTOR_NORM_EPS
 from visnet.model.scatter import scatter_sum
 
 
+def fused_linear(x: Tensor, linears: tuple[nn.Linear, ...]) -> Tensor:
+    """All ``linears`` of the same input in one matmul: (..., H_in) -> (..., Σ H_out), in order.
+
+    The weights are concatenated at call time, so the parameters (state dict, PyG import) stay the
+    separate layers' and gradients flow to each of them. Biases must be all present or all absent.
+    """
+    weight = torch.cat([lin.weight for lin in linears])
+    bias = None if linears[0].bias is None else torch.cat([lin.bias for lin in linears])
+    return nn.functional.linear(x, weight, bias)
+
+
 def _xavier(linear: nn.Linear) -> None:
     nn.init.xavier_uniform_(linear.weight)
     if linear.bias is not None:
@@ -131,13 +142,14 @@ class ViSMPLayer(nn.Module):
         last layer, the bias-free edge-update projections of vec (N, M, H). Projecting per node and
         then gathering equals the reference's gather-then-project, at ~N/E of the cost."""
         heads = (-1, self.num_heads, self.head_dim)
-        nodes = (self.q_proj(x).view(heads), self.k_proj(x).view(heads), self.v_proj(x).view(heads), vec)
+        qkv = fused_linear(x, (self.q_proj, self.k_proj, self.v_proj))
+        nodes = tuple(t.view(heads) for t in torch.split(qkv, self.hidden_channels, dim=-1)) + (vec,)
         if self.last_layer:
             return nodes
-        nodes += (self.w_trg_proj(vec), self.w_src_proj(vec))
+        edge_projections = (self.w_trg_proj, self.w_src_proj)
         if self.vertex:
-            nodes += (self.t_trg_proj(vec), self.t_src_proj(vec))
-        return nodes
+            edge_projections += (self.t_trg_proj, self.t_src_proj)
+        return nodes + torch.split(fused_linear(vec, edge_projections), self.hidden_channels, dim=-1)
 
     def _edges(
         self,
@@ -150,8 +162,10 @@ class ViSMPLayer(nn.Module):
         recompute: bool,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Aggregated messages (N, H), (N, M, H) and edge updates (E, H), slice by slice."""
+        if not edge_chunk:  # one slice; no loop over a range of the (possibly symbolic) edge count
+            return self._edge_slice(edge_index, cutoff, f_ij, d_ij, *nodes)
         num_edges = edge_index.size(1)
-        chunk = num_edges if not edge_chunk else max(1, edge_chunk)
+        chunk = max(1, edge_chunk)
         x_agg = vec_agg = None
         updates = []
         for start in range(0, max(num_edges, 1), chunk):
@@ -182,8 +196,12 @@ class ViSMPLayer(nn.Module):
         """Messages of a set of edges summed onto their centre atoms, and those edges' updates."""
         src, dst = edge_index[0], edge_index[1]
         heads = (-1, self.num_heads, self.head_dim)
-        dk = self.act(self.dk_proj(f_ij)).view(heads)
-        dv = self.act(self.dv_proj(f_ij)).view(heads)
+        dk, dv = (
+            t.view(heads)
+            for t in torch.split(
+                self.act(fused_linear(f_ij, (self.dk_proj, self.dv_proj))), self.hidden_channels, dim=-1
+            )
+        )
         attn = self.act((q.index_select(0, dst) * k.index_select(0, src) * dk).sum(dim=-1))
         attn = attn * cutoff.unsqueeze(-1)  # (E, heads)
         msg = (v.index_select(0, src) * dv * attn.unsqueeze(-1)).reshape(-1, self.hidden_channels)

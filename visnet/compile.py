@@ -1,0 +1,215 @@
+"""Compiled inference: ``torch.compile`` (inductor) of a ViSNet energy function, forces by AOTAutograd.
+
+``compile_model(model)`` returns a module with the model's call and outputs. The neighbour list,
+input checks and the ``autograd.grad`` of ``visnet.model.forces`` stay eager; the energy function
+(geometry → representation → head → prior → reduce) is compiled with dynamic numbers of atoms and
+edges, and its backward (the forces and stress) is compiled with it by AOTAutograd. Compiling
+happens on the first call (about a minute on one CPU core) and its time is printed; inductor's
+on-disk caches (``TORCHINDUCTOR_CACHE_DIR``, default ``~/.cache/visnet/inductor``) make a second
+process start faster. Training is never compiled (forces training needs a double backward).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import warnings
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from visnet.model import validation
+from visnet.model.forces import energy_and_derivatives
+from visnet.model.geometry import graph_geometry
+from visnet.model.priors import isolated_atom_outputs
+from visnet.model.readout import reduce_outputs
+from visnet.neighbors import NeighborList, radius_graph
+
+# Distances (Å) below which two distinct atoms are an input error (as ``ViSNet.energy``).
+MIN_DISTANCE = 1e-4
+
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "visnet" / "inductor"
+
+
+def cxx_compiler() -> str | None:
+    """Path of the C++ compiler inductor uses on CPU (``$CXX``, default ``g++``), or None."""
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
+def compile_available(device: torch.device | str = "cpu") -> tuple[bool, str]:
+    """(can compile, reason when not) for a device: CPU needs a C++ compiler, CUDA needs Triton."""
+    device = torch.device(device)
+    if device.type == "cpu" and cxx_compiler() is None:
+        return False, f"no C++ compiler ({os.environ.get('CXX', 'g++')!r} not on PATH)"
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            return False, "Triton is not installed"
+    return True, ""
+
+
+class CompiledViSNet(nn.Module):
+    """A ViSNet whose energy function runs compiled; same call, outputs and attributes as the model.
+
+    Args:
+        model: a ``visnet.ViSNet`` (its weights are shared, not copied).
+        dynamic: symbolic numbers of atoms and edges (True: one compiled graph for every size).
+        mode: ``torch.compile`` mode (None: inductor's default).
+        verbose: print the one-off compile time of each new input signature to stderr.
+    """
+
+    def __init__(self, model: nn.Module, dynamic: bool = True, mode: str | None = None, verbose: bool = True) -> None:
+        super().__init__()
+        self.model = model
+        self.verbose = verbose
+        self._energy = torch.compile(self._energy_graph, dynamic=dynamic, mode=mode, fullgraph=True)
+        self._seen: set[tuple] = set()
+        self._table: tuple[tuple, Tensor] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.model, name)
+
+    def train(self, mode: bool = True) -> CompiledViSNet:
+        if mode:
+            raise RuntimeError("a compiled ViSNet is for inference; train the eager model")
+        return super().train(False)
+
+    def forward(
+        self,
+        z: Tensor,
+        pos: Tensor,
+        batch: Tensor | None = None,
+        cell: Tensor | None = None,
+        pbc: Tensor | None = None,
+        *,
+        compute_forces: bool | None = None,
+        compute_stress: bool = False,
+        neighbors: NeighborList | None = None,
+    ) -> dict[str, Tensor]:
+        """As ``ViSNet.forward``: z (N,), pos (N, 3) Å, batch (N,), cell (G, 3, 3) Å, pbc (G, 3) ->
+        dict with the output key (G,), "forces" (N, 3), "stress"/"virial" (G, 3, 3) when requested."""
+        model = self.model
+        if model.training:
+            raise RuntimeError("a compiled ViSNet is for inference: call model.eval() first")
+        z, pos, batch, cell, pbc, num_graphs = validation.model_inputs(
+            z, pos, batch, cell, pbc, model.max_z, model.dtype, model.device, model.check_inputs
+        )
+        forces = model.derivative if compute_forces is None else compute_forces
+        periodic = cell is not None and bool(pbc.any())
+        if compute_stress and not periodic:
+            raise ValueError("stress requested but the structure has no periodic cell")
+        if (forces or compute_stress) and torch.is_inference_mode_enabled():
+            raise RuntimeError("forces need autograd: call the model outside torch.inference_mode()")
+        if neighbors is None:
+            neighbors = radius_graph(pos.detach(), model.cutoff, batch, cell, pbc, self_loops=True)
+        cell = cell if periodic else None
+        if model.check_inputs:
+            self._check_distances(pos, cell, batch, neighbors)
+        graph = (neighbors.edge_index, neighbors.cell_offsets, self._isolated_table(), num_graphs)
+        energy_fn = partial(self._compiled_energy, z, batch, graph)
+        kwargs = dict(key=model.output_key, forces=forces, stress=compute_stress, create_graph=False)
+        signature = (forces, compute_stress, periodic, num_graphs > 1, pos.dtype, pos.device.type)
+        start = time.perf_counter()
+        with torch.set_grad_enabled(torch.is_grad_enabled() or forces or compute_stress):
+            out = energy_and_derivatives(energy_fn, pos, cell, batch, num_graphs, **kwargs)
+        if signature not in self._seen:
+            self._seen.add(signature)
+            if self.verbose:
+                print(f"visnet: compiled the model in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        return out
+
+    def _compiled_energy(
+        self, z: Tensor, batch: Tensor, graph: tuple, pos: Tensor, cell: Tensor | None
+    ) -> dict[str, Tensor]:
+        edge_index, cell_offsets, table, num_graphs = graph
+        return self._energy(z, pos, cell, batch, edge_index, cell_offsets, table, num_graphs)
+
+    def _energy_graph(
+        self,
+        z: Tensor,
+        pos: Tensor,
+        cell: Tensor | None,
+        batch: Tensor,
+        edge_index: Tensor,
+        cell_offsets: Tensor,
+        table: Tensor | None,
+        num_graphs: int,
+    ) -> dict[str, Tensor]:
+        """The compiled region: ``ViSNet.energy`` with the isolated-atom table (max_z, 1) given
+        (no data-dependent shapes, no Python-side checks). z (N,), pos (N, 3) Å, cell (G, 3, 3) Å."""
+        model = self.model
+        head = model.output_model
+        geometry = graph_geometry(pos, cell, batch, edge_index, cell_offsets, model.lmax)
+        x, v = model.representation_model(z, geometry)
+        per_atom = head.pre_reduce(x, v, z, pos, batch)
+        if not head.reduce_per_molecule:
+            return {model.output_key: per_atom * model.std}
+        if table is not None:
+            per_atom = per_atom - table.index_select(0, z)
+        per_atom = per_atom * model.std
+        if head.takes_prior:
+            per_atom = model.prior_model(per_atom, z)
+        return reduce_outputs(head, per_atom, batch, num_graphs, model.output_key, model.reduce_op, model.mean)
+
+    def _isolated_table(self) -> Tensor | None:
+        """(max_z, 1) head outputs of every element as a lone atom (None when the model has no
+        isolated-atom reference); recomputed when a parameter's version changes."""
+        model = self.model
+        if not (model.isolated_atom_reference and model.output_model.takes_prior):
+            return None
+        key = (tuple(p._version for p in model.parameters()), model.dtype, model.device)
+        if self._table is None or self._table[0] != key:
+            elements = torch.arange(model.max_z, device=model.device)
+            with torch.no_grad():
+                table = isolated_atom_outputs(
+                    model.representation_model, model.output_model, model.lmax, model.dtype, elements
+                )
+            self._table = (key, table)
+        return self._table[1]
+
+    def _check_distances(self, pos: Tensor, cell: Tensor | None, batch: Tensor, neighbors: NeighborList) -> None:
+        """Raise ValueError for coincident atoms (eager, outside the compiled region)."""
+        with torch.no_grad():
+            geometry = graph_geometry(pos, cell, batch, neighbors.edge_index, neighbors.cell_offsets, 1)
+        validation.check_no_coincident_atoms(geometry.distances, neighbors.edge_index, geometry.self_loop, MIN_DISTANCE)
+
+
+def compile_model(
+    model: nn.Module,
+    *,
+    dynamic: bool = True,
+    mode: str | None = None,
+    cache_dir: str | Path | None = None,
+    verbose: bool = True,
+) -> nn.Module:
+    """A compiled-inference version of ``model`` (a ``visnet.ViSNet``): same call and outputs.
+
+    Falls back to the eager ``model`` with one warning where compiling is impossible (no C++
+    compiler on CPU, no Triton on CUDA). The model is put in eval mode; weights are shared.
+
+    Args:
+        model: the eager model. dynamic: one graph for all numbers of atoms/edges.
+        mode: ``torch.compile`` mode. cache_dir: inductor's on-disk cache (default
+            ``$TORCHINDUCTOR_CACHE_DIR`` or ``~/.cache/visnet/inductor``).
+        verbose: print the compile time on first use.
+    """
+    if isinstance(model, CompiledViSNet):
+        return model
+    ok, reason = compile_available(model.device)
+    if not ok:
+        warnings.warn(f"visnet: cannot compile the model ({reason}); running it eagerly", stacklevel=2)
+        return model
+    if cache_dir is not None:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir)
+    else:
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(DEFAULT_CACHE_DIR))
+    return CompiledViSNet(model.eval(), dynamic=dynamic, mode=mode, verbose=verbose)
