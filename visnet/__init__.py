@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from visnet.calculator import ViSNetCalculator
 from visnet.checkpoint import from_pyg, load_model, save_model
+from visnet.compile import compile_model
 from visnet.model import ViSNet
 from visnet.neighbors import NeighborList, radius_graph
 from visnet.predict import predict
@@ -20,6 +21,7 @@ __all__ = [
     "ViSNet",
     "ViSNetCalculator",
     "__version__",
+    "compile_model",
     "from_pyg",
     "load_model",
     "predict",

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from visnet.batching import atom_slices, batch_inputs, find_faulty, relative_positions
 from visnet.committee import expand_committee
+from visnet.compile import compile_model
 from visnet.inputs import check_atoms, check_elements, check_geometry
 from visnet.model_io import ModelInfo, ModelLike, prepare_model, require_energy_model, resolve_device, resolve_dtype
 from visnet.neighbors import NeighborList, radius_graph
@@ -150,6 +151,8 @@ class ViSNetCalculator(Calculator):
         skin: Verlet skin in Å (0: rebuild the neighbour list whenever positions change).
         committee: a list of models / files; results are the committee mean, plus
             ``energy_std`` (eV) and ``forces_std`` (N, 3) eV/Å (population std over members).
+        compile: run the models through ``visnet.compile_model`` (a one-off compile of about a
+            minute on first use, then ~2x faster energy + forces on CPU). Default False.
         **kwargs: passed to ``ase.calculators.calculator.Calculator`` (e.g. ``label``).
 
     With none of ``model``, ``model_path`` or ``committee`` the bundled ``"default"`` model is
@@ -172,6 +175,7 @@ class ViSNetCalculator(Calculator):
         dtype: str | torch.dtype = "float64",
         skin: float = DEFAULT_SKIN,
         committee: Sequence[ModelLike] | None = None,
+        compile: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -182,6 +186,9 @@ class ViSNetCalculator(Calculator):
             raise ValueError(f"skin must be >= 0 Å, got {skin}")
         specs = _member_specs(model, model_path, committee)
         self.members = [_make_member(spec, self.device, self.dtype, float(skin)) for spec in specs]
+        if compile:  # visnet.compile_model: compiled energy + forces (eager fallback with a warning)
+            for member in self.members:
+                member.model = compile_model(member.model)
         self.elements = frozenset.intersection(*(m.info.elements for m in self.members))
         if len(self.members) > 1:
             self.implemented_properties = [*type(self).implemented_properties, "energy_std", "forces_std"]

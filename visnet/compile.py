@@ -54,6 +54,21 @@ def compile_available(device: torch.device | str = "cpu") -> tuple[bool, str]:
     return True, ""
 
 
+def self_loops_last(neighbors: NeighborList, num_atoms: int) -> bool:
+    """True when the last ``num_atoms`` edges are the self-loops (i, i) in atom order, with zero
+    cell offsets, and no other edge is one: the layout ``radius_graph(..., self_loops=True)`` builds,
+    which the compiled graph relies on. Other edge lists run eagerly."""
+    edge_index, offsets = neighbors.edge_index, neighbors.cell_offsets
+    if edge_index.size(1) < num_atoms:
+        return False
+    tail = edge_index[:, edge_index.size(1) - num_atoms :]
+    atoms = torch.arange(num_atoms, device=edge_index.device)
+    if not bool((tail == atoms).all()) or bool(offsets[edge_index.size(1) - num_atoms :].any()):
+        return False
+    head, head_offsets = edge_index[:, : edge_index.size(1) - num_atoms], offsets[: edge_index.size(1) - num_atoms]
+    return not bool(((head[0] == head[1]) & ~head_offsets.bool().any(dim=-1)).any())
+
+
 class CompiledViSNet(nn.Module):
     """A ViSNet whose energy function runs compiled; same call, outputs and attributes as the model.
 
@@ -112,6 +127,10 @@ class CompiledViSNet(nn.Module):
         if neighbors is None:
             neighbors = radius_graph(pos.detach(), model.cutoff, batch, cell, pbc, self_loops=True)
         cell = cell if periodic else None
+        if not self_loops_last(neighbors, z.size(0)):
+            return model(
+                z, pos, batch, cell, pbc, compute_forces=forces, compute_stress=compute_stress, neighbors=neighbors
+            )
         if model.check_inputs:
             self._check_distances(pos, cell, batch, neighbors)
         graph = (neighbors.edge_index, neighbors.cell_offsets, self._isolated_table(), num_graphs)

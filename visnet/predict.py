@@ -23,6 +23,7 @@ from torch import Tensor
 
 from visnet.batching import batch_inputs, find_faulty, split_outputs
 from visnet.calculator import NonFiniteResultError
+from visnet.compile import compile_model
 from visnet.prediction_inputs import PendingStructure, as_list, check_structures, fail_structure, read_inputs
 from visnet.property_models import PropertyModel, load_property_models, select_models
 from visnet.relaxation import relax_structures, relaxation_model
@@ -125,6 +126,7 @@ def predict(
     relax_steps: int = 200,
     seed: int = 0,
     progress: bool | None = None,
+    compile: bool = False,
 ) -> list[Prediction]:
     """Predict every property the model(s) give for each input structure.
 
@@ -148,6 +150,8 @@ def predict(
             max |F| < ``relax_fmax`` eV/Å or ``relax_steps`` steps); the relaxed geometry is used.
         seed: RDKit embedding seed for SMILES (same seed, same geometry, same prediction).
         progress: show tqdm progress bars (None: when there are 100+ structures).
+        compile: run the models through ``visnet.compile_model`` (pays off for many structures:
+            a one-off compile of about a minute, then ~2x faster on CPU). Default False.
 
     Returns:
         One ``visnet.Prediction`` per structure, in input order (files expand to their frames):
@@ -169,6 +173,9 @@ def predict(
     if not items:
         return []
     models, want = select_models(load_property_models(model, device, dtype), properties)
+    if compile:
+        for m in models:
+            m.model = compile_model(m.model)
     structures = read_inputs(items, seed, errors, _show(progress, len(items)))
     check_structures(structures, frozenset.intersection(*(m.elements for m in models)), errors)
     show = _show(progress, len(structures))

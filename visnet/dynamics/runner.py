@@ -43,7 +43,8 @@ class MDConfig:
         friction: 1/ps (Langevin friction; Bussi/BAOAB time constant = 1/friction).
         pressure: bar (NPT). seed: velocities, thermostat noise and SMILES embedding.
         model: model file, bundled name, ViSNet module, or a list of those (committee).
-        dtype / device / skin: passed to ``ViSNetCalculator``.
+        dtype / device / skin / compile: passed to ``ViSNetCalculator`` (compile: the model runs
+            through ``visnet.compile_model``; a one-off compile, then faster steps).
         output_dir / name: files go to ``output_dir/name.*`` (name: from the structure if None).
         log_interval / traj_interval: steps between log lines / trajectory frames.
         progress / plots: show a progress bar / write PNG plots at the end.
@@ -75,6 +76,7 @@ class MDConfig:
     dtype: str = "float64"
     device: str | None = None
     skin: float = DEFAULT_SKIN
+    compile: bool = False
     output_dir: Path = Path("md_output")
     name: str | None = None
     log_interval: int = 10
@@ -174,7 +176,11 @@ def prepare_system(
     check_ensemble(atoms, config.ensemble, config.temperature)
     if calculator is None:
         calculator = ViSNetCalculator(
-            model=_models(config.model), device=config.device, dtype=config.dtype, skin=config.skin
+            model=_models(config.model),
+            device=config.device,
+            dtype=config.dtype,
+            skin=config.skin,
+            compile=config.compile,
         )
     calculator.check_atoms(atoms)
     if config.max_force_std is not None and "forces_std" not in calculator.implemented_properties:

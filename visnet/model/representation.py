@@ -10,7 +10,7 @@ from visnet.model.geometry import EdgeGeometry, num_direction_units
 from visnet.model.message_passing import ViSMPLayer
 from visnet.model.normalization import VecLayerNorm
 from visnet.model.norms import VECTOR_NORM_EPS
-from visnet.model.radial import RBF_CLASSES, make_cutoff
+from visnet.model.radial import RBF_CLASSES, CosineCutoff
 
 # Inference on systems whose per-edge activations would exceed this (bytes) processes the edges of
 # each layer in slices of about this size and recomputes each slice in the backward pass: peak
@@ -41,8 +41,6 @@ class ViSNetRepresentation(nn.Module):
         vertex: PyG's vertex edge update.
         vector_cutoff: cutoff on vector messages (energy continuous at r_c).
         vector_norm_eps: smoothing radius of the vector norms in VecLayerNorm (0: exact).
-        cutoff_type: envelope of every cutoff-weighted term (attention, vector messages, radial
-            basis, neighbour embedding): "cosine" (paper, PyG) or "polynomial" (C2 at r_c).
     """
 
     def __init__(
@@ -61,7 +59,6 @@ class ViSNetRepresentation(nn.Module):
         vertex: bool = False,
         vector_cutoff: bool = True,
         vector_norm_eps: float = VECTOR_NORM_EPS,
-        cutoff_type: str = "cosine",
     ) -> None:
         super().__init__()
         if lmax not in (1, 2):
@@ -71,8 +68,8 @@ class ViSNetRepresentation(nn.Module):
         self.hidden_channels = hidden_channels
         self.num_vectors = num_direction_units(lmax)
         self.embedding = nn.Embedding(max_z, hidden_channels)
-        self.cutoff_fn = make_cutoff(cutoff_type, cutoff)
-        self.distance_expansion = RBF_CLASSES[rbf_type](cutoff, num_rbf, trainable_rbf, cutoff_type)
+        self.cutoff_fn = CosineCutoff(cutoff)
+        self.distance_expansion = RBF_CLASSES[rbf_type](cutoff, num_rbf, trainable_rbf)
         self.neighbor_embedding = NeighborEmbedding(hidden_channels, num_rbf, max_z)
         self.edge_embedding = EdgeEmbedding(num_rbf, hidden_channels)
         self.vis_mp_layers = nn.ModuleList(
@@ -113,11 +110,14 @@ class ViSNetRepresentation(nn.Module):
         edge_index, r_ij, d_ij = geometry.edge_index, geometry.distances, geometry.directions
         rbf = self.distance_expansion(r_ij)
         cutoff = self.cutoff_fn(r_ij)
-        # Self-loops get zero weight instead of being removed: the same sum, and no data-dependent
-        # shape (boolean indexing would break a torch.compile graph).
-        not_loop = (~geometry.self_loop).to(cutoff.dtype)
+        if torch.compiler.is_compiling():
+            # visnet.compile checks that the N self-loops come last (as radius_graph builds them):
+            # a slice, where a boolean index would be a data-dependent shape (a graph break).
+            not_loop = slice(0, edge_index.size(1) - z.size(0))
+        else:
+            not_loop = ~geometry.self_loop
         x = self.embedding(z)
-        x = self.neighbor_embedding(z, x, edge_index, rbf, cutoff * not_loop)
+        x = self.neighbor_embedding(z, x, edge_index[:, not_loop], rbf[not_loop], cutoff[not_loop])
         f_ij = self.edge_embedding(edge_index, rbf, x)
         vec = torch.zeros(x.size(0), self.num_vectors, x.size(1), dtype=x.dtype, device=x.device)
         chunk = self._edge_chunk(edge_index.size(1), x)

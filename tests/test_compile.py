@@ -1,0 +1,160 @@
+"""Compiled inference (visnet.compile_model): same outputs as eager, physics on the compiled path,
+eager fallback without a C++ compiler. One tiny model is compiled once per module (~1 min)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import visnet
+from visnet import compile as vcompile
+
+TINY = dict(hidden_channels=16, num_layers=2, num_rbf=8, lmax=2, num_heads=2, max_z=10, cutoff=4.0)
+
+
+def tiny_model(dtype: torch.dtype) -> visnet.ViSNet:
+    torch.manual_seed(0)
+    model = visnet.ViSNet(**TINY).to(dtype).eval()
+    with torch.no_grad():  # non-zero biases, so every term of the model contributes
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def molecule(dtype: torch.dtype, seed: int = 0, n: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    pos = rng.uniform(0.0, 3.0, (n, 3)) + np.arange(n)[:, None] * 0.35
+    z = torch.as_tensor(rng.choice([1, 6, 7, 8], n))
+    return z, torch.as_tensor(pos, dtype=dtype)
+
+
+def random_rotation(dtype: torch.dtype) -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3)))
+    return q.to(dtype)
+
+
+@pytest.fixture(scope="module")
+def compiled64() -> tuple[visnet.ViSNet, torch.nn.Module]:
+    torch.set_num_threads(1)
+    model = tiny_model(torch.float64)
+    return model, visnet.compile_model(model, verbose=False)
+
+
+def test_fallback_without_cxx_compiler_warns_once_and_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vcompile.shutil, "which", lambda name: None)
+    model = tiny_model(torch.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = visnet.compile_model(model)
+    assert result is model
+    assert len(caught) == 1 and "C++ compiler" in str(caught[0].message)
+
+
+def test_compiled_model_refuses_training() -> None:
+    compiled = vcompile.CompiledViSNet(tiny_model(torch.float64), verbose=False)
+    with pytest.raises(RuntimeError, match="inference"):
+        compiled.train()
+
+
+def test_compiled_matches_eager_float64_and_new_sizes(compiled64) -> None:
+    model, compiled = compiled64
+    assert compiled.cutoff == model.cutoff and compiled.predicts_energy
+    for seed, n in ((0, 9), (1, 12)):  # a second size reuses the dynamic graph
+        z, pos = molecule(torch.float64, seed, n)
+        eager, comp = model(z, pos), compiled(z, pos)
+        torch.testing.assert_close(comp["energy"], eager["energy"], rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(comp["forces"], eager["forces"], rtol=1e-10, atol=1e-10)
+
+
+def test_compiled_forces_equivariant_and_central_difference(compiled64) -> None:
+    _, compiled = compiled64
+    z, pos = molecule(torch.float64)
+    out = compiled(z, pos)
+    rot = random_rotation(torch.float64)
+    rotated = compiled(z, pos @ rot.T)
+    torch.testing.assert_close(rotated["energy"], out["energy"], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(rotated["forces"], out["forces"] @ rot.T, rtol=1e-9, atol=1e-9)
+    h, atom, axis = 1e-5, 2, 1
+    plus, minus = pos.clone(), pos.clone()
+    plus[atom, axis] += h
+    minus[atom, axis] -= h
+    numeric = -(compiled(z, plus)["energy"] - compiled(z, minus)["energy"]) / (2 * h)
+    torch.testing.assert_close(out["forces"][atom, axis], numeric[0], rtol=1e-6, atol=1e-7)
+
+
+def test_coincident_atoms_still_refused(compiled64) -> None:
+    _, compiled = compiled64
+    z, pos = molecule(torch.float64)
+    pos[1] = pos[0]
+    with pytest.raises(ValueError, match="coincident"):
+        compiled(z, pos)
+
+
+@pytest.mark.slow
+def test_compiled_batch_equals_one_by_one_and_stress(compiled64) -> None:
+    model, compiled = compiled64
+    (z1, p1), (z2, p2) = molecule(torch.float64, 0, 9), molecule(torch.float64, 1, 7)
+    batch = torch.cat([torch.zeros(9), torch.ones(7)]).long()
+    both = compiled(torch.cat([z1, z2]), torch.cat([p1, p2]), batch)
+    one, two = compiled(z1, p1), compiled(z2, p2)
+    torch.testing.assert_close(both["energy"], torch.cat([one["energy"], two["energy"]]), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(both["forces"], torch.cat([one["forces"], two["forces"]]), rtol=1e-10, atol=1e-10)
+    cell = torch.eye(3, dtype=torch.float64) * 6.0
+    eager = model(z1, p1, cell=cell, compute_stress=True)
+    comp = compiled(z1, p1, cell=cell, compute_stress=True)
+    for key in ("energy", "forces", "stress"):
+        torch.testing.assert_close(comp[key], eager[key], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.slow
+def test_compiled_matches_eager_float32() -> None:
+    torch.set_num_threads(1)
+    model = tiny_model(torch.float32)
+    compiled = visnet.compile_model(model, verbose=False)
+    z, pos = molecule(torch.float32)
+    eager, comp = model(z, pos), compiled(z, pos)
+    torch.testing.assert_close(comp["energy"], eager["energy"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(comp["forces"], eager["forces"], rtol=1e-5, atol=1e-5)
+
+
+def test_calculator_predict_and_md_accept_compile_and_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ase import Atoms
+
+    from visnet.dynamics.cli import build_parser, config_from_args
+
+    monkeypatch.setattr(vcompile.shutil, "which", lambda name: None)
+    model = tiny_model(torch.float64)
+    z, pos = molecule(torch.float64)
+    atoms = Atoms(numbers=z.numpy(), positions=pos.numpy())
+    with pytest.warns(UserWarning, match="running it eagerly"):
+        calc = visnet.ViSNetCalculator(model=model, compile=True)
+    eager = visnet.ViSNetCalculator(model=model)
+    atoms.calc = calc
+    energy = atoms.get_potential_energy()
+    atoms.calc = eager
+    assert energy == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+    with pytest.warns(UserWarning, match="running it eagerly"):
+        (result,) = visnet.predict(atoms, model=model, properties=["energy"], compile=True)
+    assert result.properties["energy"] == pytest.approx(energy, rel=1e-12)
+    assert config_from_args(build_parser().parse_args(["aspirin", "--compile"])).compile
+    assert not config_from_args(build_parser().parse_args(["aspirin"])).compile
+
+
+@pytest.mark.slow
+def test_compiled_calculator_matches_eager_and_central_difference_stress() -> None:
+    from ase import Atoms
+    from ase.calculators.fd import calculate_numerical_stress
+
+    torch.set_num_threads(1)
+    model = tiny_model(torch.float64)
+    z, pos = molecule(torch.float64, 0, 8)
+    atoms = Atoms(numbers=z.numpy(), positions=pos.numpy() % 5.0, cell=np.eye(3) * 5.0, pbc=True)
+    atoms.calc = visnet.ViSNetCalculator(model=model, compile=True)
+    forces, stress = atoms.get_forces(), atoms.get_stress()
+    np.testing.assert_allclose(stress, calculate_numerical_stress(atoms, d=1e-5), rtol=1e-5, atol=1e-7)
+    atoms.calc = visnet.ViSNetCalculator(model=model)
+    np.testing.assert_allclose(forces, atoms.get_forces(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(stress, atoms.get_stress(), rtol=1e-10, atol=1e-10)
