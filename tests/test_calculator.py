@@ -362,7 +362,9 @@ def test_far_from_the_origin_gives_the_forces_at_the_origin(ethanol, box, dtype)
     """Positions are made relative in float64 before the cast: at 1e5 Å (float32 spacing there is
     ~8e-3 Å) the forces equal those at the origin to the dtype's rounding of O(1) coordinates."""
     calc = calc_for(small_model(dtype=dtype), dtype=dtype)
-    atol = 1e-4 if dtype == torch.float32 else 1e-10  # eV/Å: float32 eps 1.2e-7 × forces ~1 × depth
+    # eV/Å. float32: eps 1.2e-7 × forces ~1 × depth. float64: adding 3e5 Å rounds each coordinate
+    # by up to half an ulp there (3.3e-11 Å), which moves forces by stiffness (≤ ~100 eV/Å²) × that.
+    atol = 1e-4 if dtype == torch.float32 else 1e-8
     for atoms in (ethanol, box):
         near = calc.calculate_batch([atoms])[0]
         far = atoms.copy()
