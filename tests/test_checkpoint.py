@@ -53,8 +53,9 @@ def test_stored_reference_regression(ethanol, norm_eps, reference_file):
     """Energies/forces of a fixed-weight model on a fixed frame, stored once; guards the maths.
 
     The first file was stored before norms of learned vectors were smoothed (``vector_norm_eps=0``
-    reproduces it); the second with the default smoothing radius."""
-    model = deterministic_model(**({} if norm_eps is None else {"vector_norm_eps": norm_eps}))
+    reproduces it); the second with the default smoothing radius. Both before ``cutoff_type``
+    existed: they are the cosine envelope's."""
+    model = deterministic_model(cutoff_type="cosine", **({} if norm_eps is None else {"vector_norm_eps": norm_eps}))
     z, pos = ethanol
     out = model(z, pos)
     reference = json.loads(reference_file.read_text())

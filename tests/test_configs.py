@@ -41,6 +41,7 @@ def test_config_builds_its_model(config: Path):
         arch = module.model.hparams
         assert (arch["hidden_channels"], arch["num_layers"], module.hparams.lr) == (hidden, layers, lr)
         assert module.model.lmax == 2 and module.model.cutoff == 5.0
+        assert arch["cutoff_type"] == "cosine"  # the paper's envelope
 
 
 @pytest.mark.parametrize("name", CPU_CONFIGS)

@@ -17,6 +17,7 @@ from torch import nn
 
 from visnet.atomic import atomic_open
 from visnet.model import ViSNet
+from visnet.model.hyperparameters import with_legacy_defaults
 
 FORMAT = "visnet-model"
 FORMAT_VERSION = 1
@@ -278,6 +279,7 @@ def load_model(
     else:
         raise ValueError(f"{path} is not a ViSNet model file (keys: {sorted(map(str, payload))[:8]})")
     saved_dtype = _check_parts(hparams, state, meta, path)
+    hparams = with_legacy_defaults(hparams)  # files from before cutoff_type: cosine
     _check_request(hparams, state, meta, path)
     model = _build(hparams, state, saved_dtype, path)
     model.metadata = dict(meta)
@@ -290,7 +292,7 @@ def from_pyg(pyg_model: nn.Module) -> ViSNet:
 
     The result reproduces PyG's energies and forces on the same inputs (``vector_cutoff`` and
     ``isolated_atom_reference`` are off and ``vector_norm_eps`` is 0, as in the reference; its
-    ``derivative`` is kept). Set ``model.hparams``-compatible smoothing by rebuilding with
+    ``derivative`` is kept; ``cutoff_type`` is the reference's "cosine"). Set ``model.hparams``-compatible smoothing by rebuilding with
     ``vector_norm_eps > 0`` if the imported model must be smooth at symmetric structures. Our
     neighbour list never truncates, so results match as long as no atom of the input has more
     than PyG's ``max_num_neighbors`` neighbours.
@@ -316,6 +318,7 @@ def from_pyg(pyg_model: nn.Module) -> ViSNet:
         vector_cutoff=False,
         isolated_atom_reference=False,
         vector_norm_eps=0.0,
+        cutoff_type="cosine",
     )
     ref = next(pyg_model.parameters())
     model = model.to(dtype=ref.dtype, device=ref.device)

@@ -23,6 +23,9 @@ MAX_Z = 1000
 # Constructor arguments that are statistics of the training data, not architecture: they live in
 # the model's buffers (``mean``, ``std``, ``prior_model.initial_atomref``) and travel in the state_dict.
 STATISTICS = ("mean", "std", "atomref")
+# Hyperparameters added after model files were first written, with the value those older files
+# were trained with: a stored architecture without the key means this, whatever the default now.
+LEGACY_HPARAMS = {"cutoff_type": "cosine"}
 _BOUNDED_INTS = {
     "hidden_channels": (2, MAX_HIDDEN_CHANNELS),
     "num_layers": (1, MAX_LAYERS),
@@ -35,6 +38,7 @@ _CHOICES = {
     "reduce_op": ("sum", "mean"),
     "rbf_type": ("expnorm", "gauss"),
     "vecnorm_type": (None, "none", "max_min", "rms"),
+    "cutoff_type": ("cosine", "polynomial"),
 }
 
 
@@ -92,6 +96,11 @@ def check_hyperparameters(args: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(args[name], str) or not args[name]:
             raise ValueError(f"{name} must be a non-empty string, got {args[name]!r}")
     return {k: v for k, v in out.items() if k not in STATISTICS}
+
+
+def with_legacy_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored architecture (model file, checkpoint) completed by ``LEGACY_HPARAMS`` where it lacks them."""
+    return {**LEGACY_HPARAMS, **stored}
 
 
 def check_atomref(atomref: Any, max_z: int) -> None:

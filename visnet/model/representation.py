@@ -10,7 +10,7 @@ from visnet.model.geometry import EdgeGeometry, num_direction_units
 from visnet.model.message_passing import ViSMPLayer
 from visnet.model.normalization import VecLayerNorm
 from visnet.model.norms import VECTOR_NORM_EPS
-from visnet.model.radial import RBF_CLASSES, CosineCutoff
+from visnet.model.radial import RBF_CLASSES, make_cutoff
 
 # Inference on systems whose per-edge activations would exceed this (bytes) processes the edges of
 # each layer in slices of about this size and recomputes each slice in the backward pass: peak
@@ -41,6 +41,8 @@ class ViSNetRepresentation(nn.Module):
         vertex: PyG's vertex edge update.
         vector_cutoff: cutoff on vector messages (energy continuous at r_c).
         vector_norm_eps: smoothing radius of the vector norms in VecLayerNorm (0: exact).
+        cutoff_type: envelope of every cutoff-weighted term (attention, vector messages, radial
+            basis, neighbour embedding): "cosine" (paper, PyG) or "polynomial" (C2 at r_c).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class ViSNetRepresentation(nn.Module):
         vertex: bool = False,
         vector_cutoff: bool = True,
         vector_norm_eps: float = VECTOR_NORM_EPS,
+        cutoff_type: str = "cosine",
     ) -> None:
         super().__init__()
         if lmax not in (1, 2):
@@ -68,8 +71,8 @@ class ViSNetRepresentation(nn.Module):
         self.hidden_channels = hidden_channels
         self.num_vectors = num_direction_units(lmax)
         self.embedding = nn.Embedding(max_z, hidden_channels)
-        self.cutoff_fn = CosineCutoff(cutoff)
-        self.distance_expansion = RBF_CLASSES[rbf_type](cutoff, num_rbf, trainable_rbf)
+        self.cutoff_fn = make_cutoff(cutoff_type, cutoff)
+        self.distance_expansion = RBF_CLASSES[rbf_type](cutoff, num_rbf, trainable_rbf, cutoff_type)
         self.neighbor_embedding = NeighborEmbedding(hidden_channels, num_rbf, max_z)
         self.edge_embedding = EdgeEmbedding(num_rbf, hidden_channels)
         self.vis_mp_layers = nn.ModuleList(

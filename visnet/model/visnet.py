@@ -58,6 +58,12 @@ class ViSNet(nn.Module):
             VecLayerNorm): exact above it, C2-smooth at zero, so energies have no cusp and forces
             stay −dE/dR where symmetry makes vector features vanish. Default 3e-2; 0 is the
             reference code's exact norm (``from_pyg`` sets 0 for bit-level parity).
+        cutoff_type: envelope of everything the cutoff weights (attention, vector messages, edge
+            features, neighbour embedding): "polynomial" (DimeNet/NequIP, p = 6; value and first
+            two derivatives zero at r_c, so Hessians and frequencies see no kink) or "cosine" (the
+            paper's; its second derivative jumps at r_c). Default "polynomial"; ``from_pyg``, the
+            paper configs and model files written before this option (they were trained with it)
+            use "cosine".
 
     Bad arguments raise ValueError naming the argument (bounds in ``visnet.model.hyperparameters``).
     ``hparams`` is the architecture: these arguments but the statistics (mean, std, atomref),
@@ -88,6 +94,7 @@ class ViSNet(nn.Module):
         output_key: str = "energy",
         isolated_atom_reference: bool = True,
         vector_norm_eps: float = VECTOR_NORM_EPS,
+        cutoff_type: str = "polynomial",
     ) -> None:
         super().__init__()
         self._hparams = check_hyperparameters(signature_arguments(ViSNet.__init__, locals()))

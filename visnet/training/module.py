@@ -19,7 +19,7 @@ from torch import Tensor
 from visnet.data.qm9 import head_for_target
 from visnet.data.statistics import Statistics
 from visnet.model import ViSNet
-from visnet.model.hyperparameters import STATISTICS
+from visnet.model.hyperparameters import STATISTICS, with_legacy_defaults
 from visnet.training.losses import loss_function, target_loss
 from visnet.training.metrics import mae, metric_names
 
@@ -283,5 +283,6 @@ def batch_error(model: ViSNet, batch: dict[str, Tensor], err: ValueError, source
 
 def architecture_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """ "name stored → current" for every architecture hyperparameter that differs (statistics ignored)."""
+    stored = with_legacy_defaults(stored)  # checkpoints from before cutoff_type were cosine
     names = sorted((set(stored) | set(current)) - set(STATISTICS))
     return [f"{n} {stored.get(n)!r} → {current.get(n)!r}" for n in names if stored.get(n) != current.get(n)]
