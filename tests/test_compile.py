@@ -1,5 +1,7 @@
 """Compiled inference (visnet.compile_model): same outputs as eager, physics on the compiled path,
-eager fallback without a C++ compiler. One tiny model is compiled once per module (~1 min)."""
+eager fallback without a C++ compiler. The compiling tests are ``slow`` (a tiny model compiled once
+per module: ~1 min on a free core, 5 min measured on a loaded 2-core machine); the default run
+checks the fallback, the wiring of ``compile=`` / ``--compile`` and the eager input checks."""
 
 from __future__ import annotations
 
@@ -59,6 +61,7 @@ def test_compiled_model_refuses_training() -> None:
         compiled.train()
 
 
+@pytest.mark.slow  # one compile: ~1 min on a free core, ~5 min on a loaded one
 def test_compiled_matches_eager_float64_and_new_sizes(compiled64) -> None:
     model, compiled = compiled64
     assert compiled.cutoff == model.cutoff and compiled.predicts_energy
@@ -69,6 +72,7 @@ def test_compiled_matches_eager_float64_and_new_sizes(compiled64) -> None:
         torch.testing.assert_close(comp["forces"], eager["forces"], rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.slow  # one compile: ~1 min on a free core, ~5 min on a loaded one
 def test_compiled_forces_equivariant_and_central_difference(compiled64) -> None:
     _, compiled = compiled64
     z, pos = molecule(torch.float64)
