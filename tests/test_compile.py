@@ -158,7 +158,22 @@ def test_compiled_calculator_matches_eager_and_central_difference_stress() -> No
     atoms = Atoms(numbers=z.numpy(), positions=pos.numpy() % 5.0, cell=np.eye(3) * 5.0, pbc=True)
     atoms.calc = visnet.ViSNetCalculator(model=model, compile=True)
     forces, stress = atoms.get_forces(), atoms.get_stress()
-    np.testing.assert_allclose(stress, calculate_numerical_stress(atoms, d=1e-5), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(stress, calculate_numerical_stress(atoms, eps=1e-5), rtol=1e-5, atol=1e-7)
     atoms.calc = visnet.ViSNetCalculator(model=model)
     np.testing.assert_allclose(forces, atoms.get_forces(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(stress, atoms.get_stress(), rtol=1e-10, atol=1e-10)
+
+
+def test_edge_lists_without_trailing_self_loops_run_eagerly() -> None:
+    from visnet.neighbors import NeighborList, radius_graph
+
+    model = tiny_model(torch.float64)
+    z, pos = molecule(torch.float64)
+    graph = radius_graph(pos, model.cutoff, self_loops=True)
+    assert vcompile.self_loops_last(graph, len(z))
+    order = torch.randperm(graph.num_edges, generator=torch.Generator().manual_seed(0))
+    shuffled = NeighborList(graph.edge_index[:, order], graph.cell_offsets[order])
+    assert not vcompile.self_loops_last(shuffled, len(z))
+    compiled = vcompile.CompiledViSNet(model, verbose=False)  # never compiles: the eager path runs
+    out = compiled(z, pos, neighbors=shuffled)
+    torch.testing.assert_close(out["forces"], model(z, pos)["forces"], rtol=1e-10, atol=1e-10)

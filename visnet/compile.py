@@ -126,11 +126,11 @@ class CompiledViSNet(nn.Module):
             raise RuntimeError("forces need autograd: call the model outside torch.inference_mode()")
         if neighbors is None:
             neighbors = radius_graph(pos.detach(), model.cutoff, batch, cell, pbc, self_loops=True)
-        cell = cell if periodic else None
         if not self_loops_last(neighbors, z.size(0)):
             return model(
                 z, pos, batch, cell, pbc, compute_forces=forces, compute_stress=compute_stress, neighbors=neighbors
             )
+        cell = cell if periodic else None
         if model.check_inputs:
             self._check_distances(pos, cell, batch, neighbors)
         graph = (neighbors.edge_index, neighbors.cell_offsets, self._isolated_table(), num_graphs)
