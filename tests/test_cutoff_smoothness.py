@@ -62,12 +62,28 @@ def test_polynomial_envelope_zeroes_value_and_two_derivatives_at_cutoff():
     (d2,) = torch.autograd.grad(d1.sum(), r, create_graph=True)
     (d3,) = torch.autograd.grad(d2.sum(), r)
     p = POLYNOMIAL_EXPONENT
-    # float64 cancellation among the polynomial's terms (coefficients up to 48, their derivatives'
-    # up to ~10^3 / r_c^k) leaves ~1e-14 relative: the zeros hold to that, not exactly
-    assert abs(float(u.detach())) < 1e-13 and abs(float(d1.detach())) < 1e-12 and abs(float(d2.detach())) < 1e-10
+    # 1e-12 of r_c inside: exact values u ~ 56 (1e-12)^3, u' ~ 1e-23 /Å, u'' ~ 1e-11 /Å² (the
+    # factored evaluation has no cancellation, so rounding stays relative to these)
+    assert abs(float(u.detach())) < 1e-30 and abs(float(d1.detach())) < 1e-20 and abs(float(d2.detach())) < 1e-10
     assert math.isclose(float(d3), -p * (p + 1) * (p + 2) / cutoff**3, rel_tol=1e-6)
     outside = torch.tensor([cutoff, 2 * cutoff, 1e6], dtype=torch.float64)
     assert envelope(outside).abs().max() == 0 and float(envelope(torch.zeros(1, dtype=torch.float64))) == 1.0
+
+
+@pytest.mark.parametrize("exponent", [2, 3, 6, 9])
+def test_polynomial_envelope_is_dimenets_polynomial(exponent: int):
+    """The factored evaluation equals DimeNet's expanded form (to float64 rounding of its O(p^2)
+    coefficients) and stays in [0, 1], decreasing."""
+    p, cutoff = exponent, 5.0
+    r = torch.linspace(0.0, 1.2 * cutoff, 2001, dtype=torch.float64)
+    x = r / cutoff
+    expanded = (1 - (p + 1) * (p + 2) / 2 * x**p + p * (p + 2) * x ** (p + 1) - p * (p + 1) / 2 * x ** (p + 2)) * (
+        x < 1
+    )
+    u = PolynomialCutoff(cutoff, exponent)(r)
+    torch.testing.assert_close(u, expanded, rtol=0, atol=1e-13)
+    eps = 4 * torch.finfo(torch.float64).eps  # near r = 0, u = 1 - O(x^p): a few ulps of rounding
+    assert bool((u >= 0).all() and (u <= 1 + eps).all() and (u.diff() <= eps).all())
 
 
 def test_cosine_second_derivative_jumps_at_cutoff():

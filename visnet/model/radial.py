@@ -61,13 +61,16 @@ class PolynomialCutoff(nn.Module):
 
     def forward(self, distances: Tensor) -> Tensor:
         """distances: (...) Å -> cutoff weights (...) in [0, 1], same dtype."""
-        p = self.exponent
         x = distances / self.cutoff
         inside = (x < 1.0).to(distances.dtype)
-        x = x * inside  # beyond r_c evaluate at 0: no overflow of x^(p+2) for far pairs
-        xp = x**p
-        u = 1.0 - 0.5 * (p + 1) * (p + 2) * xp + p * (p + 2) * xp * x - 0.5 * p * (p + 1) * xp * x * x
-        return u * inside
+        x = x * inside  # beyond r_c evaluate at 0: no overflow of x^k for far pairs
+        # The same polynomial factored as (1-x)^3 * sum_{k<p} (k+1)(k+2)/2 x^k (Horner): no
+        # cancellation of its O(p^2) coefficients near r_c, where it is tiny
+        p = self.exponent
+        series = torch.full_like(x, 0.5 * p * (p + 1))
+        for k in range(p - 1, 0, -1):  # coefficient of x^(k-1): k(k+1)/2
+            series = series * x + 0.5 * k * (k + 1)
+        return (1.0 - x) ** 3 * series * inside
 
 
 CUTOFF_CLASSES = {"cosine": CosineCutoff, "polynomial": PolynomialCutoff}
