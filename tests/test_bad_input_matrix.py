@@ -28,9 +28,9 @@ import yaml
 from ase import Atoms
 from ase.io import write
 from conftest import REPO, shared_file
+from helpers import CUTOFF, PickledCode, lightning_payload, small_model, water_molecule
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_calculator import CUTOFF, small_model
 
 from visnet import ViSNet, load_model, predict, radius_graph, save_model
 from visnet.calculator import ViSNetCalculator
@@ -109,10 +109,6 @@ entry_points = pytest.mark.parametrize("entry", list(ENTRY_POINTS))
 
 
 # --------------------------------------------------------------------------- bad structures
-
-
-def water_molecule(**kwargs) -> Atoms:
-    return Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]], **kwargs)
 
 
 def _with_position(index: int, value: list[float], **kwargs) -> Atoms:
@@ -549,27 +545,6 @@ def test_config_is_parsed_not_executed(tmp_path: Path, capsys) -> None:
 
 
 # --------------------------------------------------------------------------- checkpoint files
-
-
-def lightning_payload(model: ViSNet) -> dict:
-    """What ``visnet fit`` writes into a .ckpt, as far as ``load_model`` reads it."""
-    state = {f"model.{k}": v for k, v in model.state_dict().items()}
-    return {
-        "pytorch-lightning_version": "2.6.0",
-        "state_dict": state,
-        "global_step": 8,
-        "hyper_parameters": {"model_hparams": dict(model.hparams), "metadata": {"dtype": "float64"}},
-    }
-
-
-class PickledCode:
-    """Unpickling this would create ``marker``: the file must be refused before that."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return (Path.touch, (self.marker,))
 
 
 def _save(path: Path, payload: object) -> Path:

@@ -11,24 +11,12 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-from conftest import randomize_biases
+from helpers import CUTOFF, small_model
 
 from visnet import ViSNet, radius_graph, save_model
 from visnet.calculator import NonFiniteResultError, VerletNeighborList, ViSNetCalculator
 from visnet.checkpoint import PRETRAINED_DIR
 from visnet.dynamics import load_structure
-
-CUTOFF = 4.0  # Å
-
-
-def small_model(seed: int = 0, dtype: torch.dtype = torch.float64, **metadata) -> ViSNet:
-    """A random 2-layer ViSNet with trained-like biases (forces ~0.1–1 eV/Å on molecules)."""
-    torch.manual_seed(seed)
-    model = ViSNet(hidden_channels=32, num_layers=2, num_rbf=16, num_heads=4, cutoff=CUTOFF, max_z=10)
-    model = randomize_biases(model.to(dtype), scale=0.2, seed=seed)
-    if metadata:
-        model.metadata = metadata
-    return model
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,7 @@ import torch
 from ase import Atoms
 from ase.io import read
 from conftest import REPO, shared_file
-from test_bad_input_matrix import PickledCode, lightning_payload, water_molecule
-from test_calculator import small_model
+from helpers import PickledCode, lightning_payload, small_model, water_molecule
 
 from visnet import ViSNet, load_model, save_model
 from visnet.atomic import atomic_write_text

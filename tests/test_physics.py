@@ -23,7 +23,7 @@ CONFIGS = [
 ]
 
 
-def small_model(dtype=torch.float64, seed: int = 0, **kwargs) -> ViSNet:
+def physics_model(dtype=torch.float64, seed: int = 0, **kwargs) -> ViSNet:
     torch.manual_seed(seed)
     params = dict(hidden_channels=32, num_layers=3, num_heads=4, num_rbf=16, cutoff=4.0)
     params.update(kwargs)
@@ -44,7 +44,7 @@ def random_rotation(dtype, seed: int = 0, reflect: bool = False) -> torch.Tensor
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 @pytest.mark.parametrize("reflect", [False, True], ids=["rotation", "reflection"])
 def test_rotation_reflection(config, reflect, aspirin, dtype):
-    model = small_model(dtype, **config)
+    model = physics_model(dtype, **config)
     z, pos = aspirin
     pos = pos.to(dtype)
     rot = random_rotation(dtype, reflect=reflect)
@@ -56,7 +56,7 @@ def test_rotation_reflection(config, reflect, aspirin, dtype):
 
 
 def test_translation_and_permutation(aspirin, dtype):
-    model = small_model(dtype, lmax=2)
+    model = physics_model(dtype, lmax=2)
     z, pos = aspirin
     pos = pos.to(dtype)
     out = model(z, pos)
@@ -72,7 +72,7 @@ def test_translation_and_permutation(aspirin, dtype):
 
 @pytest.mark.parametrize("config", CONFIGS[:3], ids=["lmax1", "lmax2", "lmax2-maxmin"])
 def test_forces_match_central_differences(config, ethanol):
-    model = small_model(torch.float64, **config)
+    model = physics_model(torch.float64, **config)
     z, pos = ethanol
     forces = model(z, pos)["forces"]
     h = 1e-5  # central differences: error O(h^2 * E''') ~ 1e-10, rounding O(eps * E / h) ~ 1e-10
@@ -113,15 +113,15 @@ def test_energy_continuous_at_cutoff():
         return float(e[2] - (2 * e[1] - e[0]))
 
     for lmax in (1, 2):
-        smooth = jump(small_model(lmax=lmax, cutoff=cutoff, vector_cutoff=True))
+        smooth = jump(physics_model(lmax=lmax, cutoff=cutoff, vector_cutoff=True))
         assert abs(smooth) < 1e-9, f"lmax={lmax}: jump {smooth:.3e}"
         # Without the vector cutoff (PyG / official code) trained-like biases make E jump at r_c.
-        reference = jump(small_model(lmax=lmax, cutoff=cutoff, vector_cutoff=False))
+        reference = jump(physics_model(lmax=lmax, cutoff=cutoff, vector_cutoff=False))
         assert abs(reference) > 1e-3, f"lmax={lmax}: expected a jump, got {reference:.3e}"
 
 
 def test_far_apart_fragments_add_up(ethanol, aspirin):
-    model = small_model(lmax=2)
+    model = physics_model(lmax=2)
     (z1, p1), (z2, p2) = ethanol, aspirin
     e1 = model(z1, p1)["energy"]
     e2 = model(z2, p2)["energy"]
@@ -130,7 +130,7 @@ def test_far_apart_fragments_add_up(ethanol, aspirin):
 
 
 def test_no_gradient_leaks_between_molecules_of_a_batch(ethanol, aspirin):
-    model = small_model(lmax=2)
+    model = physics_model(lmax=2)
     (z1, p1), (z2, p2) = ethanol, aspirin
     z = torch.cat([z1, z2])
     pos = torch.cat([p1, p2]).requires_grad_(True)  # overlapping in space, separate molecules
@@ -148,7 +148,7 @@ def test_no_gradient_leaks_between_molecules_of_a_batch(ethanol, aspirin):
 def test_isolated_atom_gets_its_atom_reference():
     atomref = torch.zeros(100, dtype=torch.float64)
     atomref[[1, 6, 8]] = torch.tensor([-13.6, -1029.8, -2041.3], dtype=torch.float64)
-    model = small_model(lmax=2)
+    model = physics_model(lmax=2)
     with torch.no_grad():  # set in float64: -2041.3 is not representable at 1e-10 in float32
         model.prior_model.atomref.weight.copy_(atomref.view(-1, 1))
     for z in (1, 6, 8):
@@ -169,7 +169,7 @@ def _periodic_box(dtype):
 
 
 def test_stress_matches_finite_strain():
-    model = small_model(lmax=2)
+    model = physics_model(lmax=2)
     z, pos, cell = _periodic_box(torch.float64)
     out = model(z, pos, cell=cell, compute_stress=True)
     volume = torch.det(cell).abs()
@@ -189,7 +189,7 @@ def test_stress_matches_finite_strain():
 
 
 def test_periodic_forces_match_central_differences():
-    model = small_model(lmax=1)
+    model = physics_model(lmax=1)
     z, pos, cell = _periodic_box(torch.float64)
     forces = model(z, pos, cell=cell)["forces"]
     h = 1e-5
@@ -206,8 +206,8 @@ def test_periodic_forces_match_central_differences():
 
 def test_float32_and_float64_agree_without_touching_default_dtype(aspirin):
     default = torch.get_default_dtype()
-    model64 = small_model(torch.float64, lmax=2)
-    model32 = small_model(torch.float64, lmax=2).float()
+    model64 = physics_model(torch.float64, lmax=2)
+    model32 = physics_model(torch.float64, lmax=2).float()
     z, pos = aspirin
     out64 = model64(z, pos)
     out32 = model32(z, pos.float())
@@ -219,14 +219,14 @@ def test_float32_and_float64_agree_without_touching_default_dtype(aspirin):
 
 
 def test_double_backward_graph_only_in_training(ethanol):
-    model = small_model(lmax=1)
+    model = physics_model(lmax=1)
     z, pos = ethanol
     assert model.eval()(z, pos)["forces"].grad_fn is None
     assert model.train()(z, pos)["forces"].grad_fn is not None
 
 
 def test_compiled_inference_matches_eager(ethanol):
-    model = small_model(lmax=2, num_layers=2)
+    model = physics_model(lmax=2, num_layers=2)
     z, pos = ethanol
     eager = model(z, pos)
     # aot_eager traces the same graphs as inductor without a C++ build (the slow part on CI).
@@ -240,7 +240,7 @@ def test_edge_slices_with_recomputation_give_identical_forces(aspirin, monkeypat
     """Large systems process each layer's edges in slices recomputed in backward; same numbers."""
     import visnet.model.representation as representation
 
-    model = small_model(lmax=2)
+    model = physics_model(lmax=2)
     z, pos = aspirin
     stored = model(z, pos)
     monkeypatch.setattr(representation, "EDGE_CHUNK_BYTES", 1e6)  # ~90 edges per slice here
