@@ -262,7 +262,14 @@ class ViSNetCalculator(Calculator):
         key = (atoms.numbers.tobytes(), np.asarray(atoms.cell).tobytes(), atoms.pbc.tobytes())
         neighbors = member.neighbors.get(pos, cell, pbc, key)
         out = member.model(
-            z, pos, cell=cell, pbc=pbc, compute_forces=True, compute_stress=want_stress, neighbors=neighbors
+            z,
+            pos,
+            cell=cell,
+            pbc=pbc,
+            compute_forces=True,
+            compute_stress=want_stress,
+            neighbors=neighbors,
+            inputs_checked=True,  # check_atoms ran in calculate(): the model checks only coincident atoms
         )
         return _to_ase(out, member, graph=0, atoms_slice=slice(None), want_stress=want_stress)
 

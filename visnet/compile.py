@@ -109,6 +109,7 @@ class CompiledViSNet(nn.Module):
         compute_forces: bool | None = None,
         compute_stress: bool = False,
         neighbors: NeighborList | None = None,
+        inputs_checked: bool = False,
     ) -> dict[str, Tensor]:
         """As ``ViSNet.forward``: z (N,), pos (N, 3) Å, batch (N,), cell (G, 3, 3) Å, pbc (G, 3) ->
         dict with the output key (G,), "forces" (N, 3), "stress"/"virial" (G, 3, 3) when requested."""
@@ -116,7 +117,7 @@ class CompiledViSNet(nn.Module):
         if model.training:
             raise RuntimeError("a compiled ViSNet is for inference: call model.eval() first")
         z, pos, batch, cell, pbc, num_graphs = validation.model_inputs(
-            z, pos, batch, cell, pbc, model.max_z, model.dtype, model.device, model.check_inputs
+            z, pos, batch, cell, pbc, model.max_z, model.dtype, model.device, not inputs_checked
         )
         forces = model.derivative if compute_forces is None else compute_forces
         periodic = cell is not None and bool(pbc.any())
@@ -131,8 +132,7 @@ class CompiledViSNet(nn.Module):
                 z, pos, batch, cell, pbc, compute_forces=forces, compute_stress=compute_stress, neighbors=neighbors
             )
         cell = cell if periodic else None
-        if model.check_inputs:
-            self._check_distances(pos, cell, batch, neighbors)
+        self._check_distances(pos, cell, batch, neighbors)
         graph = (neighbors.edge_index, neighbors.cell_offsets, self._isolated_table(), num_graphs)
         energy_fn = partial(self._compiled_energy, z, batch, graph)
         kwargs = dict(key=model.output_key, forces=forces, stress=compute_stress, create_graph=False)

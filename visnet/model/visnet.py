@@ -106,7 +106,6 @@ class ViSNet(nn.Module):
         self.reduce_op = reduce_op
         self.derivative = derivative
         self.isolated_atom_reference = isolated_atom_reference
-        self.check_inputs = True
         self.representation_model = ViSNetRepresentation(
             **{k: hp[k] for k in inspect.signature(ViSNetRepresentation).parameters}
         )
@@ -162,6 +161,7 @@ class ViSNet(nn.Module):
         compute_forces: bool | None = None,
         compute_stress: bool = False,
         neighbors: NeighborList | None = None,
+        inputs_checked: bool = False,
     ) -> dict[str, Tensor]:
         """Predict energies (or the head's property), forces and stress.
 
@@ -175,6 +175,9 @@ class ViSNet(nn.Module):
             compute_stress: also return the stress (needs a periodic cell).
             neighbors: a precomputed radius graph of this structure **with** self-loops
                 (e.g. reused by the ASE calculator); built here when None.
+            inputs_checked: the caller has validated z and pos already (``visnet.inputs``, as the
+                calculator does): skip the species and finiteness checks. Coincident atoms, which
+                only the model's geometry sees, are always checked.
 
         Returns:
             dict with ``output_key`` (G,) (e.g. "energy" in the training units), "atomic_<key>"
@@ -183,7 +186,7 @@ class ViSNet(nn.Module):
             the dipole head adds "<key>_vector" (G, 3); the vector head returns "<key>" (N, 3).
         """
         z, pos, batch, cell, pbc, num_graphs = validation.model_inputs(
-            z, pos, batch, cell, pbc, self.max_z, self.dtype, self.device, self.check_inputs
+            z, pos, batch, cell, pbc, self.max_z, self.dtype, self.device, not inputs_checked
         )
         forces = self.derivative if compute_forces is None else compute_forces
         periodic = cell is not None and bool(pbc.any())
@@ -208,8 +211,7 @@ class ViSNet(nn.Module):
         """
         edge_index = neighbors.edge_index
         geometry = graph_geometry(pos, cell, batch, edge_index, neighbors.cell_offsets, self.lmax)
-        if self.check_inputs:
-            validation.check_no_coincident_atoms(geometry.distances, edge_index, geometry.self_loop, MIN_DISTANCE)
+        validation.check_no_coincident_atoms(geometry.distances, edge_index, geometry.self_loop, MIN_DISTANCE)
         head = self.output_model
         x, v = self.representation_model(z, geometry)
         per_atom = head.pre_reduce(x, v, z, pos, batch)
