@@ -137,6 +137,25 @@ def test_verlet_list_equals_fresh_build_across_md(model, box, ethanol):
         assert 1 < builds < 30, builds  # the list was reused most of the time and rebuilt when needed
 
 
+def test_verlet_list_ignores_common_shifts_and_rebuilds_for_one_atom(ethanol):
+    """A rigid translation by more than skin / 2 keeps the list (no pair changed); moving the first
+    atom alone by 0.3 Å (> skin / 2 = 0.25 Å) rebuilds it, although in positions relative to that
+    atom (as the calculator passes them) every *other* atom appears to move."""
+    verlet = VerletNeighborList(CUTOFF, 0.5)
+    pos = torch.as_tensor(ethanol.positions)
+    verlet.get(pos, None, None, key=())
+    shifted = pos + torch.tensor([0.4, -0.3, 0.2], dtype=pos.dtype)
+    kept = verlet.get(shifted, None, None, key=())
+    assert verlet.num_builds == 1
+    assert torch.equal(kept.edge_index, radius_graph(shifted, CUTOFF, self_loops=True).edge_index)
+    moved = pos.clone()
+    moved[0, 0] += 0.3
+    relative = moved - moved[0]
+    rebuilt = verlet.get(relative, None, None, key=())
+    assert verlet.num_builds == 2
+    assert torch.equal(rebuilt.edge_index, radius_graph(relative, CUTOFF, self_loops=True).edge_index)
+
+
 # --------------------------------------------------------------------------- units and dtypes
 
 
