@@ -1,9 +1,9 @@
 """Compiled inference: ``torch.compile`` (inductor) of a ViSNet energy function, forces by AOTAutograd.
 
 ``compile_model(model)`` returns a module with the model's call and outputs. The neighbour list,
-input checks and the ``autograd.grad`` of ``visnet.model.forces`` stay eager; the energy function
-(geometry → representation → head → prior → reduce) is compiled with dynamic numbers of atoms and
-edges, and its backward (the forces and stress) is compiled with it by AOTAutograd. Compiling
+input checks, the isolated-atom table and the ``autograd.grad`` of ``visnet.model.forces`` stay
+eager; the model's own energy function ``ViSNet.graph_energy`` (geometry → representation → head →
+prior → reduce, the one ``ViSNet.energy`` runs) is compiled with dynamic numbers of atoms and edges, and its backward (the forces and stress) is compiled with it by AOTAutograd. Compiling
 happens on the first call (about a minute on one CPU core) and its time is printed; inductor's
 on-disk caches (``TORCHINDUCTOR_CACHE_DIR``, default ``~/.cache/visnet/inductor``) make a second
 process start faster. Training is never compiled (forces training needs a double backward).
@@ -26,8 +26,6 @@ from torch import Tensor, nn
 from visnet.model import validation
 from visnet.model.forces import energy_and_derivatives
 from visnet.model.geometry import graph_geometry
-from visnet.model.priors import isolated_atom_outputs
-from visnet.model.readout import reduce_outputs
 from visnet.neighbors import NeighborList, radius_graph
 
 # Distances (Å) below which two distinct atoms are an input error (as ``ViSNet.energy``).
@@ -83,9 +81,8 @@ class CompiledViSNet(nn.Module):
         super().__init__()
         self.model = model
         self.verbose = verbose
-        self._energy = torch.compile(self._energy_graph, dynamic=dynamic, mode=mode, fullgraph=True)
+        self._energy = torch.compile(model.graph_energy, dynamic=dynamic, mode=mode, fullgraph=True)
         self._seen: set[tuple] = set()
-        self._table: tuple[tuple, Tensor] | None = None
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -149,51 +146,19 @@ class CompiledViSNet(nn.Module):
     def _compiled_energy(
         self, z: Tensor, batch: Tensor, graph: tuple, pos: Tensor, cell: Tensor | None
     ) -> dict[str, Tensor]:
+        """The compiled ``ViSNet.graph_energy`` with the isolated-atom table (max_z, 1) indexed by z."""
         edge_index, cell_offsets, table, num_graphs = graph
-        return self._energy(z, pos, cell, batch, edge_index, cell_offsets, table, num_graphs)
-
-    def _energy_graph(
-        self,
-        z: Tensor,
-        pos: Tensor,
-        cell: Tensor | None,
-        batch: Tensor,
-        edge_index: Tensor,
-        cell_offsets: Tensor,
-        table: Tensor | None,
-        num_graphs: int,
-    ) -> dict[str, Tensor]:
-        """The compiled region: ``ViSNet.energy`` with the isolated-atom table (max_z, 1) given
-        (no data-dependent shapes, no Python-side checks). z (N,), pos (N, 3) Å, cell (G, 3, 3) Å."""
-        model = self.model
-        head = model.output_model
-        geometry = graph_geometry(pos, cell, batch, edge_index, cell_offsets, model.lmax)
-        x, v = model.representation_model(z, geometry)
-        per_atom = head.pre_reduce(x, v, z, pos, batch)
-        if not head.reduce_per_molecule:
-            return {model.output_key: per_atom * model.std}
-        if table is not None:
-            per_atom = per_atom - table.index_select(0, z)
-        per_atom = per_atom * model.std
-        if head.takes_prior:
-            per_atom = model.prior_model(per_atom, z)
-        return reduce_outputs(head, per_atom, batch, num_graphs, model.output_key, model.reduce_op, model.mean)
+        isolated = None if table is None else (table, z)
+        return self._energy(z, pos, cell, batch, edge_index, cell_offsets, num_graphs, isolated)
 
     def _isolated_table(self) -> Tensor | None:
-        """(max_z, 1) head outputs of every element as a lone atom (None when the model has no
-        isolated-atom reference); recomputed when a parameter's version changes."""
+        """(max_z, 1) head outputs of every element as a lone atom, computed eagerly (cached by the
+        model while its parameters keep their versions); None when the model has no such reference."""
         model = self.model
-        if not (model.isolated_atom_reference and model.output_model.takes_prior):
+        if not model.uses_isolated_atom_reference:
             return None
-        key = (tuple(p._version for p in model.parameters()), model.dtype, model.device)
-        if self._table is None or self._table[0] != key:
-            elements = torch.arange(model.max_z, device=model.device)
-            with torch.no_grad():
-                table = isolated_atom_outputs(
-                    model.representation_model, model.output_model, model.lmax, model.dtype, elements
-                )
-            self._table = (key, table)
-        return self._table[1]
+        with torch.no_grad():
+            return model.isolated_atom_table()
 
     def _check_distances(self, pos: Tensor, cell: Tensor | None, batch: Tensor, neighbors: NeighborList) -> None:
         """Raise ValueError for coincident atoms (eager, outside the compiled region)."""

@@ -10,6 +10,9 @@ from torch import Tensor, nn
 
 from visnet.model.geometry import isolated_geometry
 
+# Element sets whose isolated-atom tables are kept at once (per parameter version).
+MAX_CACHED_TABLES = 64
+
 
 class Atomref(nn.Module):
     """Trainable per-element reference added to each atom's contribution.
@@ -39,42 +42,54 @@ class IsolatedAtomReference(nn.Module):
     """Subtracts from each atom's head output the output the same element has with no neighbours.
 
     An atom with no neighbours then contributes exactly its Atomref value (a free-atom energy),
-    and separated fragments add up. In eval mode the per-element table is cached while the model's
-    parameters keep their versions; call ``refresh()`` whenever weights change without a version
-    bump (``load_state_dict`` into the tensors, EMA swaps, statistics written with ``copy_``).
-    The module holds no weights; it owns only that cache.
+    and separated fragments add up. The per-element table is computed eagerly (``table``) and
+    the forward only indexes it, so a traced energy function (``torch.compile``, ``torch.export``)
+    takes the table as an input and has no graph break. In eval mode the tables are cached while
+    the model's parameters keep their versions; call ``refresh()`` whenever weights change without
+    a version bump (``load_state_dict`` into the tensors, EMA swaps, statistics written with
+    ``copy_``). The module holds no weights; it owns only that cache.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._cache: tuple[Any, Tensor] | None = None
+        self._cache: tuple[Any, dict[tuple[int, ...], Tensor]] | None = None
 
     def refresh(self) -> None:
-        """Forget the cached table: the next call evaluates the isolated atoms again."""
+        """Forget the cached tables: the next call evaluates the isolated atoms again."""
         self._cache = None
 
-    def forward(
+    def table(
         self,
-        per_atom: Tensor,
-        z: Tensor,
+        elements: Tensor,
         isolated_outputs: Callable[[Tensor], Tensor],
         parameters: Iterable[Tensor],
+        dtype: torch.dtype,
         cache: bool,
     ) -> Tensor:
-        """per_atom (N, 1) head outputs, z (N,) -> per_atom − isolated_outputs(elements)[z] (N, 1).
+        """(K,) atomic numbers -> (K, 1) head outputs of those elements as lone atoms.
 
         Args:
-            isolated_outputs: (K,) distinct atomic numbers -> (K, 1) head outputs of lone atoms.
+            isolated_outputs: (K,) atomic numbers -> (K, 1) head outputs of lone atoms.
             parameters: the model's parameters (their versions key the cache).
-            cache: reuse the table (eval mode: parameters fixed); False always recomputes.
+            dtype: the model's dtype (part of the cache key, with the device of ``elements``).
+            cache: reuse the table (eval mode: parameters fixed); False always recomputes it, with
+                its graph (training: the table depends on the weights).
         """
-        elements, inverse = torch.unique(z, return_inverse=True)
         if not cache:
-            return per_atom - isolated_outputs(elements).index_select(0, inverse)
-        key = (tuple(elements.tolist()), tuple(p._version for p in parameters), per_atom.dtype, per_atom.device)
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, isolated_outputs(elements).detach())
-        return per_atom - self._cache[1].index_select(0, inverse)
+            return isolated_outputs(elements)
+        key = (tuple(p._version for p in parameters), dtype, elements.device)
+        if self._cache is None or self._cache[0] != key or len(self._cache[1]) >= MAX_CACHED_TABLES:
+            self._cache = (key, {})
+        tables = self._cache[1]
+        names = tuple(elements.tolist())
+        if names not in tables:
+            tables[names] = isolated_outputs(elements).detach()
+        return tables[names]
+
+    def forward(self, per_atom: Tensor, table: Tensor, index: Tensor) -> Tensor:
+        """per_atom (N, 1) head outputs, table (K, 1), index (N,) rows of ``table`` ->
+        per_atom − table[index] (N, 1). Traceable: no data-dependent shapes, no cache."""
+        return per_atom - table.index_select(0, index)
 
 
 def isolated_atom_outputs(

@@ -207,23 +207,81 @@ class ViSNet(nn.Module):
     ) -> dict[str, Tensor]:
         """Outputs without derivatives, differentiable in ``pos`` and ``cell`` (None: not periodic).
 
+        The isolated-atom table is looked up eagerly (``isolated_atom_table``), then
+        ``graph_energy`` runs with the coincident-atom check.
+
         Args: z (N,), pos (N, 3) Å, cell (G, 3, 3) Å, batch (N,), neighbors: radius graph with self-loops.
         """
-        edge_index = neighbors.edge_index
-        geometry = graph_geometry(pos, cell, batch, edge_index, neighbors.cell_offsets, self.lmax)
-        validation.check_no_coincident_atoms(geometry.distances, edge_index, geometry.self_loop, MIN_DISTANCE)
+        isolated = None
+        if self.uses_isolated_atom_reference:
+            elements, inverse = torch.unique(z, return_inverse=True)
+            isolated = (self.isolated_atom_table(elements), inverse)
+        edge_index, offsets = neighbors.edge_index, neighbors.cell_offsets
+        return self.graph_energy(z, pos, cell, batch, edge_index, offsets, num_graphs, isolated, check=True)
+
+    def graph_energy(
+        self,
+        z: Tensor,
+        pos: Tensor,
+        cell: Tensor | None,
+        batch: Tensor,
+        edge_index: Tensor,
+        cell_offsets: Tensor,
+        num_graphs: int,
+        isolated: tuple[Tensor, Tensor] | None = None,
+        check: bool = False,
+    ) -> dict[str, Tensor]:
+        """The energy function as a function of tensors: geometry → representation → head →
+        prior → reduce, with no cache and no data-dependent shape (``torch.compile`` and
+        ``torch.export`` trace it in one graph when ``check`` is False).
+
+        Args:
+            z: (N,) atomic numbers. pos: (N, 3) Å. cell: (G, 3, 3) Å, or None (no periodic shifts).
+            batch: (N,) graph index. edge_index: (2, E) with one self-loop per atom.
+            cell_offsets: (E, 3) integer image offsets. num_graphs: G.
+            isolated: (table (K, 1), index (N,)): the isolated-atom outputs of the model
+                (``isolated_atom_table``) and each atom's row in it; None when
+                ``uses_isolated_atom_reference`` is False.
+            check: raise ValueError for coincident atoms (a data-dependent check, eager only).
+
+        Returns:
+            As ``energy``: ``output_key`` (G,) and "atomic_<key>" (N,) (or the head's keys).
+        """
+        geometry = graph_geometry(pos, cell, batch, edge_index, cell_offsets, self.lmax)
+        if check:
+            validation.check_no_coincident_atoms(geometry.distances, edge_index, geometry.self_loop, MIN_DISTANCE)
         head = self.output_model
         x, v = self.representation_model(z, geometry)
         per_atom = head.pre_reduce(x, v, z, pos, batch)
         if not head.reduce_per_molecule:
             return {self.output_key: per_atom * self.std}
-        if self.isolated_atom_reference and head.takes_prior:
-            lone = partial(isolated_atom_outputs, self.representation_model, head, self.lmax, self.dtype)
-            per_atom = self.isolated_reference(per_atom, z, lone, self.parameters(), cache=not self.training)
+        if self.uses_isolated_atom_reference:
+            if isolated is None:
+                raise ValueError("this model subtracts isolated-atom outputs: pass isolated=(table, index)")
+            per_atom = self.isolated_reference(per_atom, *isolated)
         per_atom = per_atom * self.std
         if head.takes_prior:
             per_atom = self.prior_model(per_atom, z)
         return reduce_outputs(head, per_atom, batch, num_graphs, self.output_key, self.reduce_op, self.mean)
+
+    @property
+    def uses_isolated_atom_reference(self) -> bool:
+        """The head's per-atom outputs are offset by each element's isolated-atom output."""
+        head = self.output_model
+        return bool(self.isolated_atom_reference and head.reduce_per_molecule and head.takes_prior)
+
+    def isolated_atom_table(self, elements: Tensor | None = None) -> Tensor:
+        """(K, 1) head outputs of ``elements`` (K,) as atoms with no neighbours (default: every
+        atomic number 0..max_z−1, so ``table[z]`` indexes it), computed eagerly.
+
+        Cached in eval mode while the parameters keep their versions (see
+        ``IsolatedAtomReference.refresh``); in training mode recomputed, differentiable in the
+        weights.
+        """
+        if elements is None:
+            elements = torch.arange(self.max_z, device=self.device)
+        lone = partial(isolated_atom_outputs, self.representation_model, self.output_model, self.lmax, self.dtype)
+        return self.isolated_reference.table(elements, lone, self.parameters(), self.dtype, cache=not self.training)
 
     def num_parameters(self) -> int:
         """Number of trainable parameters."""
