@@ -40,3 +40,18 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
+
+# MACE as a peer row (issue 11): a separate env, outside the package's dependencies. torch is pinned
+# first and again with mace-torch, so pip never swaps in a CUDA build. Measured to install together:
+# torch 2.13.0+cpu, mace-torch 0.3.16, e3nn 0.4.4 (mace-torch's own pin), matscipy 1.3.1.
+PEERS_VENV ?= .venv-peers
+MACE_SPEC ?= mace-torch==0.3.16
+.PHONY: bench-peers
+$(PEERS_VENV)/.installed:
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(PEERS_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)" "$(MACE_SPEC)"
+	touch $@
+
+bench-peers: setup $(PEERS_VENV)/.installed
+	OMP_NUM_THREADS=1 $(PY) scripts/peer_benchmark.py --peers-python $(PEERS_VENV)/bin/python
