@@ -3,7 +3,8 @@
 ``visnet fit|validate|test|predict --config configs/<name>.yaml`` run LightningCLI;
 ``visnet predict`` without ``--config`` predicts properties of SMILES / files / molecules
 (``visnet.predict_cli``); ``visnet evaluate`` prints an error table and writes parity plots;
-``visnet md`` runs molecular dynamics with the ASE calculator. Subcommands import their modules
+``visnet md`` runs molecular dynamics with the ASE calculator; ``visnet export`` writes an AOTInductor
+package (``.pt2``) of an energy model. Subcommands import their modules
 lazily so ``visnet md`` and ``visnet predict`` do not pay for Lightning's import.
 """
 
@@ -19,6 +20,7 @@ commands:
                                     (visnet predict --smiles CCO --model qm9 --output results.csv)
   evaluate                          MAE/RMSE table and parity plots of a model on a data file
   md                                molecular dynamics with a ViSNet model (ASE)
+  export                            AOTInductor package of a model: visnet export model.pt model.pt2
   plot                              learning curves (PNG) of run folders: visnet plot runs/<name>
 
 `visnet <command> --help` shows the options of a command."""
@@ -78,6 +80,10 @@ def _dispatch(argv: list[str]) -> int:
         from visnet.dynamics.cli import main as md_main
 
         return md_main(rest)
+    if command == "export":
+        from visnet.export_cli import main as export_main
+
+        return export_main(rest)
     print(f"visnet: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

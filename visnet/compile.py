@@ -129,7 +129,7 @@ class CompiledViSNet(nn.Module):
                 z, pos, batch, cell, pbc, compute_forces=forces, compute_stress=compute_stress, neighbors=neighbors
             )
         cell = cell if periodic else None
-        self._check_distances(pos, cell, batch, neighbors)
+        check_distances(pos, cell, batch, neighbors)
         graph = (neighbors.edge_index, neighbors.cell_offsets, self._isolated_table(), num_graphs)
         energy_fn = partial(self._compiled_energy, z, batch, graph)
         kwargs = dict(key=model.output_key, forces=forces, stress=compute_stress, create_graph=False)
@@ -160,11 +160,13 @@ class CompiledViSNet(nn.Module):
         with torch.no_grad():
             return model.isolated_atom_table()
 
-    def _check_distances(self, pos: Tensor, cell: Tensor | None, batch: Tensor, neighbors: NeighborList) -> None:
-        """Raise ValueError for coincident atoms (eager, outside the compiled region)."""
-        with torch.no_grad():
-            geometry = graph_geometry(pos, cell, batch, neighbors.edge_index, neighbors.cell_offsets, 1)
-        validation.check_no_coincident_atoms(geometry.distances, neighbors.edge_index, geometry.self_loop, MIN_DISTANCE)
+
+def check_distances(pos: Tensor, cell: Tensor | None, batch: Tensor, neighbors: NeighborList) -> None:
+    """Raise ValueError for coincident atoms (the check ``ViSNet.energy`` makes, run eagerly before a
+    compiled or exported graph). pos (N, 3) Å, cell (G, 3, 3) Å or None, batch (N,)."""
+    with torch.no_grad():
+        geometry = graph_geometry(pos, cell, batch, neighbors.edge_index, neighbors.cell_offsets, 1)
+    validation.check_no_coincident_atoms(geometry.distances, neighbors.edge_index, geometry.self_loop, MIN_DISTANCE)
 
 
 def compile_model(

@@ -19,6 +19,8 @@ from ase.data import chemical_symbols
 from torch import nn
 
 from visnet.checkpoint import load_model, model_metadata
+from visnet.export import is_exported_file
+from visnet.exported_model import ExportedViSNet, load_exported
 from visnet.units import UnitConversion, energy_unit, is_energy_unit
 
 __all__ = [
@@ -87,16 +89,22 @@ def prepare_model(model: ModelLike, device: torch.device, dtype: torch.dtype | N
     """A private eval-mode copy of ``model`` on ``device`` in ``dtype`` and its description.
 
     Args:
-        model: a ViSNet module (deep-copied: the caller's is untouched), a model file or a
-            bundled-model name (loaded).
+        model: a ViSNet module (deep-copied: the caller's is untouched), a model file, an exported
+            package (``.pt2``, ``visnet export``: loaded as ``visnet.exported_model.ExportedViSNet``,
+            which computes in its exported dtype) or a bundled-model name (loaded).
         device: where the copy lives; dtype: its floating dtype (None: as saved / as given).
 
     Raises:
         TypeError: ``model`` is neither a module nor a path/name.
-        ValueError: the metadata records unknown units or elements.
+        ValueError: the metadata records unknown units or elements; a ``.pt2`` written by another
+            torch version or for another device (``visnet.export.ExportError``).
     """
-    if isinstance(model, (str, os.PathLike)):
+    if isinstance(model, (str, os.PathLike)) and is_exported_file(model):
+        module, label = load_exported(model, device=device, dtype=dtype), str(model)
+    elif isinstance(model, (str, os.PathLike)):
         module, label = load_model(model, device=device, dtype=dtype), str(model)
+    elif isinstance(model, ExportedViSNet):
+        module, label = model.for_inputs(device, dtype), model.label
     elif isinstance(model, nn.Module):
         module, label = copy.deepcopy(model).to(device=device, dtype=dtype), type(model).__name__
     else:
