@@ -16,6 +16,7 @@ from ase.md import MDLogger
 from ase.md.md import MolecularDynamics
 from tqdm.auto import tqdm
 
+from visnet.dynamics.thermometer import kinetic_temperature
 from visnet.units import PICOSECOND
 
 __all__ = ["OutputPaths", "Outputs", "ExtxyzWriter", "ThermoRecord", "ProgressBar", "attach_outputs"]
@@ -87,7 +88,9 @@ class ThermoRecord:
     """Time series for plots and drift checks.
 
     Attributes (lists of equal length):
-        time: ps; potential, kinetic, total: eV (whole system); temperature: K.
+        time: ps; potential, kinetic, total: eV (whole system, full-step velocities); temperature: K,
+        the kinetic temperature the integrator samples canonically (``kinetic_temperature``: BAOAB's
+        mid-step velocities, else ``atoms.get_temperature()``).
     """
 
     atoms: Atoms
@@ -101,7 +104,7 @@ class ThermoRecord:
         self.time.append(self.dyn.get_time() / _PS)
         self.potential.append(self.atoms.get_potential_energy())
         self.kinetic.append(self.atoms.get_kinetic_energy())
-        self.temperature.append(self.atoms.get_temperature())
+        self.temperature.append(kinetic_temperature(self.atoms, self.dyn))
 
     @property
     def total(self) -> np.ndarray:
@@ -132,7 +135,9 @@ class ProgressBar:
         self._last = self.dyn.nsteps
         if self.dyn.nsteps % self.every == 0:
             total = self.atoms.get_potential_energy() + self.atoms.get_kinetic_energy()
-            self.bar.set_postfix_str(f"T={self.atoms.get_temperature():.0f} K  E={total:.4f} eV", refresh=False)
+            self.bar.set_postfix_str(
+                f"T={kinetic_temperature(self.atoms, self.dyn):.0f} K  E={total:.4f} eV", refresh=False
+            )
 
     def close(self) -> None:
         self.bar.close()
