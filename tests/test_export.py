@@ -119,6 +119,11 @@ def test_package_for_another_device_is_refused(tmp_path: Path) -> None:
     path = fake_package(tmp_path / "gpu.pt2", device="cuda")
     with pytest.raises(ValueError, match="exported for cuda and cannot run on cpu: export it again with --device cpu"):
         visnet.load_exported(path, device="cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="exported for cuda, and this torch has no CUDA device"):
+            visnet.load_exported(path)
+        with pytest.raises(ValueError, match="this torch has no CUDA device; export with --device cpu"):
+            visnet.export_model(small_model(), path.with_name("new.pt2"), device="cuda")
 
 
 def test_other_pt2_files_are_refused(tmp_path: Path) -> None:

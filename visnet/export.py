@@ -209,7 +209,8 @@ def export_model(
         The path written.
 
     Raises:
-        ExportError: a property model, a wrong suffix, or no C++ compiler (CPU) / Triton (CUDA).
+        ExportError: a property model, a wrong suffix, no CUDA device for ``device="cuda"``, or no
+            C++ compiler (CPU) / Triton (CUDA).
     """
     import copy
 
@@ -218,6 +219,8 @@ def export_model(
         raise ExportError(f"the exported package must end in {SUFFIX}, got {str(path)!r}")
     _check_exportable(model)
     device = torch.device(device) if device is not None else model.device
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ExportError("cannot export the model for cuda: this torch has no CUDA device; export with --device cpu")
     ok, reason = compile_available(device)
     if not ok:
         raise ExportError(f"cannot export the model for {device.type}: {reason}; the eager model file still works")

@@ -240,6 +240,10 @@ def _check_device(meta: dict[str, Any], device: str | torch.device | None, label
             f"{label} was exported for {meta['device']} and cannot run on {wanted}: export it again with "
             f"--device {wanted.type}, or run it on {meta['device']}"
         )
+    if wanted.type == "cuda" and not torch.cuda.is_available():
+        raise ExportError(
+            f"{label} was exported for cuda, and this torch has no CUDA device: export it with --device cpu"
+        )
     return wanted
 
 
