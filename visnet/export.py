@@ -20,13 +20,14 @@ and strain vanish, so one graph serves molecules and periodic systems (stress in
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,15 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from visnet.compile import compile_available
 from visnet.model.forces import energy_and_derivatives
 
-__all__ = ["EXPORT_FORMAT", "ExportError", "export_model", "exported_metadata", "is_exported_file"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "ExportError",
+    "export_metadata",
+    "export_model",
+    "exported_metadata",
+    "is_exported_file",
+    "trace_energy_forces",
+]
 
 EXPORT_FORMAT = "visnet-aoti"
 EXPORT_FORMAT_VERSION = 1
@@ -79,7 +88,7 @@ class _EnergyGraph(nn.Module):
         return out["energy"], out["atomic_energy"]
 
 
-def _derivatives_fn(energy: nn.Module) -> Any:
+def _derivatives_fn(energy: nn.Module) -> Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]]:
     """(inputs as ``INPUT_NAMES``) -> (energy (G,), atomic_energy (N,), forces (N, 3), virial
     (G, 3, 3)): the exported energy inside ``energy_and_derivatives`` (stage 2, traced by make_fx)."""
 
@@ -212,8 +221,6 @@ def export_model(
         ExportError: a property model, a wrong suffix, no CUDA device for ``device="cuda"``, or no
             C++ compiler (CPU) / Triton (CUDA).
     """
-    import copy
-
     path = Path(path)
     if not is_exported_file(path):
         raise ExportError(f"the exported package must end in {SUFFIX}, got {str(path)!r}")
