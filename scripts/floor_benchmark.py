@@ -112,18 +112,6 @@ def watch_memory(cap_gb: float) -> None:
     threading.Thread(target=poll, daemon=True).start()
 
 
-def unsliced_when_compiling(model: visnet.ViSNet) -> None:
-    """Make the compiled graph skip the representation's edge slicing (checkpointed slices inside
-    the graph fail to trace: dynamo cannot lift the slice size's symbol); eager calls still slice."""
-    representation = model.representation_model
-    original = representation._edge_chunk
-
-    def edge_chunk(num_edges: int, x: Tensor) -> int | None:
-        return None if torch.compiler.is_compiling() else original(num_edges, x)
-
-    representation._edge_chunk = edge_chunk
-
-
 def build(config: str, dtype: torch.dtype) -> visnet.ViSNet:
     """The bundled model, or a seeded random model of a ``benchmark.CONFIGS`` configuration."""
     if config == BUNDLED:
@@ -154,15 +142,10 @@ def case_inputs(name: str, dtype: torch.dtype) -> tuple[tuple[Tensor, ...], dict
     return (z, pos, torch.zeros_like(z)), {"cell": cell, "pbc": torch.ones(1, 3, dtype=torch.bool)}
 
 
-def run_case(
-    name: str, dtype: torch.dtype, compiled: bool, repeats: int, eager: bool = True, unsliced: bool = False
-) -> str:
-    """Markdown rows (eager and/or compiled) of one case, floor measured in this process;
-    ``unsliced``: the compiled graph without edge slicing (``unsliced_when_compiling``)."""
+def run_case(name: str, dtype: torch.dtype, compiled: bool, repeats: int, eager: bool = True) -> str:
+    """Markdown rows (eager and/or compiled) of one case, floor measured in this process."""
     config = CASES[name][0]
     model = build(config, dtype)
-    if unsliced:
-        unsliced_when_compiling(model)
     args, kwargs = case_inputs(name, dtype)
     if len(args[0]) > LARGE:
         repeats = min(repeats, 3)
@@ -181,7 +164,7 @@ def run_case(
     lines = []
     for label, m in rows:
         seconds = best_time(lambda m=m: m(*args, **kwargs), repeats)
-        extra = f" (first call {compile_s:.0f} s{', unsliced' if unsliced else ''})" if label == "compiled" else ""
+        extra = f" (first call {compile_s:.0f} s)" if label == "compiled" else ""
         lines.append(
             f"| {name} ({len(args[0])} atoms) | {label}{extra} | {str(dtype)[6:]} | {seconds * 1e3:.1f} | "
             f"{floor * 1e3:.2f} | {seconds / floor:.1f}x | {torch.get_num_threads()} | "
@@ -198,9 +181,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="also time visnet.compile_model")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--no-eager", action="store_true", help="time only the compiled path (with --compile)")
-    parser.add_argument(
-        "--unsliced", action="store_true", help="compiled graph without edge slicing (large systems fail to compile)"
-    )
     parser.add_argument("--memory-cap", type=float, default=16.0, help="stop above this resident memory (GB)")
     args = parser.parse_args(argv)
     watch_memory(args.memory_cap)
@@ -210,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.cases:
         dtype = getattr(torch, args.dtype)
         print(
-            run_case(name, dtype, args.compile, args.repeats, eager=not args.no_eager, unsliced=args.unsliced),
+            run_case(name, dtype, args.compile, args.repeats, eager=not args.no_eager),
             flush=True,
         )
 

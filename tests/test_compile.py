@@ -55,6 +55,27 @@ def test_fallback_without_cxx_compiler_warns_once_and_runs_eagerly(monkeypatch: 
     assert len(caught) == 1 and "C++ compiler" in str(caught[0].message)
 
 
+def test_systems_too_large_for_the_compiled_graph_run_eagerly_sliced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above ``COMPILED_EDGE_BYTES`` (the compiled graph does not slice its edges) a forces call
+    runs the eager model, which slices, with one warning; nothing is compiled for it, and the
+    results are the eager model's exactly."""
+    import visnet.model.representation as representation
+
+    monkeypatch.setattr(vcompile, "COMPILED_EDGE_BYTES", 1e3)
+    monkeypatch.setattr(representation, "EDGE_CHUNK_BYTES", 1e5)  # the eager call slices too
+    model = tiny_model(torch.float64)
+    compiled = vcompile.CompiledViSNet(model, verbose=False)
+    z, pos = molecule(torch.float64, n=12)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first, second = compiled(z, pos), compiled(z, pos + 0.01)
+    assert len(caught) == 1 and "too many for the compiled graph" in str(caught[0].message)
+    assert not compiled._seen  # no compiled signature was used
+    eager = model(z, pos)
+    assert torch.equal(first["energy"], eager["energy"]) and torch.equal(first["forces"], eager["forces"])
+    assert not torch.equal(second["forces"], first["forces"])
+
+
 def test_compiled_model_refuses_training() -> None:
     compiled = vcompile.CompiledViSNet(tiny_model(torch.float64), verbose=False)
     with pytest.raises(RuntimeError, match="inference"):

@@ -244,7 +244,7 @@ def test_edge_slices_with_recomputation_give_identical_forces(aspirin, monkeypat
     z, pos = aspirin
     stored = model(z, pos)
     monkeypatch.setattr(representation, "EDGE_CHUNK_BYTES", 1e6)  # ~90 edges per slice here
-    chunk = model.representation_model._edge_chunk(441, pos)
+    chunk = model.representation_model.edge_chunk(441, pos.dtype)
     assert chunk is not None and chunk < 441
     sliced = model(z, pos)
     torch.testing.assert_close(sliced["energy"], stored["energy"], rtol=1e-12, atol=1e-12)

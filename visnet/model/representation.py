@@ -123,7 +123,7 @@ class ViSNetRepresentation(nn.Module):
         x = self.neighbor_embedding(z, x, edge_index[:, not_loop], rbf[not_loop], cutoff[not_loop])
         f_ij = self.edge_embedding(edge_index, rbf, x)
         vec = torch.zeros(x.size(0), self.num_vectors, x.size(1), dtype=x.dtype, device=x.device)
-        chunk = self._edge_chunk(edge_index.size(1), x)
+        chunk = None if torch.compiler.is_compiling() else self.edge_chunk(edge_index.size(1), x.dtype)
         for layer in self.vis_mp_layers:
             dx, dvec, df_ij = layer(
                 x, vec, edge_index, cutoff, f_ij, d_ij, edge_chunk=chunk, recompute=chunk is not None
@@ -134,13 +134,16 @@ class ViSNetRepresentation(nn.Module):
                 f_ij = f_ij + df_ij
         return self.out_norm(x), self.vec_out_norm(vec)
 
-    def _edge_chunk(self, num_edges: int, x: Tensor) -> int | None:
-        """Edges per slice when forces of a large system would not fit otherwise, else None.
-        Never in training, where forces need the double-backward graph."""
+    def edge_chunk(self, num_edges: int, dtype: torch.dtype, budget: float | None = None) -> int | None:
+        """Edges per slice when the edge activations of a forces call (bytes, as counted here)
+        would exceed ``budget`` (default ``EDGE_CHUNK_BYTES``), else None. Never in training, where forces need the
+        double-backward graph. A compiled graph never slices (``visnet.compile`` runs systems
+        above its own budget eagerly instead)."""
         if self.training or not torch.is_grad_enabled():
             return None
         per_edge = SCALAR_ACTIVATIONS_PER_EDGE + VECTOR_ACTIVATIONS_PER_EDGE * self.num_vectors
-        per_edge *= self.hidden_channels * x.element_size()
-        if num_edges * per_edge <= EDGE_CHUNK_BYTES:
+        per_edge *= self.hidden_channels * torch.empty((), dtype=dtype).element_size()
+        budget = EDGE_CHUNK_BYTES if budget is None else budget
+        if num_edges * per_edge <= budget:
             return None
-        return max(1, int(EDGE_CHUNK_BYTES // per_edge))
+        return max(1, int(budget // per_edge))
