@@ -140,10 +140,13 @@ def memory_check(name: str) -> str | None:
 
 # ----------------------------------------------------------------------------- one case
 def interleaved_times(fns: dict[str, Callable[[], object]], calls: int, budget_s: float) -> dict[str, list[float]]:
-    """Wall times (s) of each path, timed round-robin (one call of each path per round) so that load
-    drift and ordering hit all paths alike: ``WARMUP`` warm-up calls each (one when a call takes over
-    a third of the budget), then up to ``calls`` rounds, at least ``MIN_CALLS``, and no new round once
-    ``budget_s`` seconds per path have passed."""
+    """Wall times (s) of each path, timed round-robin (one call of each path per round, the order
+    rotated by one each round) so that load drift hits all paths alike. The cyclic order stays, so the
+    exported full call always runs right after an eager one, which costs it ~0.5–1 s at 1,029 waters
+    (the freed eager graph's memory faulted in again; measured with the two exported calls swapped):
+    ``WARMUP`` warm-up calls each (one when a call takes over a third of the budget), then up to
+    ``calls`` rounds, at least ``MIN_CALLS``, and no new round once ``budget_s`` seconds per path
+    have passed."""
     for fn in fns.values():
         for _ in range(WARMUP):
             begin = time.perf_counter()
@@ -154,9 +157,10 @@ def interleaved_times(fns: dict[str, Callable[[], object]], calls: int, budget_s
     start = time.perf_counter()
     rounds = 0
     while rounds < calls and (rounds < MIN_CALLS or time.perf_counter() - start < budget_s * len(fns)):
-        for label, fn in fns.items():
+        labels = list(fns)[rounds % len(fns) :] + list(fns)[: rounds % len(fns)]  # rotated each round
+        for label in labels:
             begin = time.perf_counter()
-            fn()
+            fns[label]()
             times[label].append(time.perf_counter() - begin)
         rounds += 1
     return times
@@ -288,9 +292,8 @@ LEFT = {
     "neighbour list outside the graph ({graph_ms:.1f} ms timed alone) and its layout; with the list given "
     "(as in MD) the ratio is {given:.1f}×.",
     "unexplained": "The neighbour list explains only {graph_ms:.1f} ms of that gap; the other {rest_ms:.1f} ms "
-    "is the same compiled graph on the same inputs and is not explained by this run ({calls} calls on a shared "
-    "machine; in each round the full call follows the eager one, which has just freed its own large graph), so "
-    "the NL-given ratio is the better estimate.",
+    "is the same compiled graph on the same inputs, slowed by running right after an eager call (see above; "
+    "{calls} calls), so the NL-given ratio is the better estimate.",
     "small": "At 21 atoms the rest is fixed per-call cost outside the matmuls: input checks, the runner's "
     "dispatch and the elementwise kernels around {linears} small linears, each a few microseconds, a "
     "visible share of a call of a few milliseconds.",
@@ -367,9 +370,12 @@ def markdown(rows: list[dict[str, Any]], md: dict[str, Any] | None, command: str
         "*exported*: `visnet.load_exported(pkg)` called the same way (neighbour list and input checks eager, "
         "energy + forces + virial in the compiled graph). *floor*: the model's own `F.linear` calls of one eager "
         "call at its shapes, replayed alone, forward + input-gradient backward "
-        "(`scripts/floor_benchmark.py`'s `floor_time`), sampled in the same round-robin as the paths (each sample "
-        "the faster of two replays) and the fastest sample reported. Medians of the given number of calls after warm-up, the "
-        "four paths of a case timed round-robin (one call of each per round), so load drift hits them alike. Cases: "
+        "(`scripts/floor_benchmark.py`'s `floor_time`), sampled in the same round-robin as the paths (each "
+        "sample the faster of two replays) and the fastest sample reported. Medians of the given number of calls "
+        "after warm-up, the four paths of a case timed round-robin (one call of each per round, the order rotated "
+        "each round), so load drift hits them alike; the cyclic order stays, so the exported full call always runs "
+        "right after an eager call, which slows it while the freed eager graph's memory is faulted in again "
+        "(~0.5–1 s per call at 1,029 waters, measured separately with the two exported calls swapped). Cases: "
         + "; ".join(f"`{c}` = {label}" for c, label in CONFIG_LABELS.items())
         + ". Aspirins 20 Å apart (no edges between copies); water is a periodic box at 1 g/cm³.",
         "",
