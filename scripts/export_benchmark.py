@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 from floor_benchmark import LinearRecorder, build, floor_time, structure  # noqa: E402
 from load_test import water_box  # noqa: E402
+from markdown_section import replace_section  # noqa: E402
 from peer_benchmark import MIN_CALLS, WARMUP, time_calls  # noqa: E402
 
 import visnet  # noqa: E402
@@ -441,17 +442,6 @@ def markdown(rows: list[dict[str, Any]], md: dict[str, Any] | None, command: str
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the block between the export-benchmark markers in ``path`` (append it when absent)."""
-    text = path.read_text()
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, run the cases and the MD, write the section."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -476,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.output == "-":
         print(section)
     else:
-        write_section(Path(args.output), section)
+        replace_section(Path(args.output), START, END, section)
         print(f"wrote the export-benchmark section of {args.output}")
 
 

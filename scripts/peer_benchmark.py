@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from capped_subprocess import rss_gb
+from markdown_section import replace_section
 
 REPO = Path(__file__).resolve().parents[1]
 PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"
@@ -310,17 +312,6 @@ def run_mace(
     raise SystemExit(f"MACE worker failed for {name} (exit {proc.returncode}):\n{stderr[-3000:]}")
 
 
-def rss_gb(pid: int) -> float:
-    """Resident memory of process ``pid`` (GB; 0 once it has gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024**2
-    except OSError:
-        pass
-    return 0.0
-
-
 # ----------------------------------------------------------------------------- report
 def markdown(rows: list[tuple[str, dict[str, Any], dict[str, Any]]], command: str, dtype: str) -> str:
     """The BENCHMARKS.md section (between the peers markers) for the measured rows."""
@@ -391,17 +382,6 @@ def markdown(rows: list[tuple[str, dict[str, Any], dict[str, Any]]], command: st
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the block between the peers markers in ``path`` (append it when absent)."""
-    text = path.read_text()
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments; run the MACE worker, or the whole benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] + " " + __doc__.splitlines()[1])
@@ -451,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.output == "-":
         print(section)
     else:
-        write_section(Path(args.output), section)
+        replace_section(Path(args.output), START, END, section)
         print(f"wrote the peers section of {args.output}")
 
 
