@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+import visnet
 from visnet import ViSNet, load_model, save_model
 
 REFERENCE = Path(__file__).parent / "data" / "regression_reference.json"
@@ -22,6 +28,9 @@ def deterministic_model(**kwargs) -> ViSNet:
             idx = torch.arange(p.numel(), dtype=torch.float64)
             p.copy_((0.3 * torch.sin(0.37 * idx + k)).view_as(p))
     return model.eval()
+
+
+SMALL = ViSNet(hidden_channels=8, num_layers=1, num_heads=2, num_rbf=4, cutoff=3.0, lmax=1)
 
 
 def test_round_trip(tmp_path, ethanol):
@@ -120,7 +129,7 @@ def test_metadata_paths_and_numpy_values_are_stored_as_plain_data(tmp_path):
 def test_metadata_that_cannot_be_stored_is_refused_naming_the_key(tmp_path):
     import numpy as np
 
-    with pytest.raises(ValueError, match=r"metadata 'extra.when': a set cannot be stored"):
+    with pytest.raises(ValueError, match=r"metadata 'extra.when': a value of type set cannot be stored"):
         save_model(deterministic_model(), tmp_path / "m.pt", extra={"when": {1, 2}})
     with pytest.raises(ValueError, match=r"metadata 'big': an array of 2000000 elements"):
         save_model(deterministic_model(), tmp_path / "m.pt", big=np.zeros(2_000_000, dtype=np.uint8))
@@ -186,3 +195,117 @@ def test_version_comes_from_the_installed_distribution(tmp_path):
     payload = torch.load(save_model(deterministic_model(), tmp_path / "m.pt"), weights_only=True)
     assert payload["metadata"]["visnet_version"] == importlib.metadata.version("visnet")
     assert "mean" not in payload["hyperparameters"] and "std" not in payload["hyperparameters"]
+
+
+# ---------------------------------------------- red-team round 3, item 4: saved means loadable
+class Colour(enum.Enum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+# Values a user may put in metadata, paired with the plain value that must come back.
+LOOK_ALIKES = [
+    (np.float64(1.5), 1.5),
+    (np.mean([1.0, 2.0]), 1.5),
+    (np.float32(0.25), 0.25),
+    (np.longdouble(2.5), 2.5),
+    (np.int16(-3), -3),
+    (np.bool_(True), True),
+    (np.str_("eV"), "eV"),
+    (Colour.RED, "red"),
+    (Level.HIGH, 3),
+    (np.datetime64("2024-05-06T07:08:09"), "2024-05-06T07:08:09"),
+    (datetime.datetime(2024, 5, 6, 7, 8), "2024-05-06T07:08:00"),
+    (Path("/data/x.npz"), "/data/x.npz"),
+    ((1, np.int8(2)), [1, 2]),
+    (np.array([1.5, 2.5]), [1.5, 2.5]),
+    (np.array(["2024-01-01T00:00:00.000000001"], dtype="datetime64[ns]"), ["2024-01-01T00:00:00.000000001"]),
+]
+
+
+def _nested(draw_path: list[str], value):
+    for key in reversed(draw_path):
+        value = {np.str_(key): value}
+    return value
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    case=st.sampled_from(LOOK_ALIKES),
+    path=st.lists(st.sampled_from(["a", "b", "run"]), min_size=0, max_size=3),
+    in_list=st.booleans(),
+)
+def test_every_storable_metadata_value_round_trips(tmp_path_factory, case, path, in_list):
+    """Float/str/int subclasses, enums, datetimes and arrays at any depth are stored as the plain
+    value: load_model reads back exactly it (and its exact built-in type)."""
+    given_value, plain = case
+    value = [given_value] if in_list else given_value
+    target = tmp_path_factory.mktemp("meta") / "m.pt"
+    loaded = load_model(save_model(SMALL, target, extra=_nested(path, value)))
+    got = loaded.metadata["extra"]
+    for key in path:
+        got = got[key]
+    expected = [plain] if in_list else plain
+    assert got == expected and type(got) is type(expected)
+    if isinstance(expected, list):
+        assert [type(v) for v in got] == [type(v) for v in expected]
+
+
+def test_units_with_numpy_strings_or_as_pairs_load(tmp_path):
+    for units in ({"energy": np.str_("kcal/mol"), np.str_("length"): "Å"}, [("energy", "kcal/mol"), ("length", "Å")]):
+        loaded = load_model(save_model(SMALL, tmp_path / "m.pt", units=units))
+        assert loaded.metadata["units"] == {"energy": "kcal/mol", "length": "Å"}
+        assert all(type(k) is str and type(v) is str for k, v in loaded.metadata["units"].items())
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({"units": {"energy": 1.0}}, r"metadata 'units.energy': unit names are strings"),
+        ({"units": "eV"}, r"metadata 'units': expected a dict"),
+        ({"extra": {"run": {1: "x"}}}, r"metadata 'extra.run': keys must be strings, got 1"),
+        ({"extra": [object()]}, r"metadata 'extra\[0\]': a value of type object cannot be stored"),
+        ({"big": np.longdouble("1e4000")}, r"metadata 'big': .* beyond the float64 range"),
+    ],
+)
+def test_metadata_load_model_could_not_read_is_refused_before_writing(tmp_path, metadata, message):
+    with pytest.raises(ValueError, match=message):
+        save_model(SMALL, tmp_path / "m.pt", **metadata)
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
+
+
+def test_compiled_models_save_the_eager_model(tmp_path, ethanol):
+    """compile_model and torch.compile wrappers save the same keys as the model itself; the file
+    loads and gives the eager model's outputs exactly."""
+    model = deterministic_model()
+    plain = torch.load(save_model(model, tmp_path / "plain.pt"), weights_only=True)
+    z, pos = ethanol
+    for name, wrapped in (("visnet", visnet.compile_model(model, verbose=False)), ("torch", torch.compile(model))):
+        path = save_model(wrapped, tmp_path / f"{name}.pt")
+        assert torch.load(path, weights_only=True)["state_dict"].keys() == plain["state_dict"].keys()
+        out, again = model(z, pos), load_model(path)(z, pos)
+        torch.testing.assert_close(again["energy"], out["energy"], rtol=0, atol=0)
+
+
+def test_modules_without_weights_of_a_visnet_are_refused(tmp_path):
+    from visnet.exported_model import ExportedViSNet
+
+    exported = ExportedViSNet(None, {"dtype": "float64", "device": "cpu", "cutoff": 4.0}, "x.pt2")
+    with pytest.raises(
+        ValueError, match=r"exported package \(\.pt2\) holds compiled code, not weights; save the model"
+    ):
+        save_model(exported, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="expected a visnet.ViSNet, got a Linear"):
+        save_model(torch.nn.Linear(2, 2), tmp_path / "m.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_is_not_a_model_file_name(tmp_path):
+    (tmp_path / "existing").mkdir()
+    for name in (f"{tmp_path / 'newdir'}/", str(tmp_path / "existing")):
+        with pytest.raises(ValueError, match=r"is a folder; give a file name such as .*model\.pt"):
+            save_model(SMALL, name)
+    assert not (tmp_path / "newdir").exists() and list((tmp_path / "existing").iterdir()) == []

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
 import importlib.metadata
 import math
 import numbers
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 
 from visnet.atomic import atomic_open
+from visnet.compile import CompiledViSNet
 from visnet.model import ViSNet
 from visnet.model.hyperparameters import with_legacy_defaults
 
@@ -40,38 +43,81 @@ def _package_version() -> str:
 
 
 def plain_metadata(value: Any, key: str = "metadata") -> Any:
-    """``value`` as plain data a ``weights_only`` load accepts: paths become strings, NumPy scalars
-    and arrays Python numbers and lists, tensors are detached to the CPU.
+    """``value`` as plain data a ``weights_only`` load accepts, at any depth.
+
+    Exact built-in types are kept; subclasses and look-alikes become them: NumPy scalars, float/
+    int/str subclasses (``np.float64``, ``np.str_``, ``np.longdouble``) and enums (their value)
+    the plain number or string, paths and datetimes (``np.datetime64`` too) strings, tuples and
+    arrays lists; tensors are detached, copied and moved to the CPU.
 
     Raises:
         ValueError: naming ``key`` (dotted for nested entries) for anything else (objects, sets,
-            object arrays, non-string dict keys) or an array of more than ``MAX_METADATA_ELEMENTS``.
+            object arrays, non-string dict keys, a ``longdouble`` beyond float64) or an array of
+            more than ``MAX_METADATA_ELEMENTS``.
     """
-    if value is None or isinstance(value, (str, bool, int, float)):
+    if value is None or type(value) in (str, bool, int, float, complex, bytes):
         return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
+    if isinstance(value, enum.Enum):
+        return plain_metadata(value.value, key)
     if isinstance(value, (np.ndarray, torch.Tensor)):
-        count = value.size if isinstance(value, np.ndarray) else value.numel()
-        if count > MAX_METADATA_ELEMENTS:
-            raise ValueError(f"metadata {key!r}: an array of {count} elements (at most {MAX_METADATA_ELEMENTS})")
-    if isinstance(value, np.generic) and not isinstance(value, np.object_):
-        return value.item()
-    if isinstance(value, np.ndarray) and value.dtype != object:
-        return value.tolist()
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
+        return _plain_array(value, key)
     if isinstance(value, dict):
-        bad = [k for k in value if not isinstance(k, str)]
-        if bad:
-            raise ValueError(f"metadata {key!r}: keys must be strings, got {bad[0]!r}")
-        return {k: plain_metadata(v, f"{key}.{k}") for k, v in value.items()}
+        return {_plain_key(k, key): plain_metadata(v, f"{key}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain_metadata(v, f"{key}[{i}]") for i, v in enumerate(value)]
-    raise ValueError(
-        f"metadata {key!r}: a {type(value).__name__} cannot be stored in a model file "
-        "(strings, numbers, booleans, None, lists, dicts, arrays and tensors can)"
-    )
+    plain = _plain_scalar(value, key)
+    if plain is _NOT_PLAIN:
+        raise ValueError(
+            f"metadata {key!r}: a value of type {type(value).__name__} cannot be stored in a model file "
+            "(strings, numbers, booleans, None, lists, dicts, arrays and tensors can)"
+        )
+    return plain
+
+
+_NOT_PLAIN = object()
+
+
+def _plain_scalar(value: Any, key: str) -> Any:
+    """The built-in str/bool/int/float/complex of a scalar look-alike, or ``_NOT_PLAIN``."""
+    if isinstance(value, (str, os.PathLike)):
+        return str.__str__(value) if isinstance(value, str) else os.fspath(value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (np.datetime64, np.timedelta64, datetime.timedelta)):
+        return str(value)
+    if isinstance(value, bytes):
+        return bytes(value)
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        plain = float(value)
+        if math.isinf(plain) and not np.isinf(value):
+            raise ValueError(f"metadata {key!r}: {value!r} is beyond the float64 range and cannot be stored")
+        return plain
+    if isinstance(value, numbers.Complex):
+        return complex(value)
+    return _NOT_PLAIN
+
+
+def _plain_key(name: Any, key: str) -> str:
+    """A dict key as a built-in str (``np.str_`` and other str subclasses converted)."""
+    if isinstance(name, str):
+        return str.__str__(name)
+    raise ValueError(f"metadata {key!r}: keys must be strings, got {name!r} ({type(name).__name__})")
+
+
+def _plain_array(value: np.ndarray | torch.Tensor, key: str) -> list | torch.Tensor:
+    """A NumPy array as (nested) plain lists, a tensor as a detached CPU copy."""
+    count = value.size if isinstance(value, np.ndarray) else value.numel()
+    if count > MAX_METADATA_ELEMENTS:
+        raise ValueError(f"metadata {key!r}: an array of {count} elements (at most {MAX_METADATA_ELEMENTS})")
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()  # a clone: a view would save its whole storage
+    if value.dtype.kind in "mM":  # datetime64/timedelta64: tolist() gives integers for ns units
+        value = value.astype(str)
+    return plain_metadata(value.tolist(), key)  # object, datetime, longdouble arrays: element by element
 
 
 def model_metadata(model: nn.Module) -> dict[str, Any]:
@@ -88,38 +134,83 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def save_model(model: ViSNet, path: str | os.PathLike, **metadata: Any) -> Path:
-    """Write ``model`` as a plain-dict file (atomically).
+def save_model(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> Path:
+    """Write ``model`` as a plain-dict file (atomically); whatever it writes ``load_model`` reads.
 
     Args:
-        model: the ViSNet to save.
-        path: destination file (conventionally ``.pt``).
+        model: the ViSNet to save; a compiled one (``visnet.compile_model`` or ``torch.compile``)
+            saves the eager model it wraps (the same file as saving that model).
+        path: destination file (conventionally ``.pt``); not a folder or a name ending in a separator.
         **metadata: merged over ``model.metadata``; e.g. ``units={"energy": "kcal/mol",
-            "length": "Å"}``, ``training_data=...``. Cutoff, dtype and package version are added.
-            Paths, NumPy scalars and arrays are stored as plain values (``plain_metadata``).
+            "length": "Å"}`` (a dict of unit names, or a list of (quantity, unit) pairs),
+            ``training_data=...``. Cutoff, dtype and package version are added. Stored as plain
+            values, at any depth (see ``plain_metadata``).
 
     Returns:
         The path written.
 
     Raises:
-        ValueError: metadata that cannot be stored (naming its key), or a model on the meta device.
+        ValueError: metadata that cannot be stored (naming its key), a model that is not a ViSNet
+            (an exported ``.pt2`` package holds no weights), a model on the meta device, or a
+            ``path`` naming a folder. Nothing is written then.
         OSError: the file cannot be written (a full disk says "no space left" and names it).
     """
-    meta = model_metadata(model)
+    meta = model_metadata(model)  # before unwrapping: metadata set on a compiled wrapper counts
+    model = _eager_model(model)
+    _check_destination(path)
     meta.update(metadata)
     meta.update(cutoff=model.cutoff, dtype=str(model.dtype).removeprefix("torch."), visnet_version=_package_version())
     meta = {k: plain_metadata(v, k) for k, v in meta.items()}
+    meta["units"] = _plain_units(meta["units"])
     if model.device.type == "meta":
         raise ValueError("the model is on the meta device: it has no weights to save (build or load it on a device)")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "hyperparameters": dict(model.hparams),
+        "hyperparameters": plain_metadata(dict(model.hparams), "hyperparameters"),
         "state_dict": state,
         "metadata": meta,
     }
     return atomic_save(payload, path)
+
+
+def _eager_model(model: nn.Module) -> ViSNet:
+    """The ``ViSNet`` whose weights ``save_model`` writes: ``model`` itself or the eager model a
+    compiled wrapper holds; ValueError for anything else."""
+    if isinstance(model, CompiledViSNet):
+        model = model.model
+    if isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile(model): an OptimizedModule
+        model = model._orig_mod
+    if isinstance(model, ViSNet):
+        return model
+    if type(model).__name__ == "ExportedViSNet":
+        raise ValueError(
+            "save_model: an exported package (.pt2) holds compiled code, not weights; "
+            "save the model it was exported from (visnet export reads model files, not packages)"
+        )
+    raise ValueError(f"save_model: expected a visnet.ViSNet, got a {type(model).__name__}")
+
+
+def _check_destination(path: str | os.PathLike) -> None:
+    """A model file name, not a folder (existing, or named with a trailing separator)."""
+    name = os.fspath(path)
+    if Path(name).is_dir() or name.endswith((os.sep, "/")) or (os.altsep and name.endswith(os.altsep)):
+        raise ValueError(
+            f"save_model: {name!r} is a folder; give a file name such as {os.path.join(name, 'model.pt')!r}"
+        )
+
+
+def _plain_units(units: Any) -> dict[str, str]:
+    """``units`` (stored metadata) as a dict of quantity -> unit name; a list of pairs becomes one."""
+    if isinstance(units, list) and all(isinstance(pair, list) and len(pair) == 2 for pair in units):
+        units = dict(units)
+    if not isinstance(units, dict):
+        raise ValueError(f"metadata 'units': expected a dict like {DEFAULT_UNITS}, got {units!r}")
+    for quantity, unit in units.items():
+        if not isinstance(quantity, str) or not isinstance(unit, str):
+            raise ValueError(f"metadata 'units.{quantity}': unit names are strings, got {unit!r} for {quantity!r}")
+    return units
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

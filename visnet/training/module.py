@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
+from visnet.checkpoint import plain_metadata
 from visnet.data.qm9 import head_for_target
 from visnet.data.statistics import Statistics
 from visnet.model import ViSNet
@@ -74,6 +75,8 @@ class ViSNetModule(pl.LightningModule):
         **architecture: Any,
     ) -> None:
         super().__init__()
+        # checkpoints are read back with weights_only=True: only plain values may go into them
+        metadata = plain_metadata(metadata, "model.metadata") if metadata is not None else None
         self.save_hyperparameters()
         given = sorted(set(architecture) & {*STATISTICS, "output_key", "derivative"})
         if given:
@@ -128,7 +131,7 @@ class ViSNetModule(pl.LightningModule):
             standardize=self.hparams.standardize,
         )
         self.apply_statistics(stats)
-        self.hparams["metadata"] = {**datamodule.metadata(), **(self.hparams.metadata or {})}
+        self.hparams["metadata"] = plain_metadata({**datamodule.metadata(), **(self.hparams.metadata or {})})
         self.model.metadata = dict(self.hparams["metadata"])
 
     def _check_data(self, datamodule) -> None:
