@@ -224,6 +224,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path} is a folder, not a model file (a run folder holds model.pt)")
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
+    _refuse_package(path)
     _check_file_size(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -235,6 +236,17 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ValueError(f"{path} is not a ViSNet model file (top level is {type(payload).__name__}, not a dict)")
     return payload
+
+
+def _refuse_package(path: Path) -> None:
+    """ValueError for an exported package (recognised by content): not a model file, and not corrupted."""
+    from visnet.export import is_exported_file
+
+    if is_exported_file(path):
+        raise ValueError(
+            f"{path} is an exported package (visnet export), not a model file: load it with "
+            f"visnet.load_exported({str(path)!r}) or pass it as model= / --model; export needs the model file (.pt)"
+        )
 
 
 def _check_file_size(path: Path) -> None:
