@@ -122,9 +122,11 @@ class _Member:
     neighbors: VerletNeighborList
 
 
-def _make_member(model: ModelLike, device: torch.device, dtype: torch.dtype, skin: float) -> _Member:
+def _make_member(
+    model: ModelLike, device: torch.device, dtype: torch.dtype, skin: float, trust_package: bool = False
+) -> _Member:
     """The private copy of ``model``; ValueError naming the property of a non-energy model."""
-    module, info = prepare_model(model, device, dtype)
+    module, info = prepare_model(model, device, dtype, trust_package=trust_package)
     require_energy_model(info, "the calculator (and MD)")
     return _Member(module, info, VerletNeighborList(module.cutoff, skin / info.units.length))
 
@@ -168,6 +170,9 @@ class ViSNetCalculator(Calculator):
     (3D-periodic systems only).
 
     Thread safety: one calculator may be shared by several threads; property requests and
+        trust_package: load exported packages (``.pt2``) that were not built on this machine:
+            a package holds native code that runs when it is loaded (like
+            ``torch.load(weights_only=False)``); only for packages from a source you trust.
     calculations are serialised by a lock (they run one at a time, each on its own structure).
     """
 
@@ -191,7 +196,8 @@ class ViSNetCalculator(Calculator):
         if not skin >= 0:
             raise ValueError(f"skin must be >= 0 Å, got {skin}")
         specs = _member_specs(model, model_path, committee)
-        self.members = [_make_member(spec, self.device, self.dtype, float(skin)) for spec in specs]
+        self.members = [_make_member(spec, self.device, self.dtype, float(skin), trust_package) for spec in specs]
+        trust_package: bool = False,
         if compile:  # visnet.compile_model: compiled energy + forces (eager fallback with a warning)
             for member in self.members:
                 member.model = compile_model(member.model)

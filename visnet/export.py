@@ -37,6 +37,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from visnet.compile import compile_available
 from visnet.model.forces import energy_and_derivatives
+from visnet.package_safety import MAX_METADATA_BYTES, read_member, record_package
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -44,6 +45,7 @@ __all__ = [
     "export_metadata",
     "export_model",
     "exported_metadata",
+    "has_package_suffix",
     "is_exported_file",
     "trace_energy_forces",
 ]
@@ -59,15 +61,43 @@ SUFFIX = ".pt2"
 #   last | cell_offsets (E, 3) | cell (G, 3, 3), zeros for molecules.
 # Outputs: energy (G,) | atomic_energy (N,) | forces (N, 3) | virial (G, 3, 3).
 INPUT_NAMES = ("z", "pos", "batch", "edge_index", "cell_offsets", "cell")
+# What the loader reads from the metadata, with its type.
+_METADATA_TYPES = {
+    "cutoff": (int, float),
+    "max_z": int,
+    "elements": list,
+    "dtype": str,
+    "device": str,
+    "torch_version": str,
+    "hyperparameters": dict,
+}
 
 
 class ExportError(ValueError):
     """A model that cannot be exported, or a ``.pt2`` that cannot be loaded here (message for users)."""
 
 
+def has_package_suffix(path: str | os.PathLike) -> bool:
+    """Whether ``path`` ends in ``.pt2`` (any case)."""
+    return str(path).lower().endswith(SUFFIX)
+
+
 def is_exported_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` names an exported package (by its ``.pt2`` suffix)."""
-    return str(path).endswith(SUFFIX)
+    """Whether ``path`` is an exported (PT2) package: recognised by its contents when it is a file
+    (a zip with a compiled library or PT2 markers, not a ``torch.save`` file, whatever its name),
+    else by its ``.pt2`` suffix (any case)."""
+    path = Path(path)
+    if not path.is_file():
+        return has_package_suffix(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+    if any(name.endswith("/data.pkl") for name in names):  # torch.save's archive: a model file
+        return False
+    markers = (f"/extra/{METADATA_NAME}", "/archive_format", ".so")
+    return any(name.endswith(markers) for name in names)
 
 
 class _EnergyGraph(nn.Module):
@@ -222,7 +252,7 @@ def export_model(
             C++ compiler (CPU) / Triton (CUDA).
     """
     path = Path(path)
-    if not is_exported_file(path):
+    if not has_package_suffix(path):
         raise ExportError(f"the exported package must end in {SUFFIX}, got {str(path)!r}")
     _check_exportable(model)
     device = torch.device(device) if device is not None else model.device
@@ -236,6 +266,10 @@ def export_model(
     program = trace_energy_forces(model)
     meta = export_metadata(model)
     text = json.dumps(meta, sort_keys=True)
+    if len(text.encode()) > MAX_METADATA_BYTES:  # never write a package its loader refuses
+        raise ExportError(
+            f"the model's metadata takes {len(text.encode())} bytes as JSON, at most {MAX_METADATA_BYTES}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         package = os.path.join(tmp, path.name)
@@ -243,6 +277,7 @@ def export_model(
             program, package_path=package, inductor_configs={"aot_inductor.metadata": {METADATA_KEY: text}}
         )
         _add_metadata(package, text)
+        record_package(package, name=path)  # built here: loads without trust_package
         os.replace(package, path)
     if verbose:
         print(f"visnet: exported the model to {path} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
@@ -257,23 +292,39 @@ def _add_metadata(package: str, text: str) -> None:
         archive.writestr(f"{root}/extra/{METADATA_NAME}", text)
 
 
-def exported_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata stored in an exported package (without loading its compiled code).
-
-    Raises:
-        FileNotFoundError: no such file. ExportError: not a package written by ``export_model``.
-    """
+def check_package_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path; FileNotFoundError if missing, ExportError if a folder."""
     path = Path(path)
+    if path.is_dir():
+        raise ExportError(f"{path} is a folder, expected an exported package file (.pt2, visnet export)")
     if not path.is_file():
         raise FileNotFoundError(f"no such exported model: {path}")
+    return path
+
+
+def exported_metadata(path: str | os.PathLike, label: str | None = None) -> dict[str, Any]:
+    """The metadata stored in an exported package (read bounded, without loading its compiled code);
+    ``label`` names the file in messages (default ``path``).
+
+    Raises:
+        FileNotFoundError: no such file. ExportError: a folder, or not a package written by
+            ``export_model``; PackageError (an ExportError's sibling ValueError): metadata over
+            ``MAX_METADATA_BYTES``.
+    """
+    path = check_package_path(path)
+    label = label or str(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_NAME}")]
-            if not names:
-                raise ExportError(f"{path} is a PT2 package but not one written by visnet export")
-            meta = json.loads(archive.read(names[0]))
-    except (zipfile.BadZipFile, json.JSONDecodeError) as err:
-        raise ExportError(f"{path} is not an exported ViSNet package ({err})") from None
-    if meta.get("format") != EXPORT_FORMAT:
-        raise ExportError(f"{path} is not an exported ViSNet package (format {meta.get('format')!r})")
+            infos = [i for i in archive.infolist() if i.filename.endswith(f"/extra/{METADATA_NAME}")]
+            if not infos:
+                raise ExportError(f"{label} is a PT2 package but not one written by visnet export")
+            meta = json.loads(read_member(archive, infos[0], MAX_METADATA_BYTES, label))
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ExportError(f"{label} is not an exported ViSNet package ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != EXPORT_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ExportError(f"{label} is not an exported ViSNet package (format {found!r})")
+    wrong = [k for k, kind in _METADATA_TYPES.items() if not isinstance(meta.get(k), kind)]
+    if wrong:
+        raise ExportError(f"{label}: its metadata has no valid {wrong[0]!r}: a damaged package; export the model again")
     return meta

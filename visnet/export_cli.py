@@ -12,6 +12,7 @@ that wrote it.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from visnet.model_io import resolve_device, resolve_dtype
 
@@ -33,9 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run ``visnet export``; returns the exit code (errors reach ``visnet.cli``'s boundary)."""
     from visnet.checkpoint import load_model
-    from visnet.export import export_model
+    from visnet.export import export_model, is_exported_file
 
     args = build_parser().parse_args(argv)
+    if Path(args.model).is_file() and is_exported_file(args.model):
+        raise ValueError(
+            f"{args.model} is already an exported package: visnet export needs a model file "
+            "(.pt from visnet fit / save_model, or a bundled model name) as its input"
+        )
     dtype = None if args.dtype is None else resolve_dtype(args.dtype)
     device = resolve_device(args.device)
     model = load_model(args.model, device=device, dtype=dtype)

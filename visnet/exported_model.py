@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ import torch
 from torch import Tensor, nn
 
 from visnet.compile import check_distances, self_loops_last
-from visnet.export import ExportError, exported_metadata
+from visnet.export import ExportError, check_package_path, exported_metadata
 from visnet.model import validation
 from visnet.neighbors import NeighborList, radius_graph
+from visnet.package_safety import check_archive, private_copy, require_trusted
 
 __all__ = ["ExportedHead", "ExportedViSNet", "load_exported"]
 
@@ -198,37 +200,53 @@ def trailing_self_loops(neighbors: NeighborList, num_atoms: int) -> NeighborList
 
 
 def load_exported(
-    path: str | os.PathLike, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None
+    path: str | os.PathLike,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    *,
+    trust_package: bool = False,
 ) -> ExportedViSNet:
     """Load a package written by ``visnet export`` / ``visnet.export.export_model``.
+
+    A package holds native code that runs when it is loaded (see ``visnet.package_safety``): only
+    packages built on this machine (their SHA-256 recorded at export) load by default.
 
     Args:
         path: the ``.pt2`` file. device: where to run (must be the device it was exported for;
             default: that device). dtype: the dtype of the positions callers will pass (default: the
             exported one; another one is converted, with a warning that it computes in the exported dtype).
+        trust_package: load a package not built here (or changed since): run its code. Only for
+            packages from a source you trust, like ``torch.load(weights_only=False)``.
 
     Raises:
         FileNotFoundError: no such file.
         ExportError: not a ViSNet package, written by another torch version, or for another device.
+        UntrustedPackageError: not built here and ``trust_package`` is False (nothing loaded).
+        PackageError: oversized contents, or a library that is truncated, for another machine or
+            not an AOTInductor model (checked before it is opened).
     """
-    meta = exported_metadata(path)
     label = str(path)
-    if meta["torch_version"] != torch.__version__:
-        raise ExportError(
-            f"{label} was exported with torch {meta['torch_version']} but this is torch {torch.__version__}: "
-            "AOTInductor packages load only with the torch that wrote them; export the model file again "
-            f"(visnet export model.pt {Path(label).name})"
-        )
-    wanted = _check_device(meta, device, label)
-    dtype = _as_dtype(dtype)
-    if dtype is not None and dtype != _as_dtype(meta["dtype"]):
-        warnings.warn(
-            f"{label} was exported in {meta['dtype']}: it computes in {meta['dtype']} (inputs and outputs are "
-            f"converted to {str(dtype).removeprefix('torch.')}); export with --dtype to change that",
-            stacklevel=2,
-        )
-    index = wanted.index if wanted.index is not None else -1
-    runner = torch._inductor.aoti_load_package(os.fspath(path), device_index=index)
+    with private_copy(check_package_path(path)) as (copy, digest):
+        meta = exported_metadata(copy, label)
+        if meta["torch_version"] != torch.__version__:
+            raise ExportError(
+                f"{label} was exported with torch {meta['torch_version']} but this is torch {torch.__version__}: "
+                "AOTInductor packages load only with the torch that wrote them; export the model file again "
+                f"(visnet export model.pt {Path(label).name})"
+            )
+        wanted = _check_device(meta, device, label)
+        require_trusted(label, digest, trust_package)
+        with zipfile.ZipFile(copy) as archive:
+            check_archive(archive, label)
+        dtype = _as_dtype(dtype)
+        if dtype is not None and dtype != _as_dtype(meta["dtype"]):
+            warnings.warn(
+                f"{label} was exported in {meta['dtype']}: it computes in {meta['dtype']} (inputs and outputs "
+                f"are converted to {str(dtype).removeprefix('torch.')}); export with --dtype to change that",
+                stacklevel=2,
+            )
+        index = wanted.index if wanted.index is not None else -1
+        runner = torch._inductor.aoti_load_package(os.fspath(copy), device_index=index)
     return ExportedViSNet(runner, meta, label, dtype).eval()
 
 

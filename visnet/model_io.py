@@ -85,7 +85,9 @@ class ModelInfo:
     has_forces: bool
 
 
-def prepare_model(model: ModelLike, device: torch.device, dtype: torch.dtype | None) -> tuple[nn.Module, ModelInfo]:
+def prepare_model(
+    model: ModelLike, device: torch.device, dtype: torch.dtype | None, *, trust_package: bool = False
+) -> tuple[nn.Module, ModelInfo]:
     """A private eval-mode copy of ``model`` on ``device`` in ``dtype`` and its description.
 
     Args:
@@ -96,11 +98,12 @@ def prepare_model(model: ModelLike, device: torch.device, dtype: torch.dtype | N
 
     Raises:
         TypeError: ``model`` is neither a module nor a path/name.
-        ValueError: the metadata records unknown units or elements; a ``.pt2`` written by another
-            torch version or for another device (``visnet.export.ExportError``).
+        ValueError: the metadata records unknown units or elements; a package (recognised by its
+            contents, whatever its name) written by another torch version or for another device
+            (``visnet.export.ExportError``), or not built here without ``trust_package``.
     """
     if isinstance(model, (str, os.PathLike)) and is_exported_file(model):
-        module, label = load_exported(model, device=device, dtype=dtype), str(model)
+        module, label = load_exported(model, device=device, dtype=dtype, trust_package=trust_package), str(model)
     elif isinstance(model, (str, os.PathLike)):
         module, label = load_model(model, device=device, dtype=dtype), str(model)
     elif isinstance(model, ExportedViSNet):
@@ -121,6 +124,8 @@ def describe_model(model: nn.Module, label: str) -> ModelInfo:
     in_energy_unit = is_energy_unit(stored)
     energy = UnitConversion.from_metadata({"energy": stored}).energy if in_energy_unit else 1.0
     is_energy = bool(model.predicts_energy) and in_energy_unit
+        trust_package: load an exported package not built on this machine (it runs native code;
+            see ``visnet.exported_model.load_exported``).
     per_atom = bool(model.per_atom_output)
     return ModelInfo(
         label=label,

@@ -14,6 +14,7 @@ import numpy as np
 from ase import Atoms
 
 from visnet.ase_read import read_atoms
+from visnet.paths import refuse_folder
 
 __all__ = [
     "FRAGMENT_GAP",
@@ -92,6 +93,7 @@ def read_frames(path: str | Path, index: str | int | slice = ":") -> list[Atoms]
             (the message names the file and frame).
     """
     path = Path(path)
+    refuse_folder(path, "structure file")
     if not is_file(path):
         raise FileNotFoundError(f"structure file not found: {path}")
     frames = read_atoms(path, index=index)
@@ -322,6 +324,7 @@ def classify_spec(spec: str) -> tuple[str, str]:
         return "file", spec
     if _key(spec) in named_structures():
         return "name", _key(spec)
+    refuse_folder(spec, "structure file")
     if _FILE_LIKE.search(spec) and not _parses_as_smiles(spec):
         raise FileNotFoundError(f"structure file not found: {spec}")
     return "smiles", spec
@@ -384,6 +387,7 @@ def load_structures(spec: str, seed: int = 0, index: str | int | slice = ":") ->
 def _load_as(kind: str, value: str, seed: int, index: int) -> Atoms:
     if kind == "file":
         path = Path(value)
+        refuse_folder(path, "structure file")
         if not is_file(path):
             raise FileNotFoundError(f"structure file not found: {path}")
         return _clean(_read_file(path, index), path.stem, str(path))

@@ -6,7 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["check_output_file", "check_output_folder"]
+__all__ = ["check_output_file", "check_output_folder", "refuse_folder"]
+
+
+def refuse_folder(path: str | os.PathLike, what: str) -> None:
+    """ValueError when the input file ``path`` is a folder (``what``: e.g. "structure file")."""
+    if Path(path).is_dir():
+        raise ValueError(f"{what} {path} is a folder, expected a file")
 
 
 def _nearest_existing(path: Path) -> Path:

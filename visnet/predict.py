@@ -127,6 +127,7 @@ def predict(
     seed: int = 0,
     progress: bool | None = None,
     compile: bool = False,
+    trust_package: bool = False,
 ) -> list[Prediction]:
     """Predict every property the model(s) give for each input structure.
 
@@ -152,6 +153,9 @@ def predict(
         progress: show tqdm progress bars (None: when there are 100+ structures).
         compile: run the models through ``visnet.compile_model`` (pays off for many structures:
             a one-off compile of about a minute, then ~2x faster on CPU). Default False.
+        trust_package: load exported packages (``.pt2``) that were not built on this machine:
+            a package holds native code that runs when it is loaded (like
+            ``torch.load(weights_only=False)``); only for packages from a source you trust.
 
     Returns:
         One ``visnet.Prediction`` per structure, in input order (files expand to their frames):
@@ -172,7 +176,7 @@ def predict(
     items = as_list(inputs)
     if not items:
         return []
-    models, want = select_models(load_property_models(model, device, dtype), properties)
+    models, want = select_models(load_property_models(model, device, dtype, trust_package), properties)
     if compile:
         for m in models:
             m.model = compile_model(m.model)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from visnet.paths import refuse_folder
 from visnet.results import Prediction, results_to_table, write_csv, write_json
 
 # Columns left out of the printed table (kept in files, as are dipole vector components).
@@ -45,6 +46,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--errors", default="raise", choices=["raise", "skip"], help="skip: report bad inputs, go on")
+    parser.add_argument(
+        "--trust-package",
+        action="store_true",
+        help="load exported packages (.pt2) not built on this machine: they run native code when loaded; only for packages you trust",
+    )
     parser.add_argument("--relax", action="store_true", help="relax each structure with the energy model first")
     parser.add_argument("--seed", type=int, default=0, help="RDKit embedding seed for SMILES")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -54,6 +60,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def read_smiles_file(path: str | Path) -> list[str]:
     """SMILES from a text file: the first word of each non-empty line; ``#`` starts a comment."""
     path = Path(path)
+    refuse_folder(path, "SMILES file")
     if not path.is_file():
         raise FileNotFoundError(f"SMILES file not found: {path}")
     lines = (line.split("#", 1)[0].split() for line in path.read_text(encoding="utf-8").splitlines())
@@ -120,6 +127,7 @@ def run(args: argparse.Namespace) -> list[Prediction]:
         device=args.device,
         dtype=args.dtype,
         errors=args.errors,
+        trust_package=args.trust_package,
         relax=args.relax,
         seed=args.seed,
         progress=False if args.no_progress else None,

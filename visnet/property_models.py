@@ -102,7 +102,10 @@ def _model_specs(model: Any) -> list[tuple[str, ModelLike, dict[str, Any]]]:
 
 
 def load_property_models(
-    model: Any = "default", device: str | torch.device | None = None, dtype: str | torch.dtype = "float64"
+    model: Any = "default",
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype = "float64",
+    trust_package: bool = False,
 ) -> list[PropertyModel]:
     """The models named by ``model`` (see ``predict``), ready for prediction.
 
@@ -113,7 +116,7 @@ def load_property_models(
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     models, owner = [], {}
     for label, spec, entry in _model_specs(model):
-        module, info = prepare_model(spec, device, dtype)
+        module, info = prepare_model(spec, device, dtype, trust_package=trust_package)
         info = replace(info, label=label)
         outputs = model_outputs(info)
         for name in outputs:

@@ -22,6 +22,7 @@ from visnet.data.cache import cached
 from visnet.data.md17 import detect_layout, read_md17_npz
 from visnet.data.qm9 import check_qm9_target, is_qm9_npz, read_qm9_npz
 from visnet.data.structures import AtomsData
+from visnet.paths import refuse_folder
 from visnet.units import canonical_unit, energy_factor, length_factor
 
 FORMATS = ("auto", "md17", "qm9", "ase")
@@ -75,6 +76,7 @@ def load_atoms_data(
         FileNotFoundError: no such file. ValueError: any problem with its content or the options.
     """
     path = Path(path)
+    refuse_folder(path, "data file")
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     if format not in FORMATS:

@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compile the model (visnet.compile_model): ~1 min once, then faster steps",
     )
+    p.add_argument(
+        "--trust-package",
+        action="store_true",
+        help="load exported packages (.pt2) not built on this machine: they run native code when loaded; only for packages you trust",
+    )
     p.add_argument("--output-dir", type=Path, default=Path("md_output"))
     p.add_argument("--name", default=None, help="file name prefix (default: the structure's name)")
     p.add_argument("--log-interval", type=int, default=10, help="steps between log lines")
@@ -131,6 +136,7 @@ def config_from_args(args: argparse.Namespace) -> MDConfig:
         device=args.device,
         skin=args.skin,
         compile=args.compile,
+        trust_package=args.trust_package,
         output_dir=args.output_dir,
         name=args.name,
         log_interval=args.log_interval,

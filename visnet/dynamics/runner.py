@@ -45,6 +45,7 @@ class MDConfig:
         model: model file, bundled name, ViSNet module, or a list of those (committee).
         dtype / device / skin / compile: passed to ``ViSNetCalculator`` (compile: the model runs
             through ``visnet.compile_model``; a one-off compile, then faster steps).
+        trust_package: load exported packages not built on this machine (``ViSNetCalculator``).
         output_dir / name: files go to ``output_dir/name.*`` (name: from the structure if None).
         log_interval / traj_interval: steps between log lines / trajectory frames.
         progress / plots: show a progress bar / write PNG plots at the end.
@@ -77,6 +78,7 @@ class MDConfig:
     device: str | None = None
     skin: float = DEFAULT_SKIN
     compile: bool = False
+    trust_package: bool = False
     output_dir: Path = Path("md_output")
     name: str | None = None
     log_interval: int = 10
@@ -181,6 +183,7 @@ def prepare_system(
             dtype=config.dtype,
             skin=config.skin,
             compile=config.compile,
+            trust_package=config.trust_package,
         )
     calculator.check_atoms(atoms)
     if config.max_force_std is not None and "forces_std" not in calculator.implemented_properties:

@@ -40,15 +40,19 @@ class EngineModel:
 
 
 def load_engine_model(
-    model: ModelSpec = "default", device: str | torch.device | None = None, dtype: str | torch.dtype = "float64"
+    model: ModelSpec = "default",
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype = "float64",
+    trust_package: bool = False,
 ) -> EngineModel:
-    """Load ``model`` ("default", a path, or a ViSNet module) for inference on ``device`` in ``dtype``.
+    """Load ``model`` ("default", a path, or a ViSNet module) for inference on ``device`` in ``dtype``
+    (``trust_package``: load an exported package not built on this machine; it runs native code).
 
     Raises:
         ValueError: the model is a property model (not a potential), or its metadata is invalid.
     """
     device, dtype = resolve_device(device), resolve_dtype(dtype)
-    net, info = prepare_model(model, device, dtype)
+    net, info = prepare_model(model, device, dtype, trust_package=trust_package)
     require_energy_model(info, "an MD engine")
     return EngineModel(net, info.units, info.elements, device, dtype)
 

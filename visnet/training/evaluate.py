@@ -40,6 +40,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--split", default="all", choices=["all", "train", "val", "test"], help="structures to evaluate"
     )
+    parser.add_argument(
+        "--trust-package",
+        action="store_true",
+        help="load exported packages (.pt2) not built on this machine: they run native code when loaded; only for packages you trust",
+    )
     parser.add_argument("--run-dir", default=None, help="run folder holding splits.npz (default: the model's folder)")
     parser.add_argument("--splits", default=None, help="an explicit splits.npz (overrides --run-dir)")
     parser.add_argument("--format", default="auto", choices=["auto", "md17", "qm9", "ase"])
@@ -160,7 +165,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     run_dir = Path(args.run_dir or Path(args.model).parent)
     out_dir = Path(args.out) if args.out else run_dir / f"evaluation_{Path(args.data).stem}_{args.split}"
     check_output_folder(out_dir, "output folder (--out)")  # before the work, not after it
-    model, info = prepare_model(args.model, resolve_device(args.device), None)
+    model, info = prepare_model(args.model, resolve_device(args.device), None, trust_package=args.trust_package)
     meta = model.metadata
     target = meta.get("target", model.output_key)
     data = load_atoms_data(
