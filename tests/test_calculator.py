@@ -3,6 +3,9 @@ committees and bad input. Small randomly initialised float64 models (no trained 
 
 from __future__ import annotations
 
+import copy
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -11,11 +14,13 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.stress import full_3x3_to_voigt_6_stress
 from helpers import CUTOFF, small_model
 
 from visnet import ViSNet, radius_graph, save_model
 from visnet.calculator import NonFiniteResultError, VerletNeighborList, ViSNetCalculator
 from visnet.checkpoint import PRETRAINED_DIR
+from visnet.committee import EnergyReferenceWarning
 from visnet.dynamics import load_structure
 
 
@@ -89,17 +94,16 @@ def test_caching_recomputes_only_on_change(model, box):
     box.get_forces()
     box.get_potential_energies()
     box.get_potential_energy()
-    assert calc.num_evaluations == 1  # one model call serves energy, forces and per-atom energies
     box.get_stress()
     box.get_stress()
-    assert calc.num_evaluations == 2  # stress is computed when first asked for, then cached
+    assert calc.num_evaluations == 1  # one model call serves energy, forces, per-atom energies and stress
     changes = [
         lambda a: a.positions.__setitem__((0, 0), a.positions[0, 0] + 1e-3),
         lambda a: a.numbers.__setitem__(0, 8),
         lambda a: a.set_cell(a.cell * 1.01, scale_atoms=False),
         lambda a: a.set_pbc([True, True, False]),
     ]
-    for k, change in enumerate(changes, start=3):
+    for k, change in enumerate(changes, start=2):
         change(box)
         box.get_forces()
         box.get_forces()
@@ -256,6 +260,102 @@ def test_committee_mean_and_spread(ethanol):
     np.testing.assert_allclose(committee.results["forces_std"], 0.5 * np.abs(f0 - f1), atol=1e-12)
     batched = committee.calculate_batch([ethanol])[0]
     assert batched["energy_std"] == pytest.approx(0.5 * abs(e0 - e1), rel=1e-10)
+
+
+def count_model_calls(calc: ViSNetCalculator) -> list[int]:
+    """Wrap every member's forward; the returned one-element list counts the calls."""
+    calls = [0]
+    for member in calc.members:
+        forward = member.model.forward
+
+        def counted(*args, _forward=forward, **kwargs):
+            calls[0] += 1
+            return _forward(*args, **kwargs)
+
+        member.model.forward = counted
+    return calls
+
+
+@pytest.mark.parametrize("members", [1, 2], ids=["single", "committee"])
+def test_periodic_forces_then_stress_is_one_model_call(members, box, ethanol):
+    """Red-team round 3, item 9: NPT and cell relaxations ask for forces, then stress; a periodic
+    structure gets both from one call per member. The stress equals a stress-only call of the model
+    (another autograd graph) to float64 rounding (~1e-16 eV/Å³ here: 1e-13 is a wide margin)."""
+    models = [small_model(seed=k).eval() for k in range(members)]
+    calc = ViSNetCalculator(committee=models, device="cpu") if members > 1 else calc_for(models[0])
+    calls = count_model_calls(calc)
+    box.calc = calc
+    box.get_forces()
+    stress = box.get_stress()
+    assert calls[0] == members and calc.num_evaluations == 1
+    z, pos = torch.as_tensor(box.numbers), torch.as_tensor(box.positions)
+    cell, pbc = torch.as_tensor(np.asarray(box.cell)), torch.ones(3, dtype=torch.bool)
+    alone = [m(z, pos, cell=cell, pbc=pbc, compute_forces=False, compute_stress=True)["stress"][0] for m in models]
+    np.testing.assert_allclose(
+        stress, full_3x3_to_voigt_6_stress(torch.stack(alone).mean(0).detach().numpy()), atol=1e-13
+    )
+    for atoms in (ethanol, box.copy()):  # a molecule and a slab stay stress-free
+        atoms.pbc = [True, True, False] if atoms.pbc.any() else False
+        atoms.calc = calc
+        atoms.get_forces()
+        assert "stress" not in calc.results
+        with pytest.raises(PropertyNotImplementedError):
+            atoms.get_stress()
+    calls[0] = 0
+    periodic = calc.calculate_batch([box, box.copy()])
+    assert calls[0] == members and all("stress" in r for r in periodic)
+    np.testing.assert_allclose(periodic[0]["stress"], stress, atol=1e-13)
+    assert "stress" not in calc.calculate_batch([box, ethanol])[0]  # a mixed batch: no zero-volume stress
+
+
+def shifted_reference(model: ViSNet, shift: float) -> ViSNet:
+    """``model`` with every element's reference energy moved by ``shift`` eV (forces unchanged)."""
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        moved.prior_model.atomref.weight += shift
+    return moved
+
+
+def test_committee_with_different_energy_references_warns_once(model, ethanol, box):
+    """Red-team round 3, item 10: members whose energies differ by a reference offset (here 100
+    eV per atom, forces identical) warn once that energy and energy_std are not meaningful."""
+    calc = ViSNetCalculator(committee=[model, shifted_reference(model, 100.0)], device="cpu")
+    ethanol.calc = calc
+    with pytest.warns(
+        EnergyReferenceWarning, match=r"differ by 900 eV \(100 eV/atom\).*forces and forces_std are fine"
+    ):
+        ethanol.get_potential_energy()
+    assert calc.results["energy_std"] == pytest.approx(450.0, rel=1e-12)
+    np.testing.assert_allclose(calc.results["forces_std"], 0.0, atol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        box.calc = calc
+        box.get_forces()  # once per calculator
+        calc.calculate_batch([ethanol, box])
+    fresh = ViSNetCalculator(committee=[model, shifted_reference(model, 100.0)], device="cpu")
+    with pytest.warns(EnergyReferenceWarning, match="different energy references"):
+        fresh.calculate_batch([ethanol])
+
+
+def test_committee_sharing_a_reference_does_not_warn(ethanol):
+    """Two random members (energies a few eV apart, forces apart too) and a shift under 1 eV/atom
+    are ordinary committee spread: no reference warning."""
+    base = small_model(seed=0)
+    for members in ([base, small_model(seed=1)], [base, shifted_reference(base, 0.5)]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ethanol.calc = ViSNetCalculator(committee=members, device="cpu")
+            ethanol.get_forces()
+
+
+def test_committee_of_different_levels_of_theory_warns_at_construction(model):
+    """Members recording different levels of theory warn when the calculator is built."""
+    pbe, ccsd = small_model(level_of_theory="PBE"), small_model(seed=1, level_of_theory="CCSD(T)")
+    with pytest.warns(EnergyReferenceWarning, match=r"different levels of theory \(.*PBE.*CCSD\(T\)"):
+        ViSNetCalculator(committee=[pbe, ccsd], device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ViSNetCalculator(committee=[pbe, small_model(seed=1, level_of_theory="PBE"), model], device="cpu")
 
 
 # --------------------------------------------------------------------------- bad input

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,13 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from torch import Tensor, nn
 
 from visnet.batching import atom_slices, batch_inputs, find_faulty, relative_positions
-from visnet.committee import expand_committee
+from visnet.checkpoint import model_metadata
+from visnet.committee import (
+    EnergyReferenceWarning,
+    energy_reference_mismatch,
+    expand_committee,
+    level_of_theory_mismatch,
+)
 from visnet.compile import compile_model
 from visnet.inputs import check_atoms, check_elements, check_geometry
 from visnet.model_io import ModelInfo, ModelLike, prepare_model, require_energy_model, resolve_device, resolve_dtype
@@ -159,20 +166,23 @@ class ViSNetCalculator(Calculator):
         skin: Verlet skin in Å (0: rebuild the neighbour list whenever positions change).
         committee: a list of models / files; results are the committee mean, plus
             ``energy_std`` (eV) and ``forces_std`` (N, 3) eV/Å (population std over members).
+            Members with different energy references (``visnet.committee``) get one
+            ``EnergyReferenceWarning``: their mean energy and energy_std are not meaningful.
         compile: run the models through ``visnet.compile_model`` (a one-off compile of about a
             minute on first use, then ~2x faster energy + forces on CPU). Default False.
+        trust_package: load exported packages (``.pt2``) that were not built on this machine:
+            a package holds native code that runs when it is loaded (like
+            ``torch.load(weights_only=False)``); only for packages from a source you trust.
         **kwargs: passed to ``ase.calculators.calculator.Calculator`` (e.g. ``label``).
 
     With none of ``model``, ``model_path`` or ``committee`` the bundled ``"default"`` model is
     used. Only energy models (potentials) are accepted: a property model (e.g. QM9's gap) is
     refused with a ValueError naming its property. Results: ``energy``/``free_energy`` (float,
     eV), ``forces`` (N, 3) eV/Å, ``energies`` (N,) eV per atom, ``stress`` (6,) eV/Å³ Voigt
-    (3D-periodic systems only).
+    (3D-periodic systems only; computed with the forces in the same model call, so asking for
+    stress after forces costs nothing; molecules and slabs raise PropertyNotImplementedError).
 
     Thread safety: one calculator may be shared by several threads; property requests and
-        trust_package: load exported packages (``.pt2``) that were not built on this machine:
-            a package holds native code that runs when it is loaded (like
-            ``torch.load(weights_only=False)``); only for packages from a source you trust.
     calculations are serialised by a lock (they run one at a time, each on its own structure).
     """
 
@@ -187,6 +197,7 @@ class ViSNetCalculator(Calculator):
         skin: float = DEFAULT_SKIN,
         committee: Sequence[ModelLike] | None = None,
         compile: bool = False,
+        trust_package: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -197,13 +208,15 @@ class ViSNetCalculator(Calculator):
             raise ValueError(f"skin must be >= 0 Å, got {skin}")
         specs = _member_specs(model, model_path, committee)
         self.members = [_make_member(spec, self.device, self.dtype, float(skin), trust_package) for spec in specs]
-        trust_package: bool = False,
         if compile:  # visnet.compile_model: compiled energy + forces (eager fallback with a warning)
             for member in self.members:
                 member.model = compile_model(member.model)
         self.elements = frozenset.intersection(*(m.info.elements for m in self.members))
+        self._reference_warned = False
         if len(self.members) > 1:
             self.implemented_properties = [*type(self).implemented_properties, "energy_std", "forces_std"]
+            metadata = [model_metadata(m.model) for m in self.members]
+            self._warn_reference(level_of_theory_mismatch(metadata, [m.info.label for m in self.members]))
         self.num_evaluations = 0  # model evaluations (one per calculate / calculate_batch call)
         self.parameters.update(
             model=[m.info.label for m in self.members],
@@ -249,19 +262,36 @@ class ViSNetCalculator(Calculator):
         properties: Sequence[str] = ("energy",),
         system_changes: Sequence[str] = all_changes,
     ) -> None:
-        """Fill ``self.results`` for ``atoms`` (energy, free_energy, forces, energies, + stress if asked)."""
+        """Fill ``self.results`` for ``atoms``: energy, free_energy, forces, energies, and stress
+        for a 3D-periodic system (one model call per committee member)."""
         with self._lock:
             super().calculate(atoms, properties, system_changes)
             atoms = self.atoms
-            want_stress = "stress" in properties
-            if want_stress and not atoms.pbc.all():
+            if "stress" in properties and not atoms.pbc.all():
                 raise PropertyNotImplementedError(
                     f"stress needs a 3D-periodic system; atoms.pbc = {atoms.pbc.tolist()}"
                 )
             self.check_atoms(atoms)
+            # A 3D-periodic system gets its stress from the same backward pass as the forces, so
+            # get_forces() then get_stress() (NPT, cell relaxation) costs one model call.
+            want_stress = bool(atoms.pbc.all())
             outputs = [self._evaluate(member, atoms, want_stress) for member in self.members]
             self.num_evaluations += 1
             self.results = _combine(outputs)
+            self._check_references(outputs, self.results)
+
+    def _warn_reference(self, message: str | None) -> None:
+        """Warn once per calculator that the committee's energies mix references."""
+        if message and not self._reference_warned:
+            self._reference_warned = True
+            warnings.warn(message, EnergyReferenceWarning, stacklevel=3)
+
+    def _check_references(self, outputs: list[dict[str, Any]], combined: dict[str, Any]) -> None:
+        """Warn (once) when the members' energies of one structure differ by a reference offset."""
+        if len(outputs) > 1 and not self._reference_warned:
+            energies = [o["energy"] for o in outputs]
+            forces = combined["forces_std"]
+            self._warn_reference(energy_reference_mismatch(energies, forces, len(forces)))
 
     def _evaluate(self, member: _Member, atoms: Atoms, want_stress: bool) -> dict[str, Any]:
         length = member.info.units.length
@@ -297,14 +327,14 @@ class ViSNetCalculator(Calculator):
 
         Returns:
             One results dict per image, with the same keys and units as ``calc.results`` after
-            ``calculate`` (equal to evaluating the images one by one, to float rounding).
+            ``calculate`` (equal to evaluating the images one by one, to float rounding); "stress"
+            whenever every image is 3D-periodic.
         """
         images = list(images)
         if not images:
             return []
-        want_stress = "stress" in properties
         for k, atoms in enumerate(images):
-            if want_stress and not atoms.pbc.all():
+            if "stress" in properties and not atoms.pbc.all():
                 raise PropertyNotImplementedError(
                     f"stress needs 3D-periodic systems; image {k} has pbc {atoms.pbc.tolist()}"
                 )
@@ -312,13 +342,19 @@ class ViSNetCalculator(Calculator):
                 self.check_atoms(atoms)
             except ValueError as err:
                 raise ValueError(f"image {k}: {err}") from None
+        want_stress = all(atoms.pbc.all() for atoms in images)  # as calculate(): free with the forces
         with self._lock:
             try:
                 outputs = [self._evaluate_batch(member, images, want_stress) for member in self.members]
             except ValueError as err:
                 raise find_faulty(images, self._probe, err, lambda k, _: f"image {k}") from None
             self.num_evaluations += 1
-        return [_combine([member_out[k] for member_out in outputs]) for k in range(len(images))]
+        results = []
+        for k in range(len(images)):
+            per_member = [member_out[k] for member_out in outputs]
+            results.append(_combine(per_member))
+            self._check_references(per_member, results[-1])
+        return results
 
     def _probe(self, atoms: Atoms) -> None:
         """Evaluate one structure without forces (raises the model's ValueError for it)."""

@@ -1,7 +1,15 @@
-"""A run folder as a committee: ``runs/<name>`` written by ``visnet fit --ensemble N`` holds
-``member_0/model.pt`` ... ``member_{N-1}/model.pt``; wherever a model may be given (the
-calculator, ``visnet md --model``) such a folder stands for all of its members, and a plain run
-folder for its one ``model.pt``."""
+"""Committees: run folders as members, and members whose energies are not comparable.
+
+A run folder ``runs/<name>`` written by ``visnet fit --ensemble N`` holds ``member_0/model.pt``
+... ``member_{N-1}/model.pt``; wherever a model may be given (the calculator, ``visnet md
+--model``) such a folder stands for all of its members, and a plain run folder for its one
+``model.pt``.
+
+Members trained on energies with different zeros (another level of theory, total vs atomisation
+energies) agree on forces but not on energies: their mean energy mixes references and their
+energy std measures the offset, not an uncertainty. ``level_of_theory_mismatch`` detects it from
+the members' metadata, ``energy_reference_mismatch`` from one evaluation.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +19,34 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MEMBER_PREFIX", "MODEL_FILE", "committee_members", "expand_committee"]
+import numpy as np
+
+__all__ = [
+    "MEMBER_PREFIX",
+    "MODEL_FILE",
+    "REFERENCE_SPREAD",
+    "EnergyReferenceWarning",
+    "committee_members",
+    "energy_reference_mismatch",
+    "expand_committee",
+    "level_of_theory_mismatch",
+]
 
 MEMBER_PREFIX = "member_"
 MODEL_FILE = "model.pt"
 _MEMBER = re.compile(rf"{MEMBER_PREFIX}(\d+)")
+
+# Energy spread between members (eV/atom) above which, with forces that agree, the members are
+# taken to have different energy references: members sharing a reference differ by meV/atom in
+# distribution and by ~0.1 eV/atom far outside it, and then their forces disagree too.
+REFERENCE_SPREAD = 1.0
+# ... provided the spread per atom also exceeds this many times the largest force std (eV/Å).
+FORCE_STD_FACTOR = 10.0
+
+
+class EnergyReferenceWarning(UserWarning):
+    """Committee members whose energies have different references: energy and energy_std are not
+    meaningful, forces and forces_std are."""
 
 
 def committee_members(folder: str | os.PathLike) -> list[Path]:
@@ -47,3 +78,48 @@ def expand_committee(specs: Sequence[Any]) -> list[Any]:
         is_folder = isinstance(spec, (str, os.PathLike)) and Path(spec).is_dir()
         expanded.extend(committee_members(spec) if is_folder else [spec])
     return expanded
+
+
+def level_of_theory_mismatch(metadata: Sequence[dict[str, Any]], labels: Sequence[str]) -> str | None:
+    """A one-line warning when members record different levels of theory, else None.
+
+    Args:
+        metadata: each member's metadata (``visnet.checkpoint.model_metadata``).
+        labels: each member's name, for the message.
+    """
+    recorded = [
+        (f"member {k} ({label})", str(meta["level_of_theory"]))
+        for k, (meta, label) in enumerate(zip(metadata, labels))
+        if meta.get("level_of_theory") not in (None, "", "unknown")
+    ]
+    if len({theory for _, theory in recorded}) < 2:
+        return None
+    listed = "; ".join(f"{member}: {theory}" for member, theory in recorded)
+    return (
+        f"committee members were trained at different levels of theory ({listed}): their energies have "
+        "different references, so the mean energy and energy_std are not meaningful (forces and forces_std are)"
+    )
+
+
+def energy_reference_mismatch(energies: Sequence[float], forces_std: np.ndarray, num_atoms: int) -> str | None:
+    """A one-line warning when the members' energies differ by a reference offset, else None.
+
+    Args:
+        energies: (M,) each member's energy of one structure, eV.
+        forces_std: (N, 3) committee force std of that structure, eV/Å.
+        num_atoms: N.
+
+    An offset is assumed when the members' energies spread by more than ``REFERENCE_SPREAD``
+    eV/atom while their forces agree (largest force std under 1/``FORCE_STD_FACTOR`` of that).
+    """
+    spread = float(np.max(energies) - np.min(energies))
+    per_atom = spread / max(num_atoms, 1)
+    largest_force_std = float(np.sqrt(np.square(forces_std).sum(axis=1)).max())
+    if per_atom <= REFERENCE_SPREAD or per_atom <= FORCE_STD_FACTOR * largest_force_std:
+        return None
+    return (
+        f"committee members' energies differ by {spread:.4g} eV ({per_atom:.3g} eV/atom) while their forces "
+        f"agree (largest force std {largest_force_std:.3g} eV/Å): the members have different energy references "
+        "(other level of theory, total vs atomisation energies?), so the mean energy and energy_std mix "
+        "references and are not meaningful; forces and forces_std are fine"
+    )
