@@ -3,10 +3,15 @@
 ``compile_model(model)`` returns a module with the model's call and outputs. The neighbour list,
 input checks, the isolated-atom table and the ``autograd.grad`` of ``visnet.model.forces`` stay
 eager; the model's own energy function ``ViSNet.graph_energy`` (geometry → representation → head →
-prior → reduce, the one ``ViSNet.energy`` runs) is compiled with dynamic numbers of atoms and edges, and its backward (the forces and stress) is compiled with it by AOTAutograd. Compiling
-happens on the first call (about a minute on one CPU core) and its time is printed; inductor's
-on-disk caches (``TORCHINDUCTOR_CACHE_DIR``, default ``~/.cache/visnet/inductor``) make a second
-process start faster. Training is never compiled (forces training needs a double backward).
+prior → reduce, the one ``ViSNet.energy`` runs) is compiled with dynamic numbers of atoms and
+edges, and its backward (the forces and stress) is compiled with it by AOTAutograd. Every call
+carries a ghost dimer (a structure of its own whose outputs are dropped), so no size is 0 or 1 —
+the sizes ``torch.compile`` specialises on — and a single atom, isolated atoms or a 1-atom cell
+reuse the graph of any other size. Compiling happens on the first call of each kind (molecules
+or periodic cells, forces, stress, dtype; about a minute on one CPU core) and every compile's time
+is printed; inductor's on-disk caches (``TORCHINDUCTOR_CACHE_DIR``, default
+``~/.cache/visnet/inductor``) make a second process start faster. Training is never compiled
+(forces training needs a double backward).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.fx.experimental import _config as shape_config
 
 from visnet.model import validation
 from visnet.model.forces import energy_and_derivatives
@@ -82,18 +88,33 @@ class CompiledViSNet(nn.Module):
         model: a ``visnet.ViSNet`` (its weights are shared, not copied).
         dynamic: symbolic numbers of atoms and edges (True: one compiled graph for every size).
         mode: ``torch.compile`` mode (None: inductor's default).
-        verbose: print the one-off compile time of each new input signature to stderr.
+        backend: ``torch.compile`` backend ("inductor"; "eager" traces without compiling, for tests).
+        verbose: print one line to stderr with the time of every compile (the first call of each
+            kind: molecules or cells, forces, stress, dtype; any recompile too).
+
+    Attributes:
+        compiles: how many graphs ``torch.compile`` has built for this module's calls so far.
     """
 
-    def __init__(self, model: nn.Module, dynamic: bool = True, mode: str | None = None, verbose: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        dynamic: bool = True,
+        mode: str | None = None,
+        verbose: bool = True,
+        backend: str = "inductor",
+    ) -> None:
         super().__init__()
         self.model = model
         self.verbose = verbose
         # cpp_wrapper: inductor's launcher code in C++ instead of Python (less per-kernel overhead;
         # measured 0.92-0.96x the time of the default on the bundled aspirin). Modes set their own.
-        options = None if mode else {"cpp_wrapper": True}
-        self._energy = torch.compile(model.graph_energy, dynamic=dynamic, mode=mode, fullgraph=True, options=options)
-        self._seen: set[tuple] = set()
+        options = None if mode or backend != "inductor" else {"cpp_wrapper": True}
+        self._energy = torch.compile(
+            model.graph_energy, dynamic=dynamic, mode=mode, fullgraph=True, options=options, backend=backend
+        )
+        self.compiles = 0
+        self._kinds: set[str] = set()
         self._warned_large = False
 
     def __getattr__(self, name: str) -> Any:
@@ -145,15 +166,31 @@ class CompiledViSNet(nn.Module):
         graph = (neighbors.edge_index, neighbors.cell_offsets, self._isolated_table(), num_graphs)
         energy_fn = partial(self._compiled_energy, z, batch, graph)
         kwargs = dict(key=model.output_key, forces=forces, stress=compute_stress, create_graph=False)
-        signature = (forces, compute_stress, periodic, num_graphs > 1, pos.dtype, pos.device.type)
-        start = time.perf_counter()
+        graphs_before, start = compiled_graph_count(), time.perf_counter()
         with torch.set_grad_enabled(torch.is_grad_enabled() or forces or compute_stress):
             out = energy_and_derivatives(energy_fn, pos, cell, batch, num_graphs, **kwargs)
-        if signature not in self._seen:
-            self._seen.add(signature)
-            if self.verbose:
-                print(f"visnet: compiled the model in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+        if compiled_graph_count() > graphs_before:
+            self._report_compile(time.perf_counter() - start, periodic, forces, compute_stress, pos.dtype)
         return out
+
+    def _report_compile(self, seconds: float, periodic: bool, forces: bool, stress: bool, dtype: torch.dtype) -> None:
+        """Count a compile and print it (one line) when verbose; a second compile of one kind is a
+        recompile (which the ghost dimer and shapes without duck-sizing should prevent) and says so."""
+        self.compiles += 1
+        kind = ", ".join(
+            ["periodic cells" if periodic else "molecules"]
+            + ["forces"] * forces
+            + ["stress"] * stress
+            + [str(dtype).removeprefix("torch.")]
+        )
+        again = kind in self._kinds
+        self._kinds.add(kind)
+        if self.verbose:
+            verb = "recompiled" if again else "compiled"
+            print(
+                f"visnet: {verb} the model for {kind} in {seconds:.1f} s (compile {self.compiles} of this model)",
+                file=sys.stderr,
+            )
 
     def _too_large(self, neighbors: NeighborList, derivatives: bool) -> bool:
         """True (with one warning per wrapper) when a forces call's unsliced edge activations would
@@ -181,9 +218,17 @@ class CompiledViSNet(nn.Module):
         weight gradient, which ``autograd.grad(energy, pos)`` discards (measured: ~half of the
         backward's matmuls, 0.83-0.85x the time of the call with them)."""
         edge_index, cell_offsets, table, num_graphs = graph
+        num_atoms = z.size(0)
+        z, pos, batch, edge_index, cell_offsets, cell = with_ghost_dimer(
+            z, pos, batch, edge_index, cell_offsets, cell, num_graphs, self.model.cutoff
+        )
         isolated = None if table is None else (table, z)
-        with frozen_parameters(self.model):
-            return self._energy(z, pos, cell, batch, edge_index, cell_offsets, num_graphs, isolated)
+        # No duck sizing: a size equal to a static one (3 atoms and xyz, 2 structures and the
+        # edge_index rows) would otherwise share its symbol and be specialised (NequIP's
+        # fx_duck_shape(False); visnet.export does the same).
+        with frozen_parameters(self.model), shape_config.patch(use_duck_shape=False):
+            out = self._energy(z, pos, cell, batch, edge_index, cell_offsets, num_graphs + 1, isolated)
+        return {key: drop_ghost(value, num_atoms, num_graphs) for key, value in out.items()}
 
     def _isolated_table(self) -> Tensor | None:
         """(max_z, 1) head outputs of every element as a lone atom, computed eagerly (cached by the
@@ -193,6 +238,58 @@ class CompiledViSNet(nn.Module):
             return None
         with torch.no_grad():
             return model.isolated_atom_table()
+
+
+def with_ghost_dimer(
+    z: Tensor,
+    pos: Tensor,
+    batch: Tensor,
+    edge_index: Tensor,
+    cell_offsets: Tensor,
+    cell: Tensor | None,
+    num_graphs: int,
+    cutoff: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """The graph with a ghost dimer appended as structure ``num_graphs``: two atoms of the element
+    of atom 0, half a cutoff apart, with their two edges before the self-loops (which stay last, in
+    atom order) and a zero cell. Every size the compiled graph sees is then ≥ 2 (atoms, pair edges,
+    structures), so ``torch.compile`` never specialises on a size of 0 or 1.
+
+    Shapes: z (N,), pos (N, 3) Å, batch (N,), edge_index (2, E), cell_offsets (E, 3), cell (G, 3, 3)
+    or None -> the same with N + 2 atoms, E + 4 edges and G + 1 cells.
+    """
+    n = z.size(0)
+    ghost_pos = pos.new_tensor([[0.0, 0.0, 0.0], [0.5 * cutoff, 0.0, 0.0]])
+    loops = torch.arange(n + 2, device=z.device)
+    pairs = torch.tensor([[n, n + 1], [n + 1, n]], device=z.device)
+    head = edge_index[:, : edge_index.size(1) - n]
+    head_offsets = cell_offsets[: edge_index.size(1) - n]
+    return (
+        torch.cat([z, z[:1].expand(2)]),
+        torch.cat([pos, ghost_pos]),
+        torch.cat([batch, batch.new_full((2,), num_graphs)]),
+        torch.cat([head, pairs, torch.stack([loops, loops])], dim=1),
+        torch.cat([head_offsets, cell_offsets.new_zeros(2 + n + 2, 3)]),
+        None if cell is None else torch.cat([cell, cell.new_zeros(1, 3, 3)]),
+    )
+
+
+def drop_ghost(value: Tensor, num_atoms: int, num_graphs: int) -> Tensor:
+    """An output of the padded graph without the ghost dimer's rows: per-atom outputs have
+    ``num_atoms`` + 2 rows, per-structure ones ``num_graphs`` + 1 (never equal: G ≤ N)."""
+    if value.size(0) == num_graphs + 1:
+        return value[:num_graphs]
+    if value.size(0) == num_atoms + 2:
+        return value[:num_atoms]
+    raise RuntimeError(f"an output of {value.size(0)} rows is neither per atom nor per structure")
+
+
+def compiled_graph_count() -> int:
+    """Graphs ``torch.compile`` has built in this process (dynamo's counter; a call that raises it
+    compiled or recompiled)."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
 
 
 @contextmanager
@@ -227,16 +324,28 @@ def compile_model(
     """A compiled-inference version of ``model`` (a ``visnet.ViSNet``): same call and outputs.
 
     Falls back to the eager ``model`` with one warning where compiling is impossible (no C++
-    compiler on CPU, no Triton on CUDA). The model is put in eval mode; weights are shared.
+    compiler on CPU, no Triton on CUDA). An exported package (``load_exported``) is already
+    compiled: it is returned as it is, with one warning saying so. The model is put in eval mode;
+    weights are shared.
 
     Args:
         model: the eager model. dynamic: one graph for all numbers of atoms/edges.
         mode: ``torch.compile`` mode. cache_dir: inductor's on-disk cache (default
             ``$TORCHINDUCTOR_CACHE_DIR`` or ``~/.cache/visnet/inductor``).
-        verbose: print the compile time on first use.
+        verbose: print every compile's time (one line each, to stderr).
+
+    Raises:
+        TypeError: ``model`` is not a ViSNet (it has no ``graph_energy`` to compile).
     """
     if isinstance(model, CompiledViSNet):
         return model
+    from visnet.exported_model import ExportedViSNet  # it imports this module
+
+    if isinstance(model, ExportedViSNet):
+        warnings.warn(f"visnet: {model.label} is already compiled (an exported package); compile ignored", stacklevel=2)
+        return model
+    if not callable(getattr(model, "graph_energy", None)):
+        raise TypeError(f"compile_model takes a visnet.ViSNet, got {type(model).__name__}")
     ok, reason = compile_available(model.device)
     if not ok:
         warnings.warn(f"visnet: cannot compile the model ({reason}); running it eagerly", stacklevel=2)
