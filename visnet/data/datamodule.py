@@ -13,7 +13,7 @@ from visnet.data.dataset import AtomsDataset, collate
 from visnet.data.duplicates import warn_split_overlap
 from visnet.data.loading import load_atoms_data
 from visnet.data.qm9 import check_qm9_target, is_extensive
-from visnet.data.splits import load_or_make_splits, read_splits
+from visnet.data.splits import data_fingerprint, load_or_make_splits, read_splits
 from visnet.data.statistics import Statistics, compute_statistics
 from visnet.data.structures import AtomsData
 
@@ -115,8 +115,9 @@ class ViSNetDataModule(pl.LightningDataModule):
             return
         data = self.load()
         h = self.hparams
+        fingerprint = data_fingerprint(data)
         if h.splits is not None:
-            self.split_indices = read_splits(h.splits, total=len(data))
+            self.split_indices = read_splits(h.splits, len(data), fingerprint=fingerprint, source=data.source)
         else:
             trainer = self.trainer
             write = trainer is None or trainer.is_global_zero
@@ -130,6 +131,7 @@ class ViSNetDataModule(pl.LightningDataModule):
                 data.source,
                 write,
                 replace_mismatched=self.fresh_run and stage == "fit",
+                fingerprint=fingerprint,
             )
         if stage in (None, "fit"):
             for name in ("train", "val"):

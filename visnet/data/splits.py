@@ -1,17 +1,20 @@
 """Train/val/test splits by size or fraction with a seed, stored as ``splits.npz`` in the run folder.
 
-A stored split is reused as long as it was made for the same number of structures and the same
-requested sizes and seed, so a resumed run trains and validates on exactly the same structures.
+A stored split is reused as long as it was made for the same number of structures, the same
+requested sizes and seed, and the same data (a fingerprint of its contents, ``data_fingerprint``),
+so a resumed run trains and validates on exactly the same structures.
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from visnet.data.cache import atomic_savez
+from visnet.data.structures import AtomsData
 
 SPLITS_FILE = "splits.npz"
 NAMES = ("train", "val", "test")
@@ -73,6 +76,21 @@ def make_splits(
     return {name: np.sort(perm[bounds[i] : bounds[i + 1]]).astype(np.int64) for i, name in enumerate(NAMES)}
 
 
+def data_fingerprint(data: AtomsData) -> str:
+    """Hex digest of the structures and labels of ``data`` as trained on (atomic numbers,
+    positions, targets, forces, cells, pbc, target name and units), not of the file's name or
+    layout: the same data gives the same fingerprint from any path. BLAKE2b, ~1 GB/s."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(repr((data.target, sorted(data.units.items()))).encode())
+    for name in ("z", "pos", "ptr", "y", "forces", "cell", "pbc"):
+        array = getattr(data, name)
+        if array is not None:
+            array = np.ascontiguousarray(array)
+            digest.update(f"{name}:{array.dtype.str}:{array.shape}".encode())
+            digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
 def _request(total: int, num_train, num_val, num_test, seed: int) -> np.ndarray:
     """[total, train, val, test (counts; NaN for "the rest"), seed]: what a stored split is checked against."""
     sizes = [resolve_size(s, total, n) for s, n in zip((num_train, num_val, num_test), NAMES)]
@@ -89,36 +107,58 @@ def load_or_make_splits(
     source: str = "data",
     write: bool = True,
     replace_mismatched: bool = False,
+    fingerprint: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Reuse ``run_dir/splits.npz`` if it matches the request, else make the splits and write them.
 
     Args:
-        replace_mismatched: a stored split made for other settings is replaced (a fresh run)
-            instead of raising (resuming, evaluating).
+        replace_mismatched: a stored split made for other settings or data is replaced (a fresh
+            run) instead of raising (resuming, evaluating).
+        fingerprint: ``data_fingerprint`` of the data, recorded with new splits (with ``source``)
+            and compared with a stored split's.
 
     Raises:
-        ValueError: a stored split exists but was made for other data sizes or settings.
+        ValueError: a stored split exists but was made for other data sizes, settings or data.
     """
     path = Path(run_dir) / SPLITS_FILE if run_dir is not None else None
     request = _request(total, num_train, num_val, num_test, seed)
     if path is not None and path.is_file():
         try:
-            return read_splits(path, total, request)
+            return read_splits(path, total, request, fingerprint, source)
         except ValueError as err:
             if not replace_mismatched:
                 raise
             warnings.warn(f"{err}; making new splits for this fresh run", stacklevel=2)
     splits = make_splits(total, num_train, num_val, num_test, seed, source)
     if path is not None and write:
-        atomic_savez(path, request=request, **{f"idx_{k}": v for k, v in splits.items()})
+        identity = (
+            {} if fingerprint is None else {"data_fingerprint": np.array(fingerprint), "data_source": np.array(source)}
+        )
+        atomic_savez(path, request=request, **identity, **{f"idx_{k}": v for k, v in splits.items()})
     return splits
 
 
-def read_splits(path: str | Path, total: int | None = None, request: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Read a ``splits.npz``; with ``request``, check it was made for the same settings."""
+def read_splits(
+    path: str | Path,
+    total: int | None = None,
+    request: np.ndarray | None = None,
+    fingerprint: str | None = None,
+    source: str = "data",
+) -> dict[str, np.ndarray]:
+    """Read a ``splits.npz``; with ``request``, check it was made for the same settings, with
+    ``fingerprint`` (``data_fingerprint`` of ``source``), for the same data (files written
+    before fingerprints were recorded are not checked)."""
     with np.load(path, allow_pickle=False) as npz:
         splits = {name: npz[f"idx_{name}"].astype(np.int64) for name in NAMES}
         stored = npz["request"] if "request" in npz.files else None
+        made_from = (str(npz["data_fingerprint"]), str(npz["data_source"])) if "data_fingerprint" in npz.files else None
+    if fingerprint is not None and made_from is not None and made_from[0] != fingerprint:
+        raise ValueError(
+            f"{path} was made for other data: {made_from[1]} (fingerprint {made_from[0][:12]}), not {source} "
+            f"(fingerprint {fingerprint[:12]}); its split indices would pick other structures. To train on "
+            "other data start a new run in another folder (--trainer.default_root_dir); fine-tuning a "
+            "checkpoint on new data (--init) is not available yet"
+        )
     if request is not None and stored is not None and not np.array_equal(stored, request, equal_nan=True):
         labels = ("structures", "num_train", "num_val", "num_test", "seed")
         same = lambda a, b: a == b or (np.isnan(a) and np.isnan(b))  # noqa: E731

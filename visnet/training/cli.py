@@ -46,7 +46,12 @@ from visnet.training.ensemble import member_dir, pop_ensemble_size
 from visnet.training.export import export_best
 from visnet.training.module import ViSNetModule
 from visnet.training.plots import plot_run
-from visnet.training.preflight import check_fit_options, check_resume, check_run_paths
+from visnet.training.preflight import (
+    check_checkpoint_architecture,
+    check_fit_options,
+    check_resume,
+    check_run_paths,
+)
 
 DEFAULT_RUN_DIR = "runs/visnet"
 CHECKPOINT_DEFAULTS = {"monitor": "val_loss", "mode": "min", "save_top_k": 1, "save_last": True, "filename": "best"}
@@ -142,11 +147,17 @@ class ViSNetCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         """A ``--ckpt_path`` file that is truncated, foreign or carries pickled code fails here with a
-        ValueError naming it (``read_checkpoint``, weights only), not a traceback from ``torch.load``."""
+        ValueError naming it (``read_checkpoint``, weights only), not a traceback from ``torch.load``;
+        architecture options contradicting it are refused (Lightning would replace them silently)."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
-            read_checkpoint(Path(ckpt_path))
+            checkpoint = read_checkpoint(Path(ckpt_path))
+            defaults = self.parser._subcommands_action._name_parser_map[subcommand].get_defaults()
+            model = self.config[subcommand]["model"]
+            check_checkpoint_architecture(
+                subcommand, ckpt_path, checkpoint, model.as_dict(), defaults["model"].as_dict()
+            )
         super()._parse_ckpt_path()
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from visnet.checkpoint import read_checkpoint
+from visnet.model.hyperparameters import STATISTICS, with_legacy_defaults
 from visnet.paths import check_output_folder
 from visnet.training.export import MODEL_FILE
 
-__all__ = ["check_fit_options", "check_resume", "check_run_paths", "epochs_done"]
+__all__ = ["check_checkpoint_architecture", "check_fit_options", "check_resume", "check_run_paths", "epochs_done"]
 
 _DURATION = re.compile(r"^\d+:\d{1,2}:\d{1,2}:\d{1,2}$")
 _TIMEDELTA_KEYS = {"weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds"}
@@ -101,3 +102,38 @@ def check_resume(ckpt_path: str | None, checkpoint_dir: str | os.PathLike | None
             f"--ckpt_path {ckpt_path}: checkpoint {path} has already trained {done} epochs and "
             f"--trainer.max_epochs is {max_epochs}: nothing to train (raise --trainer.max_epochs)"
         )
+
+
+def check_checkpoint_architecture(
+    subcommand: str, ckpt_path: str, checkpoint: dict[str, Any], model: dict[str, Any], defaults: dict[str, Any]
+) -> None:
+    """Refuse ``--model.*`` architecture options that contradict the checkpoint ``--ckpt_path``
+    names: Lightning replaces them with the checkpoint's, so they would be ignored silently.
+
+    Args:
+        subcommand: "fit", "validate", "test" or "predict" (for the message).
+        ckpt_path: the checkpoint file; checkpoint: its contents (``read_checkpoint``).
+        model: the ``model`` section of the parsed config; defaults: the parser's defaults for it.
+            Only options set away from their defaults (in a config file or on the command line)
+            are compared.
+    """
+    stored = (checkpoint.get("hyper_parameters") or {}).get("model_hparams")
+    if not isinstance(stored, dict):
+        return
+    stored = with_legacy_defaults(stored)  # checkpoints from before cutoff_type were cosine
+    names = sorted((set(stored) & set(model)) - set(STATISTICS) - {"output_key", "derivative"})
+    differing = [
+        f"{n} {stored[n]!r} → {model[n]!r}" for n in names if model[n] != defaults.get(n) and model[n] != stored[n]
+    ]
+    if not differing:
+        return
+    verb = "resume" if subcommand == "fit" else subcommand
+    hint = (
+        "resume with the checkpoint's settings or start a new run in another folder"
+        if subcommand == "fit"
+        else f"the checkpoint's architecture is what {subcommand} runs: drop these options or use the run's config.yaml"
+    )
+    raise ValueError(
+        f"cannot {verb}: the checkpoint {ckpt_path} was trained with other model hyperparameters "
+        f"({', '.join(differing)}); {hint}"
+    )
