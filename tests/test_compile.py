@@ -276,3 +276,43 @@ def test_tiny_structures_compiled_equal_eager_without_recompiling() -> None:
     compiled = visnet.compile_model(model, verbose=False)
     assert_tiny_inputs_match_eager(model, compiled, 1e-10)
     assert compiled.compiles == 2
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory):
+    """A float64 package of the tiny model, built here by export_model (so this machine trusts it:
+    its checksum goes to a registry under a temporary VISNET_CACHE_DIR)."""
+    folder = tmp_path_factory.mktemp("package")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VISNET_CACHE_DIR", str(folder / "cache"))
+        torch.set_num_threads(1)
+        yield visnet.export_model(tiny_model(torch.float64), folder / "model.pt2", verbose=False)
+
+
+@pytest.mark.slow  # one export: ~1-2 min on a free core
+def test_compile_of_an_exported_package_is_ignored_with_one_warning_everywhere(package, tmp_path) -> None:
+    """red-team round 3, item 15: ``compile_model(load_exported(...))``, ``predict(model="x.pt2",
+    compile=True)``, the calculator and ``visnet md --model x.pt2 --compile`` raised AttributeError;
+    each now runs the package as it is, with one warning, and the numbers are the package's."""
+    from ase.io import read
+
+    from visnet.dynamics.cli import main as md_main
+    from visnet.exported_model import load_exported
+    from visnet.molecules import named_structures
+
+    note = rf"{package.name} is already compiled \(an exported package\); compile ignored"
+    exported = load_exported(package)
+    with pytest.warns(UserWarning, match=note):
+        assert visnet.compile_model(exported) is exported
+    atoms = read(named_structures()["ethanol"])
+    atoms.calc = visnet.ViSNetCalculator(model=package)
+    energy = atoms.get_potential_energy()
+    with pytest.warns(UserWarning, match=note):
+        atoms.calc = visnet.ViSNetCalculator(model=package, compile=True)
+    assert atoms.get_potential_energy() == energy
+    with pytest.warns(UserWarning, match=note):
+        (result,) = visnet.predict(atoms, model=package, properties=["energy"], compile=True)
+    assert result.properties["energy"] == pytest.approx(energy, rel=1e-12)
+    args = ["ethanol", "--model", str(package), "--compile", "--steps", "2", "--output-dir", str(tmp_path)]
+    with pytest.warns(UserWarning, match=note):
+        assert md_main([*args, "--no-progress", "--no-plots"]) == 0
