@@ -7,6 +7,11 @@ bounded), so runs that are about thermostats switch the distance guard nearly of
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -302,6 +307,92 @@ def test_cli_reports_bad_input(model, tmp_path, capsys):
     assert "invalid SMILES" in capsys.readouterr().err
     assert md_main(["ethanol", "--model", str(tmp_path / "nope.pt"), "--output-dir", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--steps", "0"], ["--steps", "0", "--equilibration-steps", "10"], ["--steps", "5", "--log-interval", "10"]],
+    ids=["steps-0", "equilibration-only", "one-sample"],
+)
+def test_one_sample_summary_has_no_nan(cheap_model, tmp_path, capsys, options):
+    """Red-team round 3, item 13: one temperature sample (no production steps, or fewer than one
+    log interval) is reported as that temperature, with no "± nan" and no "nan steps/s"."""
+    path = save_model(cheap_model, tmp_path / "model.pt")
+    common = ["ethanol", "--model", str(path), "--output-dir", str(tmp_path), "--no-progress"]
+    assert md_main([*common, *options]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out.lower() and re.search(r"temperature \d+\.\d K \(one sample", out), out
+    assert len(read(tmp_path / "ethanol_langevin.traj", ":")) == 1
+
+
+def test_temperature_stats_of_one_and_two_samples():
+    one = temperature_stats(np.array([0.0]), np.array([237.2]))
+    assert one.error is None and one.mean == 237.2 and one.samples == 1
+    assert one.report(300.0, 24) == "temperature 237.2 K (one sample: no mean or error; run more steps for statistics)"
+    two = temperature_stats(np.array([0.0, 0.005]), np.array([290.0, 310.0]))
+    assert two.error == pytest.approx(10.0 / np.sqrt(2)) and "nan" not in two.report(
+        300.0, 24
+    )  # std·sqrt(2τ/n), τ = 1/2
+
+
+def test_check_nve_refuses_too_few_samples_before_running(cheap_model, tmp_path, capsys):
+    """--check-nve with fewer than 3 logged energies used to print no drift and pass --max-drift;
+    --max-drift without --check-nve was ignored. Both are refused up front (exit 2, no files)."""
+    path = save_model(cheap_model, tmp_path / "model.pt")
+    common = ["ethanol", "--model", str(path), "--output-dir", str(tmp_path / "out"), "--no-progress"]
+    assert md_main([*common, "--check-nve", "--steps", "10", "--max-drift", "0.1"]) == 2
+    assert "--check-nve needs at least 3 energy samples: --steps 10 with --log-interval 10 records 2" in (
+        capsys.readouterr().err
+    )
+    assert md_main([*common, "--steps", "10", "--max-drift", "0.1"]) == 2
+    assert "--max-drift needs --check-nve" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- output lock
+
+HOLD_LOCK = """
+import sys
+from pathlib import Path
+from visnet.dynamics.outputs import OutputLock, OutputPaths
+lock = OutputLock(OutputPaths(Path(sys.argv[1]), sys.argv[2])).__enter__()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_second_run_on_the_same_output_name_is_refused(cheap_model, tmp_path, capsys):
+    """Red-team round 3, item 5: two `visnet md` with the same --output-dir and --name used to
+    interleave their frames. While another process holds the name, a run is refused in one line
+    naming the holder, before any file is touched; a lock left by a killed run is taken over with a
+    warning; runs one after the other overwrite as before and leave no lock file."""
+    path = save_model(cheap_model, tmp_path / "model.pt")
+    out = tmp_path / "out"
+    out.mkdir()
+    traj = out / "run_langevin.traj"
+    traj.write_bytes(b"frames of the running run")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(out), "run_langevin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        args = ["ethanol", "--model", str(path), "--output-dir", str(out), "--name", "run", "--steps", "2"]
+        assert md_main([*args, "--no-progress", "--no-plots"]) == 2
+        err = capsys.readouterr().err
+        assert f"run_langevin.* is being written by another visnet md run (pid {holder.pid} on " in err, err
+        assert traj.read_bytes() == b"frames of the running run"
+        assert md_main([*args, "--no-progress", "--no-plots", "--ensemble", "bussi"]) == 0  # another name
+    finally:
+        holder.kill()  # SIGKILL: the lock file stays behind, the kernel drops the lock
+        holder.wait()
+    config = quiet(out, structure="ethanol", model=cheap_model, name="run", steps=2)
+    with pytest.warns(UserWarning, match=rf"left by an earlier run that did not end cleanly \(pid {holder.pid} "):
+        assert run_md(config).completed
+    assert len(read(traj, ":")) == 1 and not (out / "run_langevin.lock").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert run_md(config).completed  # again: overwrites, no warning
+    assert sorted(p.name for p in out.glob("*.lock")) == []
 
 
 @pytest.mark.skipif(not (PRETRAINED_DIR / "default.pt").is_file(), reason="bundled default model not built yet")

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from visnet.calculator import DEFAULT_SKIN
 from visnet.dynamics.integrators import ENSEMBLES
+from visnet.dynamics.nve import MIN_DRIFT_SAMPLES
 from visnet.dynamics.runner import MDConfig, MDResult, run_md
+from visnet.errors import VisnetError
 from visnet.molecules import named_structures
 from visnet.paths import check_output_folder
 
@@ -157,12 +159,12 @@ def config_from_args(args: argparse.Namespace) -> MDConfig:
 
 def _summary(result: MDResult, config: MDConfig) -> str:
     steps = result.steps_done + result.equilibration_steps
-    rate = steps / result.wall_time if result.wall_time > 0 else float("nan")
     thermo = result.thermo
     head = f"{result.steps_done} steps"
     if result.equilibration_steps:
         head += f" after {result.equilibration_steps} equilibration steps"
-    lines = [f"{head} in {result.wall_time:.1f} s ({rate:.1f} steps/s)"]
+    rate = f" ({steps / result.wall_time:.1f} steps/s)" if steps and result.wall_time > 0 else ""
+    lines = [f"{head} in {result.wall_time:.1f} s{rate}"]
     if result.temperature is not None:
         target = None if config.ensemble == "nve" else config.temperature
         lines.append(result.temperature.report(target, result.dof))
@@ -179,6 +181,21 @@ def _summary(result: MDResult, config: MDConfig) -> str:
     return "\n".join(lines)
 
 
+def _check_nve_options(args: argparse.Namespace) -> None:
+    """ValueError unless ``--check-nve`` will have the samples a drift needs (and ``--max-drift`` a check)."""
+    if args.max_drift is not None and not args.check_nve:
+        raise ValueError("--max-drift needs --check-nve (it bounds the drift that --check-nve measures)")
+    if not args.check_nve or args.steps < 0 or args.log_interval < 1:  # bad values: run_md names them
+        return
+    samples = args.steps // args.log_interval + 1  # the log records step 0 and every interval
+    if samples < MIN_DRIFT_SAMPLES:
+        raise ValueError(
+            f"--check-nve needs at least {MIN_DRIFT_SAMPLES} energy samples: --steps {args.steps} with "
+            f"--log-interval {args.log_interval} records {samples}; give --steps >= "
+            f"{(MIN_DRIFT_SAMPLES - 1) * args.log_interval} or a smaller --log-interval"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``visnet md``; returns 0 on success, 1 on blow-up or excessive drift, 2 on bad input."""
     args = build_parser().parse_args(argv)
@@ -187,9 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     config = config_from_args(args)
     try:
+        _check_nve_options(args)
         check_output_folder(config.output_dir, "output folder (--output-dir)")
         result = run_md(config)
-    except (ValueError, FileNotFoundError, ImportError, TypeError) as err:
+    except (VisnetError, ValueError, FileNotFoundError, ImportError, TypeError) as err:
         hint = " (pass --model PATH to use a model file)" if not args.model and "bundled model" in str(err) else ""
         print(f"visnet md: error: {err}{hint}", file=sys.stderr)
         return 2

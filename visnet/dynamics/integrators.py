@@ -22,10 +22,19 @@ from ase.md.langevin import Langevin
 from ase.md.langevinbaoab import LangevinBAOAB
 from ase.md.md import MolecularDynamics
 from ase.md.nose_hoover_chain import IsotropicMTKNPT
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+from ase.md.velocitydistribution import Stationary, ZeroRotation
 from ase.md.verlet import VelocityVerlet
 
 from visnet.units import PICOSECOND
+
+try:  # ASE >= 3.29; MaxwellBoltzmannDistribution, which calls it, is deprecated there
+    from ase.md.velocitydistribution import thermalize_momenta
+except ImportError:  # ASE < 3.29
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    def thermalize_momenta(atoms: Atoms, temperature_K: float, *, rng: np.random.Generator) -> None:  # noqa: N803
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+
 
 __all__ = ["ENSEMBLES", "check_ensemble", "make_integrator", "init_velocities", "prepare_constraints"]
 
@@ -51,7 +60,7 @@ def init_velocities(atoms: Atoms, temperature: float, seed: int) -> None:
     if temperature <= 0:
         atoms.set_momenta(np.zeros((len(atoms), 3)), apply_constraint=False)
         return
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
+    thermalize_momenta(atoms, temperature, rng=np.random.default_rng(seed))
     Stationary(atoms)
     if not atoms.pbc.any() and len(atoms) > 2:
         ZeroRotation(atoms)

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["NVEDrift", "nve_drift"]
+__all__ = ["MIN_DRIFT_SAMPLES", "NVEDrift", "nve_drift"]
+
+MIN_DRIFT_SAMPLES = 3  # a line through fewer points has no residual to judge it by
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,10 @@ def nve_drift(time: np.ndarray, total: np.ndarray, num_atoms: int) -> NVEDrift:
         ValueError: fewer than 3 samples or no elapsed time.
     """
     time, per_atom = np.asarray(time, dtype=float), np.asarray(total, dtype=float) / num_atoms
-    if len(time) < 3 or time[-1] <= time[0]:
-        raise ValueError(f"need at least 3 samples over a positive time span for a drift, got {len(time)}")
+    if len(time) < MIN_DRIFT_SAMPLES or time[-1] <= time[0]:
+        raise ValueError(
+            f"need at least {MIN_DRIFT_SAMPLES} samples over a positive time span for a drift, got {len(time)}"
+        )
     slope, intercept = np.polyfit(time, per_atom, 1)
     residual = per_atom - (slope * time + intercept)
     return NVEDrift(

@@ -17,8 +17,8 @@ from visnet.calculator import DEFAULT_SKIN, NonFiniteResultError, ViSNetCalculat
 from visnet.committee import expand_committee
 from visnet.dynamics.guard import BlowUpGuard, GuardLimits, MDBlowUpError
 from visnet.dynamics.integrators import check_ensemble, init_velocities, make_integrator, prepare_constraints
-from visnet.dynamics.nve import NVEDrift, nve_drift
-from visnet.dynamics.outputs import OutputPaths, Outputs, attach_outputs
+from visnet.dynamics.nve import MIN_DRIFT_SAMPLES, NVEDrift, nve_drift
+from visnet.dynamics.outputs import OutputLock, OutputPaths, Outputs, attach_outputs
 from visnet.dynamics.plots import plot_energy, plot_temperature
 from visnet.dynamics.statistics import TemperatureStats, degrees_of_freedom, temperature_stats
 from visnet.dynamics.uncertainty import UncertainFrameStop, UncertaintyMonitor
@@ -221,6 +221,8 @@ def run_md(config: MDConfig, atoms: Atoms | None = None, calculator: ViSNetCalcu
     Raises:
         FileNotFoundError / ValueError: bad input (see ``prepare_system``) or an initial state
             already beyond the guard bounds, all before any step.
+        OutputInUseError: another run is writing the same output files (``OutputLock``), before
+            any file is touched.
 
     Returns:
         MDResult. A blow-up does not raise: the run stops, ``message`` says why, and every
@@ -236,6 +238,14 @@ def run_md(config: MDConfig, atoms: Atoms | None = None, calculator: ViSNetCalcu
     )
     dyn.attach(BlowUpGuard(atoms, config.limits(), dyn), interval=1)  # first: runs before the writers
     paths = OutputPaths(Path(config.output_dir), _name(config, atoms))
+    with OutputLock(paths):  # before the first file is opened, until the plots are written
+        return _run_locked(config, atoms, calculator, dyn, paths)
+
+
+def _run_locked(
+    config: MDConfig, atoms: Atoms, calculator: ViSNetCalculator, dyn: MolecularDynamics, paths: OutputPaths
+) -> MDResult:
+    """Equilibration, production with the writers attached, and the result (``run_md``)."""
     message, stopped, start, threads = None, False, time.perf_counter(), torch.get_num_threads()
     outputs: Outputs | None = None
     try:
@@ -299,7 +309,7 @@ def _finish(
     result.dof = degrees_of_freedom(atoms)
     if len(thermo["time"]):
         result.temperature = temperature_stats(thermo["time"], thermo["temperature"])
-    if config.ensemble == "nve" and len(thermo["time"]) >= 3:
+    if config.ensemble == "nve" and len(thermo["time"]) >= MIN_DRIFT_SAMPLES:
         result.drift = nve_drift(thermo["time"], thermo["total"], len(atoms))
     monitor = outputs.monitor
     if monitor is not None:

@@ -22,22 +22,25 @@ class TemperatureStats:
     """Temperature over (the production part of) a run.
 
     Attributes:
-        mean: K. std: spread of the instantaneous temperature, K.
-        error: standard error of the mean, K, from the integrated autocorrelation time (NaN with
-            fewer than 2 samples).
+        mean: K. std: spread of the instantaneous temperature, K (0 for one sample).
+        error: standard error of the mean, K, from the integrated autocorrelation time; None with
+            fewer than 2 samples (one temperature has no spread to estimate an error from).
         correlation_time: integrated autocorrelation time, ps.
         samples: temperatures used. duration: ps they span.
     """
 
     mean: float
     std: float
-    error: float
+    error: float | None
     correlation_time: float
     samples: int
     duration: float
 
     def report(self, target: float | None = None, dof: int | None = None) -> str:
-        """One line for humans; with ``target`` and ``dof`` also the canonical spread T·sqrt(2/N_f)."""
+        """One line for humans; with ``target`` and ``dof`` also the canonical spread T·sqrt(2/N_f).
+        One sample (e.g. ``--steps 0``) is reported as that temperature, without mean or error."""
+        if self.error is None:
+            return f"temperature {self.mean:.1f} K (one sample: no mean or error; run more steps for statistics)"
         line = (
             f"mean temperature {self.mean:.1f} ± {self.error:.1f} K over {self.duration:.3g} ps (std {self.std:.1f} K"
         )
@@ -83,7 +86,7 @@ def temperature_stats(time: np.ndarray, temperature: np.ndarray) -> TemperatureS
         raise ValueError("no temperature samples")
     tau = integrated_autocorrelation_time(temperature)
     std = float(temperature.std())
-    error = std * float(np.sqrt(2.0 * tau / n)) if n > 1 else float("nan")
+    error = std * float(np.sqrt(2.0 * tau / n)) if n > 1 else None
     spacing = float(time[1] - time[0]) if n > 1 else 0.0
     return TemperatureStats(
         mean=float(temperature.mean()),
