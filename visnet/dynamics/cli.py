@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compile",
         action="store_true",
-        help="compile the model (visnet.compile_model): ~1 min once, then faster steps",
+        help="compile the model (visnet.compile_model): ~1 min once, then faster steps; a .pt2 is already compiled",
     )
     p.add_argument(
         "--trust-package",
