@@ -501,6 +501,16 @@ def test_equilibration_is_not_recorded(cheap_model, tmp_path):
     assert result.dof == 3 * 9 - 3  # FixCom
 
 
+def test_production_intervals_count_from_its_first_step(cheap_model, tmp_path):
+    """An equilibration of 4 steps with 10-step intervals: production is sampled at its steps 0,
+    10, 20 (global 4, 14, 24), not at the global multiples of 10 (no first frame, uneven offsets)."""
+    config = quiet(tmp_path, structure="ethanol", model=cheap_model, equilibration_steps=4, steps=20, min_distance=0.1)
+    result = run_md(config)
+    assert result.completed and result.temperature.samples == 3
+    np.testing.assert_allclose(result.thermo["time"], np.array([4, 14, 24]) * 0.5e-3)
+    assert len(read(result.paths.traj, ":")) == 3
+
+
 # --------------------------------------------------------------------------- thermostats, long run (slow)
 
 

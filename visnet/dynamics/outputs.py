@@ -9,6 +9,7 @@ import os
 import socket
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +40,7 @@ __all__ = [
     "ExtxyzWriter",
     "ThermoRecord",
     "ProgressBar",
+    "attach_every",
     "attach_outputs",
 ]
 
@@ -270,6 +272,19 @@ class Outputs:
         self.closers.clear()
 
 
+def attach_every(dyn: MolecularDynamics, function: Callable[[], Any], interval: int) -> None:
+    """Call ``function`` every ``interval`` steps counted from now (ASE's ``attach`` counts from
+    step 0: after an equilibration of a length that is no multiple of ``interval`` it would skip
+    the first production frame and sample at offsets)."""
+    start = dyn.nsteps
+
+    def every() -> None:
+        if (dyn.nsteps - start) % interval == 0:
+            function()
+
+    dyn.attach(every, interval=1)
+
+
 def attach_outputs(
     dyn: MolecularDynamics,
     atoms: Atoms,
@@ -283,18 +298,19 @@ def attach_outputs(
     """Attach record, log, trajectories and progress bar to ``dyn`` (after any guard).
 
     Args:
-        log_interval / traj_interval: steps between log lines / trajectory frames.
+        log_interval / traj_interval: steps between log lines / trajectory frames, counted from
+            the current step (the start of production).
         stress: also log the stress (NPT).
     """
     paths.directory.mkdir(parents=True, exist_ok=True)
     record = ThermoRecord(atoms, dyn)
-    dyn.attach(record, interval=log_interval)
+    attach_every(dyn, record, log_interval)
     logger = MDLogger(dyn, atoms, str(paths.log), header=True, stress=stress, mode="w")
-    dyn.attach(logger, interval=log_interval)
+    attach_every(dyn, logger, log_interval)
     traj = Trajectory(str(paths.traj), "w", atoms)
-    dyn.attach(traj.write, interval=traj_interval)
+    attach_every(dyn, traj.write, traj_interval)
     extxyz = ExtxyzWriter(atoms, paths.extxyz)
-    dyn.attach(extxyz, interval=traj_interval)
+    attach_every(dyn, extxyz, traj_interval)
     bar = ProgressBar(atoms, dyn, steps, log_interval, progress)
     dyn.attach(bar, interval=1)
     return Outputs(paths, record, [bar.close, logger.close, traj.close, extxyz.close])

@@ -18,7 +18,7 @@ from visnet.committee import expand_committee
 from visnet.dynamics.guard import BlowUpGuard, GuardLimits, MDBlowUpError
 from visnet.dynamics.integrators import check_ensemble, init_velocities, make_integrator, prepare_constraints
 from visnet.dynamics.nve import MIN_DRIFT_SAMPLES, NVEDrift, nve_drift
-from visnet.dynamics.outputs import OutputLock, OutputPaths, Outputs, attach_outputs
+from visnet.dynamics.outputs import OutputLock, OutputPaths, Outputs, attach_every, attach_outputs
 from visnet.dynamics.plots import plot_energy, plot_temperature
 from visnet.dynamics.statistics import TemperatureStats, degrees_of_freedom, temperature_stats
 from visnet.dynamics.uncertainty import UncertainFrameStop, UncertaintyMonitor
@@ -283,7 +283,7 @@ def _attach(
         monitor = UncertaintyMonitor(
             atoms, dyn, paths.uncertainty_log, paths.uncertain, config.max_force_std, config.stop_on_uncertain
         )
-        dyn.attach(monitor, interval=config.log_interval)
+        attach_every(dyn, monitor, config.log_interval)
     outputs = attach_outputs(
         dyn,
         atoms,

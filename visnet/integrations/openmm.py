@@ -31,6 +31,7 @@ from openmm import app, unit
 from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 
 from visnet.integrations.engine_model import EngineModel, ModelSpec, check_species, load_engine_model
+from visnet.model_io import resolve_device, resolve_dtype
 
 KJ_PER_MOL_PER_EV = ase_units.mol / ase_units.kJ  # 96.485... kJ/mol in one eV
 ANGSTROM_PER_NM = 10.0
@@ -52,11 +53,15 @@ class ViSNetPotentialImpl(MLPotentialImpl):
         model: "default" (bundled model), a model file path, or a ViSNet module.
         device: default torch device ("cpu", "cuda"; None: CUDA when available).
         dtype: default floating-point type, "float64" or "float32".
+
+    Raises:
+        ValueError: a device this machine lacks (CUDA on a CPU-only torch, ...) or a bad dtype.
     """
 
     def __init__(
         self, name: str, model: ModelSpec = "default", device: str | None = None, dtype: str = "float64"
     ) -> None:
+        resolve_device(device), resolve_dtype(dtype)  # a bad device or dtype fails here, in one line
         self.name = name
         self.model = model
         self.device = device
