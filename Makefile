@@ -36,7 +36,7 @@ test-all: setup
 	$(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) scripts/benchmark.py
+	$(PY) scripts/bench_pyg.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
@@ -54,4 +54,4 @@ $(PEERS_VENV)/.installed:
 	touch $@
 
 bench-peers: setup $(PEERS_VENV)/.installed
-	OMP_NUM_THREADS=1 $(PY) scripts/peer_benchmark.py --peers-python $(PEERS_VENV)/bin/python
+	OMP_NUM_THREADS=1 $(PY) scripts/bench_peers.py --peers-python $(PEERS_VENV)/bin/python

@@ -36,10 +36,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from visnet.bundles import read_bundle, write_bundle
 
-from visnet.bundles import read_bundle, write_bundle  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TARGETS = ("U0", "homo", "lumo", "gap", "mu")
 DEFAULT_DATA = "../shared/data/qm9/qm9_full.npz"

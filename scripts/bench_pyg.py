@@ -1,11 +1,13 @@
 """Speed and memory of our ViSNet against PyG's ViSNet (same weights, same inputs, same process
-kind), written to BENCHMARKS.md.
+kind), for BENCHMARKS.md.
 
 Every case runs in a fresh subprocess (so peak RSS is the case's own) with a memory cap; PyG's
 ``radius_graph`` (which needs the unavailable pyg-lib) is replaced by our neighbour list, so both
 models see identical edges. Usage::
 
-    python scripts/benchmark.py [--threads 1 2] [--quick] [--output BENCHMARKS.md]
+    python scripts/bench_pyg.py [--threads 1 2] [--quick] [--output BENCHMARKS.md | --no-write]
+
+The tables replace the bench_pyg section of BENCHMARKS.md (``benchlib.write_section``).
 """
 
 from __future__ import annotations
@@ -16,32 +18,25 @@ import os
 import platform
 import resource
 import time
-from pathlib import Path
 
-from capped_subprocess import run_case as run_capped
+from benchlib import (
+    CONFIGS,
+    add_output_arguments,
+    aspirin_structure,
+    command_line,
+    cpu_name,
+    time_calls,
+    water_cluster,
+    write_section,
+)
+from benchlib import (
+    run_case as run_capped,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-ASPIRIN = REPO.parent / "shared" / "data" / "rmd17" / "rmd17_aspirin_train1000.npz"
-CONFIGS = {
-    "default": dict(hidden_channels=128, num_layers=6, lmax=1),  # PyG's defaults, 1.7M parameters
-    "md17": dict(hidden_channels=256, num_layers=9, lmax=2),  # the paper's MD17 config, 9.8M parameters
-}
 MEMORY_CAP_GB = 14.0
 
 
 # ----------------------------------------------------------------------------- structures
-def aspirin_structure():
-    import numpy as np
-    from ase import Atoms
-
-    if ASPIRIN.exists():
-        data = np.load(ASPIRIN)
-        return Atoms(numbers=data["z"], positions=data["R"][0])
-    from visnet.molecules import load_structure  # bundled copy when ../shared is absent
-
-    return load_structure("aspirin")
-
-
 def structures(name: str):
     """(z (N,), pos (N, 3) Å, batch (N,)) for a named benchmark system."""
     import numpy as np
@@ -52,29 +47,13 @@ def structures(name: str):
     elif name == "32 aspirins":
         atoms, copies = aspirin_structure(), 32
     elif name.startswith("water"):
-        atoms, copies = water_box(int(name.split()[1].replace(",", ""))), 1
+        atoms, copies = water_cluster(int(name.split()[1].replace(",", ""))), 1
     else:
         raise ValueError(name)
     z = torch.as_tensor(np.tile(atoms.numbers, copies), dtype=torch.long)
     pos = torch.as_tensor(np.tile(atoms.positions, (copies, 1)), dtype=torch.float32)
     batch = torch.arange(copies).repeat_interleave(len(atoms))
     return z, pos, batch
-
-
-def water_box(num_atoms: int):
-    """Water at liquid density (0.0334 molecules/Å³) on a jittered grid, as one cluster (no PBC)."""
-    import numpy as np
-    from ase import Atoms
-
-    molecules = num_atoms // 3
-    side = (molecules / 0.0334) ** (1 / 3)
-    per_edge = int(np.ceil(molecules ** (1 / 3)))
-    grid = np.stack(np.meshgrid(*[np.arange(per_edge)] * 3, indexing="ij"), -1).reshape(-1, 3)[:molecules]
-    rng = np.random.default_rng(0)
-    centres = (grid + 0.5) * side / per_edge + rng.normal(0, 0.1, grid.shape)
-    template = np.array([[0.0, 0.0, 0.0], [0.9572, 0.0, 0.0], [-0.2400, 0.9266, 0.0]])
-    pos = (centres[:, None, :] + template[None]).reshape(-1, 3)
-    return Atoms(numbers=[8, 1, 1] * molecules, positions=pos)
 
 
 # ----------------------------------------------------------------------------- one case
@@ -95,14 +74,8 @@ def build_models(config: str):
 
 
 def _timed(fn, repeats: int, budget_s: float) -> float:
-    fn()  # warm-up
-    times = []
-    start = time.perf_counter()
-    while len(times) < repeats and (time.perf_counter() - start < budget_s or not times):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    """Best of up to ``repeats`` calls after one warm-up, no new call past ``budget_s`` seconds (s)."""
+    return min(time_calls(fn, repeats, budget_s, warmup=1, min_calls=1))
 
 
 def run_case(case: dict) -> dict:
@@ -179,7 +152,7 @@ def neighbor_rows() -> list[str]:
     torch.set_num_threads(1)
     rows = []
     for n in (1_000, 10_000):
-        atoms = water_box(n - n % 3)
+        atoms = water_cluster(n - n % 3)
         atoms.cell = np.eye(3) * ((len(atoms) // 3 / 0.0334) ** (1 / 3))
         atoms.pbc = True
         pos = torch.as_tensor(atoms.positions)
@@ -222,14 +195,13 @@ def ratio(ours: dict | None, pyg: dict | None, key: str) -> str:
     return f"{pyg[key] / ours[key]:.1f}×"
 
 
-def report(results: list[dict], nl_rows: list[str]) -> str:
+def report(results: list[dict], nl_rows: list[str], command: str) -> str:
+    """The bench_pyg section of BENCHMARKS.md."""
     import torch
 
     index = {(r["config"], r["threads"], r["system"], r["task"], r["impl"]): r for r in results}
     lines = [
-        "# Benchmarks",
-        "",
-        f"Written by `scripts/benchmark.py` on {time.strftime('%Y-%m-%d')}: {platform.processor() or platform.machine()}, "
+        f"Written by `{command}` on {time.strftime('%Y-%m-%d')}: {platform.machine()} {cpu_name()}, "
         f"{os.cpu_count()} cores, torch {torch.__version__}, float32, CPU. Same weights (imported with "
         "`visnet.from_pyg`), same inputs and the same neighbour list for both models; PyG with "
         "`max_num_neighbors` large enough to keep every neighbour. Time = best of up to 5 runs; memory = "
@@ -267,23 +239,12 @@ def report(results: list[dict], nl_rows: list[str]) -> str:
     return "\n".join(lines)
 
 
-ANALYSIS_MARKER = "<!-- analysis: kept across benchmark runs -->"
-
-
-def kept_analysis(path: Path) -> str:
-    """The hand-written part of an existing BENCHMARKS.md (from ANALYSIS_MARKER on), kept as is."""
-    if not path.is_file():
-        return ""
-    text = path.read_text()
-    return "\n" + text[text.index(ANALYSIS_MARKER) :] if ANALYSIS_MARKER in text else ""
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--quick", action="store_true", help="energy+forces only")
-    parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
+    add_output_arguments(parser)
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))))
@@ -293,11 +254,7 @@ def main() -> None:
         result = spawn(case)
         print(json.dumps(result), flush=True)
         results.append(result)
-    text = report(results, neighbor_rows()) + kept_analysis(Path(args.output))
-    tmp = Path(args.output).with_suffix(".tmp")
-    tmp.write_text(text + "\n")
-    tmp.replace(args.output)
-    print(f"wrote {args.output}")
+    write_section(__file__, report(results, neighbor_rows(), command_line(__file__)), args)
 
 
 if __name__ == "__main__":

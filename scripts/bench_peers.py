@@ -2,7 +2,7 @@
 row, in one run (issue 11).
 
 Our rows run in this process (the package's ``.venv``): the eager model call, float32, one torch
-thread, its matmul floor measured here as ``scripts/floor_benchmark.py`` does (every ``F.linear`` of
+thread, its matmul floor measured here as ``scripts/bench_floor.py`` does (every ``F.linear`` of
 one call recorded and replayed alone, forward plus input-gradient backward). Each MACE row runs in a
 subprocess of the peer environment ``.venv-peers`` (``make bench-peers`` creates it; mace-torch is
 not a dependency of the package) on the same structure, cutoff, dtype and thread count: a randomly
@@ -11,13 +11,13 @@ correlation 3, spherical harmonics to l = 3, 8 Bessel functions, radial MLP [64,
 irreps up to our ``lmax``, r_max = our cutoff, the benchmark's elements (H, C, O), and the number of
 channels chosen so that its parameter count is closest to ours. Usage::
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/peer_benchmark.py [--cases bundled-aspirin ...]
-        [--calls 50] [--budget 30] [--peers-python .venv-peers/bin/python] [--output BENCHMARKS.md]
+    OMP_NUM_THREADS=1 python scripts/bench_peers.py [--cases bundled-aspirin ...]
+        [--calls 50] [--budget 30] [--peers-python .venv-peers/bin/python] [--output BENCHMARKS.md | --no-write]
 
 Times are the median of up to ``--calls`` calls after two warm-up calls (one when a call takes over
 a third of the budget): at least 3 calls, and no new one once a row has run ``--budget`` seconds.
-A MACE row above ``--memory-cap`` GB is stopped and reported. The table replaces the block between
-the peers markers in ``--output`` (use ``--output -`` to print only).
+A MACE row above ``--memory-cap`` GB is stopped and reported. The table replaces the bench_peers
+section of ``--output`` (``benchlib.write_section``).
 """
 
 from __future__ import annotations
@@ -28,22 +28,26 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from capped_subprocess import rss_gb
-from markdown_section import replace_section
+from benchlib import (
+    CONFIG_LABELS,
+    REPO,
+    add_output_arguments,
+    command_line,
+    cpu_name,
+    run_capped,
+    summary,
+    time_calls,
+    write_section,
+)
 
-REPO = Path(__file__).resolve().parents[1]
 PEERS_PYTHON = REPO / ".venv-peers" / "bin" / "python"
-START, END = "<!-- peers:start -->", "<!-- peers:end -->"
 ELEMENTS = (1, 6, 8)  # H, C, O: every element of the benchmark structures
 CASES = {  # name -> (our config, aspirin copies, or atoms of a periodic water box)
     "bundled-aspirin": ("bundled", 1, None),
@@ -51,35 +55,6 @@ CASES = {  # name -> (our config, aspirin copies, or atoms of a periodic water b
     "default-32-aspirins": ("default", 32, None),
     "default-water-1029": ("default", None, 1029),
 }
-CONFIG_LABELS = {
-    "bundled": "bundled model (64 ch, 3 layers, lmax 2)",
-    "default": "PyG-default config (128 ch, 6 layers, lmax 1, random weights)",
-}
-MIN_CALLS = 3
-WARMUP = 2
-
-
-# ----------------------------------------------------------------------------- timing
-def time_calls(fn: Callable[[], object], calls: int, budget_s: float) -> list[float]:
-    """Wall times (s) of ``fn`` after ``WARMUP`` calls (one when a call is slow): up to ``calls``
-    calls, at least ``MIN_CALLS``, and no new call once ``budget_s`` seconds of timed calls have passed."""
-    for _ in range(WARMUP):
-        begin = time.perf_counter()
-        fn()
-        if time.perf_counter() - begin > budget_s / MIN_CALLS:
-            break  # a slow call: one warm-up is enough
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < calls and (len(times) < MIN_CALLS or time.perf_counter() - start < budget_s):
-        begin = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - begin)
-    return times
-
-
-def summary(times: list[float]) -> dict[str, float]:
-    """Median and minimum (ms) and the number of timed calls."""
-    return {"median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3, "calls": len(times)}
 
 
 # ----------------------------------------------------------------------------- structures
@@ -87,15 +62,13 @@ def case_structure(name: str) -> dict[str, np.ndarray]:
     """z (N,), pos (N, 3) Å, batch (N,), cell (3, 3) Å (zeros without one), pbc (3,) of a case.
 
     Aspirin copies are the rMD17 aspirin geometry the repository uses, 20 Å apart as in
-    ``floor_benchmark.structure`` (no edges between copies); water is ``load_test.water_box``.
+    ``benchlib.aspirin_copies`` (no edges between copies); water is ``benchlib.water_box``.
     """
-    sys.path.insert(0, str(REPO / "scripts"))
-    from floor_benchmark import structure
-    from load_test import water_box
+    from benchlib import aspirin_copies, water_box
 
     _, copies, water_atoms = CASES[name]
     if water_atoms is None:
-        z, pos, batch = structure(copies, torch.float64)
+        z, pos, batch = aspirin_copies(copies, torch.float64)
         return {
             "z": z.numpy(),
             "pos": pos.numpy(),
@@ -115,13 +88,13 @@ def case_structure(name: str) -> dict[str, np.ndarray]:
 
 # ----------------------------------------------------------------------------- our rows
 def ours(name: str, data: dict[str, np.ndarray], dtype: torch.dtype, calls: int, budget_s: float) -> dict[str, Any]:
-    """Our eager E+F call (neighbour list included, as ``floor_benchmark`` times it), its matmul
-    floor (best of up to 20 replays, as ``floor_benchmark.floor_time``) and its neighbour list."""
-    from floor_benchmark import LinearRecorder, build, floor_time
+    """Our eager E+F call (neighbour list included, as ``bench_floor`` times it), its matmul
+    floor (best of up to 20 replays, ``benchlib.floor_time``) and its neighbour list."""
+    from benchlib import LinearRecorder, build_model, floor_time
 
     import visnet
 
-    model = build(CASES[name][0], dtype)
+    model = build_model(CASES[name][0], dtype)
     z = torch.as_tensor(data["z"])
     pos = torch.as_tensor(data["pos"], dtype=dtype)
     batch = torch.as_tensor(data["batch"])
@@ -293,40 +266,22 @@ def run_mace(
     (workdir / f"{name}.json").write_text(json.dumps(spec))
     env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "MKL_NUM_THREADS": str(spec["threads"])}
     command = [str(args.peers_python), __file__, "--mace-worker", str(workdir / f"{name}.json")]
-    with open(workdir / f"{name}.out", "w+") as out, open(workdir / f"{name}.err", "w+") as err:
-        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env)
-        peak = 0.0
-        while proc.poll() is None:
-            peak = max(peak, rss_gb(proc.pid))
-            if peak > args.memory_cap:
-                proc.kill()
-            time.sleep(0.05)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    lines = [line for line in stdout.splitlines() if line.startswith("{")]
-    if proc.returncode == 0 and lines:
-        return {**json.loads(lines[-1]), "peak_gb": peak}
-    if peak > args.memory_cap:
+    done = run_capped(command, args.memory_cap, env)
+    result = done.last_json()
+    if done.returncode == 0 and result is not None:
+        return {**result, "peak_gb": done.peak_gb}
+    if done.capped:
         return {"error": f"out of memory (> {args.memory_cap:g} GB)"}
-    raise SystemExit(f"MACE worker failed for {name} (exit {proc.returncode}):\n{stderr[-3000:]}")
+    raise SystemExit(f"MACE worker failed for {name} (exit {done.returncode}):\n{done.stderr[-3000:]}")
 
 
 # ----------------------------------------------------------------------------- report
 def markdown(rows: list[tuple[str, dict[str, Any], dict[str, Any]]], command: str, dtype: str) -> str:
-    """The BENCHMARKS.md section (between the peers markers) for the measured rows."""
+    """The bench_peers section of BENCHMARKS.md for the measured rows."""
     peer = next((r[2] for r in rows if "error" not in r[2]), {"torch": "?", "mace": "?", "e3nn": "?"})
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.machine(),
-    )
+    cpu = cpu_name()
     loads = [r[key]["load"] for r in rows for key in (1, 2) if "load" in r[key]]
     lines = [
-        START,
         f"## Peers: MACE at equal parameter count ({dtype}, {torch.get_num_threads()} thread, eager)",
         "",
         f"`{command}` on {time.strftime('%Y-%m-%d', time.gmtime())}: {platform.machine()} {cpu}, "
@@ -365,7 +320,7 @@ def markdown(rows: list[tuple[str, dict[str, Any], dict[str, Any]]], command: st
         "neighbour list + `AtomicData` + collation, what its ASE calculator does before each call) is **not** "
         "in its E+F. *edges*: directed pairs within the cutoff, self-loops not counted (the two must agree: "
         "same structure, same cutoff; each molecule of a batch is given to MACE centred at the origin — its non-periodic neighbour list bins a box spanning the coordinates, and the 32 copies 620 Å from the origin took it 94 s per graph — which changes no distance). *floor*: our own linear layers at this call's shapes, forward + "
-        "input-gradient backward, best of up to 20 replays in this process (`scripts/floor_benchmark.py`); "
+        "input-gradient backward, best of up to 20 replays in this process (`scripts/bench_floor.py`); "
         "MACE's layers are e3nn tensor products, not `F.linear`, so it gets no floor here. *MACE ÷ ours* > 1: "
         "MACE is slower.",
         "",
@@ -377,14 +332,13 @@ def markdown(rows: list[tuple[str, dict[str, Any], dict[str, Any]]], command: st
         "count whose parameter count is closest to ours (our count includes the embedding rows of elements "
         "these structures do not use: max_z 10 bundled, 100 default). One MACE model per configuration "
         "serves all its structures.",
-        END,
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments; run the MACE worker, or the whole benchmark."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] + " " + __doc__.splitlines()[1])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--calls", type=int, default=50, help="most timed calls per row (median reported)")
@@ -392,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (and OMP_NUM_THREADS of MACE)")
     parser.add_argument("--peers-python", type=Path, default=PEERS_PYTHON, help="Python of the env with mace-torch")
     parser.add_argument("--memory-cap", type=float, default=12.0, help="GB of resident memory a MACE row may use")
-    parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"), help="file to rewrite, or - to print")
+    add_output_arguments(parser)
     parser.add_argument("--mace-worker", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.mace_worker:
@@ -424,15 +378,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"load {our['load']:.1f}), MACE {mace_text}",
                 flush=True,
             )
-    command = "OMP_NUM_THREADS=1 .venv/bin/python scripts/peer_benchmark.py " + " ".join(
-        a for a in (argv if argv is not None else sys.argv[1:])
-    )
-    section = markdown(rows, command.strip(), args.dtype)
-    if args.output == "-":
-        print(section)
-    else:
-        replace_section(Path(args.output), START, END, section)
-        print(f"wrote the peers section of {args.output}")
+    write_section(__file__, markdown(rows, command_line(__file__, argv), args.dtype), args)
 
 
 if __name__ == "__main__":

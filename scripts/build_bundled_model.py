@@ -1,7 +1,7 @@
 """Ship a trained model inside the package: evaluate it on its held-out test split, copy it to
 ``visnet/pretrained/<name>.pt`` and write the model card ``visnet/pretrained/<name>.json``.
 
-    python scripts/bundle_model.py --run runs/default_model --data runs/default_model/xtb_10mol.extxyz \\
+    python scripts/build_bundled_model.py --run runs/default_model --data runs/default_model/xtb_10mol.extxyz \\
         --name default --config configs/default_model.yaml --wall-time-min 24 \\
         --valid-for "aspirin, azobenzene, benzene, ethanol, malonaldehyde, naphthalene, paracetamol, ..."
 """

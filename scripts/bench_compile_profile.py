@@ -10,8 +10,12 @@ them interleaved in this one process against the default compile (same inputs, m
 ``--calls`` calls each after warm-up). Nothing in ``visnet/`` is edited: options are applied by
 ``torch._inductor.config.patch`` around each variant's first (compiling) call. Usage::
 
-    OMP_NUM_THREADS=1 python scripts/compile_profile.py --profile default
-    OMP_NUM_THREADS=1 python scripts/compile_profile.py --variants default cpp-wrapper static ...
+    OMP_NUM_THREADS=1 python scripts/bench_compile_profile.py --profile default
+    OMP_NUM_THREADS=1 python scripts/bench_compile_profile.py --variants default cpp-wrapper static ...
+        [--malloc] [--output BENCHMARKS.md | --no-write]
+
+The markdown tables of a run replace the bench_compile_profile section of BENCHMARKS.md
+(``benchlib.write_section``); ``--spin`` (a loop to attach ``perf`` to) writes nothing.
 """
 
 from __future__ import annotations
@@ -21,25 +25,33 @@ import contextlib
 import copy
 import os
 import statistics
-import sys
 import time
 import types
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import count
-from pathlib import Path
 
 import torch
+from benchlib import (
+    LinearRecorder,
+    add_output_arguments,
+    aspirin_copies,
+    command_line,
+    floor_time,
+    load,
+    machine,
+    time_calls,
+    time_interleaved,
+    write_section,
+)
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from floor_benchmark import LinearRecorder, floor_time, structure  # noqa: E402
-
-import visnet  # noqa: E402
-import visnet.compile as vc  # noqa: E402
+import visnet
+import visnet.compile as vc
 
 _COPIES = count()
+SECTION: list[str] = []  # the markdown tables of this run, for BENCHMARKS.md
 EXTERN = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::linear", "aten::matmul"}
 
 
@@ -71,9 +83,10 @@ VARIANTS = {
 }
 
 
-def load() -> str:
-    """The 1-minute load average, formatted."""
-    return f"{os.getloadavg()[0]:.1f}"
+def emit(text: str) -> None:
+    """Print markdown ``text`` and keep it for the section."""
+    print(text, flush=True)
+    SECTION.append(text)
 
 
 def make(variant: Variant, model: visnet.ViSNet) -> torch.nn.Module:
@@ -110,27 +123,14 @@ def first_call(variant: Variant, fast: torch.nn.Module, args: tuple[Tensor, ...]
 
 
 def call_times(fn: Callable[[], object], calls: int) -> list[float]:
-    """Wall seconds of ``calls`` consecutive calls of ``fn``."""
-    out = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
+    """Wall seconds of ``calls`` consecutive calls of ``fn`` (no warm-up)."""
+    return time_calls(fn, calls, warmup=0, min_calls=calls)
 
 
-def interleaved(fns: dict[str, Callable[[], object]], calls: int, rounds: int) -> dict[str, list[float]]:
-    """Per-call seconds of each function, ``rounds`` rounds of ``calls // rounds`` calls each in a
-    rotating order (so load changes hit every function alike); 5 warm-up calls each first."""
-    for fn in fns.values():
-        call_times(fn, 5)
-    times: dict[str, list[float]] = defaultdict(list)
-    names = list(fns)
-    per_round = max(1, calls // rounds)
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            times[name] += call_times(fns[name], per_round)
-    return times
+def interleaved(fns: dict[str, Callable[[], object]], calls: int) -> dict[str, list[float]]:
+    """Per-call seconds of each function: 5 warm-up calls each, then ``calls`` rounds of one call of
+    each in a rotating order (so load changes hit every function alike)."""
+    return time_interleaved(fns, calls, warmup=5, min_calls=calls)
 
 
 # ----------------------------------------------------------------------------- profile
@@ -219,7 +219,7 @@ def profile(variant_name: str, model: visnet.ViSNet, args: tuple[Tensor, ...], c
     """Compile one variant, profile ``calls`` E+F calls and print the breakdown tables."""
     variant = VARIANTS[variant_name]
     fast = make(variant, model)
-    print(f"compile ({variant_name}): {first_call(variant, fast, args):.1f} s, load {load()}", flush=True)
+    print(f"compile ({variant_name}): {first_call(variant, fast, args):.1f} s, load {load():.1f}", flush=True)
     call_times(lambda: fast(*args), 20)
     plain = statistics.median(call_times(lambda: fast(*args), calls))
     with labelled_phases():
@@ -229,41 +229,41 @@ def profile(variant_name: str, model: visnet.ViSNet, args: tuple[Tensor, ...], c
             for _ in range(calls):
                 with torch.profiler.record_function("E+F call"):
                     fast(*args)
-    print(
-        f"\nE+F median of {calls}: {plain * 1e3:.2f} ms unlabelled, {labelled * 1e3:.2f} ms with labels "
-        f"(profiler off), load {load()}"
+    emit(
+        f"\nProfile of the `{variant_name}` compile: E+F median of {calls}: {plain * 1e3:.2f} ms unlabelled, "
+        f"{labelled * 1e3:.2f} ms with labels (profiler off), load {load():.1f}"
     )
     timers: dict[str, list[float]] = defaultdict(list)
     with labelled_phases(timers):
         whole = call_times(lambda: fast(*args), calls)
-    print(f"\nWall-clock phases, no profiler (median of {calls}):\n| phase | ms |\n|---|---:|")
-    print(f"| whole E+F call | {statistics.median(whole) * 1e3:.3f} |")
+    emit(f"\nWall-clock phases, no profiler (median of {calls}):\n\n| phase | ms |\n|---|---:|")
+    emit(f"| whole E+F call | {statistics.median(whole) * 1e3:.3f} |")
     for name, t in timers.items():
-        print(f"| {name} | {statistics.median(t) * 1e3:.3f} |")
+        emit(f"| {name} | {statistics.median(t) * 1e3:.3f} |")
     total, split = breakdown(list(prof.events()), calls)
-    print("\n| phase | ms per call (incl. children, profiler on) |\n|---|---:|")
+    emit("\n| phase | ms per call (incl. children, profiler on) |\n|---|---:|")
     for name, ms in sorted(total.items(), key=lambda kv: -kv[1]):
-        print(f"| {name} | {ms:.2f} |")
-    print("\n| phase | kind | self ms per call |\n|---|---|---:|")
+        emit(f"| {name} | {ms:.2f} |")
+    emit("\n| phase | kind | self ms per call |\n|---|---|---:|")
     for (phase, k), ms in sorted(split.items(), key=lambda kv: (kv[0][0], -kv[1])):
         if ms >= 0.005:
-            print(f"| {phase} | {k} | {ms:.3f} |")
+            emit(f"| {phase} | {k} | {ms:.3f} |")
     print("\nTop ops by self CPU time (per profile of", calls, "calls):")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=70))
     kernels = [e for e in prof.key_averages() if kind(e.key) == "generated C++ kernels"]
     if kernels:
         kernels.sort(key=lambda e: -e.self_cpu_time_total)
-        print(
-            "\nGenerated kernels (cpp.enable_kernel_profile):\n| kernel | calls per E+F | ms per E+F |\n|---|---:|---:|"
+        emit(
+            "\nGenerated kernels (cpp.enable_kernel_profile):\n\n| kernel | calls per E+F | ms per E+F |\n|---|---:|---:|"
         )
         for e in kernels[:15]:
-            print(f"| {e.key} | {e.count / calls:.0f} | {e.self_cpu_time_total / 1e3 / calls:.3f} |")
-    print("\nExtern mm by input shape:")
+            emit(f"| {e.key} | {e.count / calls:.0f} | {e.self_cpu_time_total / 1e3 / calls:.3f} |")
+    emit("\nExtern mm by input shape:\n")
     rows = [e for e in prof.key_averages(group_by_input_shape=True) if e.key in EXTERN]
     rows.sort(key=lambda e: -e.self_cpu_time_total)
-    print("| op | input shapes | calls per E+F | self ms per E+F |\n|---|---|---:|---:|")
+    emit("| op | input shapes | calls per E+F | self ms per E+F |\n|---|---|---:|---:|")
     for e in rows[:25]:
-        print(f"| {e.key} | {e.input_shapes} | {e.count / calls:.0f} | {e.self_cpu_time_total / 1e3 / calls:.3f} |")
+        emit(f"| {e.key} | {e.input_shapes} | {e.count / calls:.0f} | {e.self_cpu_time_total / 1e3 / calls:.3f} |")
     eager_pieces(fast, args, calls)
 
 
@@ -286,10 +286,10 @@ def eager_pieces(fast: torch.nn.Module, args: tuple[Tensor, ...], calls: int) ->
         "_isolated_table": lambda: fast._isolated_table(),
         "whole E+F call": lambda: fast(*args),
     }
-    times = interleaved(pieces, calls, 5)
-    print(f"\nEager pieces alone, median of {calls} (load {load()}):\n| piece | ms |\n|---|---:|")
+    times = interleaved(pieces, calls)
+    emit(f"\nEager pieces alone, median of {calls} (load {load():.1f}):\n\n| piece | ms |\n|---|---:|")
     for name, t in times.items():
-        print(f"| {name} | {statistics.median(t) * 1e3:.3f} |")
+        emit(f"| {name} | {statistics.median(t) * 1e3:.3f} |")
 
 
 # ----------------------------------------------------------------------------- options
@@ -318,7 +318,7 @@ def compare(names: list[str], model: visnet.ViSNet, args: tuple[Tensor, ...], ca
         err = (out["forces"] - reference["forces"]).abs().max().item()
         print(
             f"{name}: compile {compile_s[name]:.1f} s, new dynamo graphs {graphs}, max |dF| vs eager {err:.1e}, "
-            f"load {load()}",
+            f"load {load():.1f}",
             flush=True,
         )
         fns[name] = lambda fast=fast: fast(*args)
@@ -327,17 +327,17 @@ def compare(names: list[str], model: visnet.ViSNet, args: tuple[Tensor, ...], ca
         model(*args)
     floor = floor_time(recorder.calls, calls)
     start_load = load()
-    times = interleaved(fns, calls, 10)
+    times = interleaved(fns, calls)
     base = statistics.median(times["default"])
-    print(
-        f"\nInterleaved, median of {calls} calls each (10 rounds, rotating order), floor {floor * 1e3:.2f} ms, "
-        f"threads {torch.get_num_threads()}, load {start_load} -> {load()}\n"
+    emit(
+        f"\nInterleaved, median of {calls} calls each (one call each per round, rotating order), floor "
+        f"{floor * 1e3:.2f} ms, threads {torch.get_num_threads()}, load {start_load:.1f} -> {load():.1f}:\n\n"
         "| variant | compile s | E+F ms (median) | p10–p90 ms | ratio vs default compile | ratio to floor |\n"
         "|---|---:|---:|---|---:|---:|"
     )
     for name, t in times.items():
         q = statistics.quantiles(t, n=10)
-        print(
+        emit(
             f"| {name} | {compile_s.get(name, float('nan')):.0f} | {statistics.median(t) * 1e3:.2f} | "
             f"{q[0] * 1e3:.2f}–{q[-1] * 1e3:.2f} | {statistics.median(t) / base:.2f} | "
             f"{statistics.median(t) / floor:.1f}x |"
@@ -353,7 +353,7 @@ def malloc_settings(model: visnet.ViSNet, args: tuple[Tensor, ...], calls: int) 
 
     libc = ctypes.CDLL("libc.so.6")
     fast = make(VARIANTS["default"], model)
-    print(f"compile (default): {first_call(VARIANTS['default'], fast, args):.1f} s, load {load()}", flush=True)
+    print(f"compile (default): {first_call(VARIANTS['default'], fast, args):.1f} s, load {load():.1f}", flush=True)
     fns = {"compiled": lambda: fast(*args), "eager": lambda: model(*args)}
     times: dict[tuple[str, str], list[float]] = defaultdict(list)
     faults: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -369,13 +369,13 @@ def malloc_settings(model: visnet.ViSNet, args: tuple[Tensor, ...], calls: int) 
             t = call_times(fn, max(10, calls // 4))
             faults[(setting, path)].append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / len(t))
             times[(setting, path)] += t
-    print(
-        f"\nglibc malloc settings (load {load()}):\n| setting | path | E+F ms (median) | minor faults per call |\n"
+    emit(
+        f"\nglibc malloc settings (load {load():.1f}):\n\n| setting | path | E+F ms (median) | minor faults per call |\n"
         "|---|---|---:|---:|"
     )
     for (setting, path), t in times.items():
         f = statistics.mean(faults[(setting, path)])
-        print(f"| {setting} | {path} | {statistics.median(t) * 1e3:.2f} | {f:.0f} |")
+        emit(f"| {setting} | {path} | {statistics.median(t) * 1e3:.2f} | {f:.0f} |")
 
 
 def spin(model: visnet.ViSNet, args: tuple[Tensor, ...], seconds: float) -> None:
@@ -393,19 +393,25 @@ def spin(model: visnet.ViSNet, args: tuple[Tensor, ...], seconds: float) -> None
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Parse arguments, run the asked parts, write the section of their tables."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=sorted(VARIANTS), help="profile this variant")
     parser.add_argument("--variants", nargs="*", choices=sorted(VARIANTS), default=[])
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--calls", type=int, default=60)
     parser.add_argument("--malloc", action="store_true", help="compare glibc malloc settings")
     parser.add_argument("--spin", type=float, default=0.0, help="call the default compile this long (perf)")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     dtype = getattr(torch, args.dtype)
     model = visnet.load_model("default", dtype=dtype).eval()
-    inputs = structure(1, dtype)
-    print(f"bundled model, aspirin ({len(inputs[0])} atoms), {args.dtype}, torch {torch.__version__}, load {load()}")
+    inputs = aspirin_copies(1, dtype)
+    header = (
+        f"`{command_line(__file__, argv)}` on {time.strftime('%Y-%m-%d')}: {machine()}. Bundled model, aspirin "
+        f"({len(inputs[0])} atoms), {args.dtype}."
+    )
+    print(header, flush=True)
     if args.profile:
         profile(args.profile, model, inputs, args.calls)
     if args.variants:
@@ -414,6 +420,9 @@ def main(argv: list[str] | None = None) -> None:
         malloc_settings(model, inputs, args.calls)
     if args.spin:
         spin(model, inputs, args.spin)
+    if SECTION:
+        title = "## Where the compiled energy + forces call goes, and which inductor options change it"
+        write_section(__file__, "\n".join([title, "", header, *SECTION]), args, echo=False)
 
 
 if __name__ == "__main__":

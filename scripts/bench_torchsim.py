@@ -1,11 +1,12 @@
 """Batched MD throughput for BENCHMARKS.md: 16 bundled molecules in one TorchSim NVT run against
 16 separate ASE Langevin runs with ViSNetCalculator, in molecule-steps per second.
 
-    python scripts/torchsim_benchmark.py [--steps 50] [--repeats 2] [--threads 1] [--dtype float32] [--output BENCHMARKS.md]
+    python scripts/bench_torchsim.py [--steps 50] [--repeats 2] [--threads 1] [--dtype float32]
+        [--output BENCHMARKS.md | --no-write]
 
 Both sides use the bundled default model, the same dtype and thread count, Langevin at 300 K with a
-0.5 fs step. The results replace the block between the torchsim-benchmark markers in BENCHMARKS.md
-(appended if missing).
+0.5 fs step. The results replace the bench_torchsim section of BENCHMARKS.md
+(``benchlib.write_section``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import os
 import platform
 import time
 from itertools import cycle, islice
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,13 +24,12 @@ from ase import Atoms, units
 from ase.io import read
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import thermalize_momenta
+from benchlib import add_output_arguments, command_line, cpu_name, write_section
 
 from visnet import ViSNetCalculator
 from visnet.integrations.torchsim import ViSNetModel
 from visnet.molecules import named_structures
 
-REPO = Path(__file__).resolve().parents[1]
-START, END = "<!-- torchsim-benchmark:start -->", "<!-- torchsim-benchmark:end -->"
 TEMPERATURE_K = 300.0
 TIMESTEP_FS = 0.5
 
@@ -76,6 +75,7 @@ def torchsim_throughput(molecules: list[Atoms], steps: int, dtype: str) -> float
 
 
 def report(args: argparse.Namespace) -> str:
+    """The bench_torchsim section of BENCHMARKS.md."""
     torch.set_num_threads(args.threads)
     molecules = sixteen_molecules()
     atoms = sum(len(m) for m in molecules)
@@ -88,14 +88,13 @@ def report(args: argparse.Namespace) -> str:
     load = os.getloadavg()[0]
     return "\n".join(
         [
-            START,
             f"## Batched MD with TorchSim ({args.threads} thread(s), {args.dtype}, Langevin 300 K, 0.5 fs)",
             "",
             f"16 bundled molecules ({atoms} atoms: the ten rMD17 molecules, then the first six again), bundled "
             f"default model, {args.steps} steps after 2 warm-up steps, best of {args.repeats} alternating runs; "
-            "`python scripts/torchsim_benchmark.py`. "
+            f"`{command_line(__file__)}`. "
             f"torch-sim-atomistic {_version('torch-sim-atomistic')}, torch {torch.__version__}, "
-            f"{platform.machine()} CPU ({os.cpu_count()} cores, 1-minute load average {load:.1f} at the end), "
+            f"{platform.machine()} {cpu_name()} ({os.cpu_count()} cores, 1-minute load average {load:.1f} at the end), "
             f"torch threads {torch.get_num_threads()}.",
             "",
             "| engine | molecule-steps/s | speed-up |",
@@ -107,7 +106,6 @@ def report(args: argparse.Namespace) -> str:
             "On one CPU thread the model's arithmetic grows with the atom count either way, so batching saves only "
             "per-call costs (Python, ASE's integrator, dispatch of many small tensor ops); it should pay most where one "
             "molecule leaves the hardware idle (a GPU), which is not measured here.",
-            END,
         ]
     )
 
@@ -118,27 +116,15 @@ def _version(distribution: str) -> str:
     return version(distribution)
 
 
-def write(block: str, path: Path) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each engine; best kept")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
+    add_output_arguments(parser)
     args = parser.parse_args()
-    block = report(args)
-    print(block)
-    write(block, args.output)
+    write_section(__file__, report(args), args)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Each model is exported once (``visnet.export.export_model``) and cached under
 ``outputs/export-cache/`` (git-ignored; the export time is stored next to the package and printed).
 Per case, in this process: the eager model and the loaded package (``visnet.load_exported``), each
 timed as the full call (neighbour list built inside) and with the neighbour list given (as the
-calculator's Verlet list does), plus the floor of ``scripts/floor_benchmark.py`` (the model's own
+calculator's Verlet list does), plus the floor of ``scripts/bench_floor.py`` (the model's own
 ``F.linear`` calls of one eager call, replayed alone forward + input-gradient backward, sampled
 between the paths' calls, fastest sample). Times are
 medians of up to ``--calls`` calls after warm-up, at least 3, the four paths of a case timed
@@ -13,10 +13,10 @@ round-robin (one call each per round) until they have run ``--budget`` seconds e
 (300 K, 0.5 fs) on aspirin through ``ViSNetCalculator`` with the bundled model, eager and exported.
 Usage::
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/export_benchmark.py [--cases bundled-aspirin ...]
-        [--calls 100] [--budget 10] [--md-steps 300] [--output BENCHMARKS.md]
+    OMP_NUM_THREADS=1 python scripts/bench_export.py [--cases bundled-aspirin ...]
+        [--calls 100] [--budget 10] [--md-steps 300] [--output BENCHMARKS.md | --no-write]
 
-The results replace the block between the export-benchmark markers in ``--output`` (``-`` prints).
+The results replace the bench_export section of ``--output`` (``benchlib.write_section``).
 """
 
 from __future__ import annotations
@@ -34,19 +34,29 @@ from typing import Any
 
 import numpy as np
 import torch
+from benchlib import (
+    CONFIG_LABELS,
+    REPO,
+    LinearRecorder,
+    add_output_arguments,
+    aspirin_copies,
+    aspirin_structure,
+    available_gb,
+    build_model,
+    command_line,
+    cpu_name,
+    floor_time,
+    load,
+    time_calls,
+    time_interleaved,
+    water_box,
+    write_section,
+)
 from torch import Tensor
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-from floor_benchmark import LinearRecorder, build, floor_time, structure  # noqa: E402
-from load_test import water_box  # noqa: E402
-from markdown_section import replace_section  # noqa: E402
-from peer_benchmark import MIN_CALLS, WARMUP, time_calls  # noqa: E402
+import visnet
+from visnet.export import export_model
 
-import visnet  # noqa: E402
-from visnet.export import export_model  # noqa: E402
-
-START, END = "<!-- export-benchmark:start -->", "<!-- export-benchmark:end -->"
 CACHE = REPO / "outputs" / "export-cache"
 CASES = {  # name -> (config, dtype, aspirin copies, or atoms of a periodic water box)
     "bundled-aspirin": ("bundled", "float32", 1, None),
@@ -58,33 +68,15 @@ CASES = {  # name -> (config, dtype, aspirin copies, or atoms of a periodic wate
     "default-water-9999": ("default", "float32", None, 9999),  # opt-in: see memory_check
 }
 DEFAULT_CASES = [name for name in CASES if name != "default-water-9999"]
-CONFIG_LABELS = {
-    "bundled": "bundled model (64 ch, 3 layers, lmax 2)",
-    "default": "PyG-default config (128 ch, 6 layers, lmax 1, random weights)",
-    "md17": "MD17 config (256 ch, 9 layers, lmax 2, random weights)",
-}
 UNSLICED_9999_GB = 15.6  # eager float32 peak of the 9,999-atom point before edge slicing (BENCHMARKS.md)
 NOT_RUN_9999 = (
-    "**10k atoms** (`default-water-9999`, `scripts/load_test.py`'s box, 541k edges): not run in this run. The "
+    "**10k atoms** (`default-water-9999`, `scripts/bench_load.py`'s box, 541k edges): not run in this run. The "
     "exported graph has no edge slicing, and the unsliced eager float32 point peaked at "
     f"{UNSLICED_9999_GB} GB (the sliced eager one at 5.3 GB); the 2-core machine's ~21 GB was shared with other "
     "jobs (one of them a floor benchmark that also has a 9,999-atom case), and one sliced eager call alone takes "
     "~3 min here. Run it alone with `--cases default-water-9999` (it refuses below 1.3× that peak available)."
 )
 PATHS = ("eager", "eager, NL given", "exported", "exported, NL given")
-
-
-def load() -> float:
-    """The 1-minute load average."""
-    return os.getloadavg()[0]
-
-
-def available_gb() -> float:
-    """MemAvailable of the machine (GB)."""
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1024**2
-    return float("nan")
 
 
 # ----------------------------------------------------------------------------- export cache
@@ -104,7 +96,7 @@ def exported_package(config: str, dtype: str) -> tuple[Path, dict[str, Any]]:
         print(f"{config} {dtype}: cached package {path.name} (export {record['export_s']} s)", flush=True)
         return path, record
     start = time.perf_counter()
-    export_model(build(config, getattr(torch, dtype)), path, verbose=False)
+    export_model(build_model(config, getattr(torch, dtype)), path, verbose=False)
     record = {"export_s": round(time.perf_counter() - start, 1), "load": round(load(), 2)}
     record_path.write_text(json.dumps(record))
     print(f"{config} {dtype}: exported {path.name} in {record['export_s']} s (load {record['load']})", flush=True)
@@ -114,10 +106,10 @@ def exported_package(config: str, dtype: str) -> tuple[Path, dict[str, Any]]:
 # ----------------------------------------------------------------------------- inputs
 def case_inputs(name: str) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
     """z (N,), pos (N, 3) Å, batch (N,) and cell/pbc keywords (periodic water) of a case; aspirin
-    copies are ``floor_benchmark.structure`` (20 Å apart), water ``load_test.water_box``."""
+    copies are ``benchlib.aspirin_copies`` (20 Å apart), water ``benchlib.water_box``."""
     _, dtype, copies, water_atoms = CASES[name]
     if water_atoms is None:
-        z, pos, batch = structure(copies, getattr(torch, dtype))
+        z, pos, batch = aspirin_copies(copies, getattr(torch, dtype))
         return z, pos, batch, {}
     atoms = water_box(water_atoms)
     z = torch.as_tensor(atoms.numbers, dtype=torch.long)
@@ -140,33 +132,6 @@ def memory_check(name: str) -> str | None:
 
 
 # ----------------------------------------------------------------------------- one case
-def interleaved_times(fns: dict[str, Callable[[], object]], calls: int, budget_s: float) -> dict[str, list[float]]:
-    """Wall times (s) of each path, timed round-robin (one call of each path per round, the order
-    rotated by one each round) so that load drift hits all paths alike. The cyclic order stays, so the
-    exported full call always runs right after an eager one, which costs it ~0.5–1 s at 1,029 waters
-    (the freed eager graph's memory faulted in again; measured with the two exported calls swapped):
-    ``WARMUP`` warm-up calls each (one when a call takes over a third of the budget), then up to
-    ``calls`` rounds, at least ``MIN_CALLS``, and no new round once ``budget_s`` seconds per path
-    have passed."""
-    for fn in fns.values():
-        for _ in range(WARMUP):
-            begin = time.perf_counter()
-            fn()
-            if time.perf_counter() - begin > budget_s / MIN_CALLS:
-                break
-    times: dict[str, list[float]] = {label: [] for label in fns}
-    start = time.perf_counter()
-    rounds = 0
-    while rounds < calls and (rounds < MIN_CALLS or time.perf_counter() - start < budget_s * len(fns)):
-        labels = list(fns)[rounds % len(fns) :] + list(fns)[: rounds % len(fns)]  # rotated each round
-        for label in labels:
-            begin = time.perf_counter()
-            fns[label]()
-            times[label].append(time.perf_counter() - begin)
-        rounds += 1
-    return times
-
-
 def run_case(name: str, calls: int, budget_s: float) -> dict[str, Any]:
     """Eager and exported E+F (full call and neighbour list given), floor, parity, in this process."""
     config, dtype, _, _ = CASES[name]
@@ -175,7 +140,7 @@ def run_case(name: str, calls: int, budget_s: float) -> dict[str, Any]:
     if reason:
         return {"name": name, "atoms": len(z), "skipped": reason}
     path, record = exported_package(config, dtype)
-    eager = build(config, getattr(torch, dtype))
+    eager = build_model(config, getattr(torch, dtype))
     exported = visnet.load_exported(path)
     graph = visnet.radius_graph(pos, eager.cutoff, batch, kwargs.get("cell"), kwargs.get("pbc"), self_loops=True)
     fns: dict[str, Callable[[], dict[str, Tensor]]] = {
@@ -201,7 +166,10 @@ def run_case(name: str, calls: int, budget_s: float) -> dict[str, Any]:
     floors: list[float] = []  # each the faster of two replays, timed between the paths' calls
     timed = {**fns, "floor": lambda: floors.append(floor_time(recorder.calls, 1))}
     paths = {}
-    for label, times in interleaved_times(timed, calls, budget_s).items():
+    # Round-robin, the order rotated each round; the cyclic order stays, so the exported full call
+    # always runs right after an eager one, which costs it ~0.5–1 s at 1,029 waters (the freed eager
+    # graph's memory faulted in again; measured with the two exported calls swapped).
+    for label, times in time_interleaved(timed, calls, budget_s).items():
         if label == "floor":
             continue
         paths[label] = {"median_ms": statistics.median(times) * 1e3, "calls": len(times), "load": load()}
@@ -236,7 +204,6 @@ def md_rate(model: Any, steps: int, warmup: int) -> dict[str, float]:
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-    from benchmark import aspirin_structure
 
     atoms = aspirin_structure()
     atoms.calc = visnet.ViSNetCalculator(model=model, dtype="float32")
@@ -328,21 +295,13 @@ def left_text(row: dict[str, Any]) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], md: dict[str, Any] | None, command: str) -> str:
-    """The BENCHMARKS.md section between the export-benchmark markers."""
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.machine(),
-    )
+    """The bench_export section of BENCHMARKS.md."""
+    cpu = cpu_name()
     loads = [p["load"] for r in rows if "paths" in r for p in r["paths"].values()]
     if md:
         loads += [v["load"] for v in md.values()]
     span = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "—"
     lines = [
-        START,
         "## Exported packages (AOTInductor `.pt2`) against eager and the matmul floor (issue 11)",
         "",
         f"`{command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {platform.machine()} {cpu}, "
@@ -371,7 +330,7 @@ def markdown(rows: list[dict[str, Any]], md: dict[str, Any] | None, command: str
         "*exported*: `visnet.load_exported(pkg)` called the same way (neighbour list and input checks eager, "
         "energy + forces + virial in the compiled graph). *floor*: the model's own `F.linear` calls of one eager "
         "call at its shapes, replayed alone, forward + input-gradient backward "
-        "(`scripts/floor_benchmark.py`'s `floor_time`), sampled in the same round-robin as the paths (each "
+        "(`scripts/benchlib.py`'s `floor_time`, as `scripts/bench_floor.py`), sampled in the same round-robin as the paths (each "
         "sample the faster of two replays) and the fastest sample reported. Medians of the given number of calls "
         "after warm-up, the four paths of a case timed round-robin (one call of each per round, the order rotated "
         "each round), so load drift hits them alike; the cyclic order stays, so the exported full call always runs "
@@ -438,19 +397,18 @@ def markdown(rows: list[dict[str, Any]], md: dict[str, Any] | None, command: str
     left = [t for t in (left_text(r) for r in rows if "paths" in r) if t]
     lines += ["", "**What is left and why** (cases where the exported full call is above 2× the floor):", ""]
     lines += left or ["* every case is within 2× of its floor."]
-    lines.append(END)
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, run the cases and the MD, write the section."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=DEFAULT_CASES)
     parser.add_argument("--calls", type=int, default=100, help="most timed calls per path (median reported)")
     parser.add_argument("--budget", type=float, default=10.0, help="seconds of timed calls per path (at least 3)")
     parser.add_argument("--md-steps", type=int, default=300, help="timed MD steps per path (0: no MD)")
     parser.add_argument("--md-warmup", type=int, default=20)
-    parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"), help="file to rewrite, or - to print")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     print(f"argv {sys.argv[1:]}, load {Path('/proc/loadavg').read_text().strip()}, available {available_gb():.1f} GB")
@@ -459,15 +417,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(run_case(name, args.calls, args.budget))
         print(json.dumps(rows[-1]), flush=True)
     md = run_md(args.md_steps, args.md_warmup) if args.md_steps else None
-    command = "OMP_NUM_THREADS=1 .venv/bin/python scripts/export_benchmark.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
-    section = markdown(rows, md, command.strip())
-    if args.output == "-":
-        print(section)
-    else:
-        replace_section(Path(args.output), START, END, section)
-        print(f"wrote the export-benchmark section of {args.output}")
+    write_section(__file__, markdown(rows, md, command_line(__file__, argv)), args)
 
 
 if __name__ == "__main__":

@@ -9,29 +9,27 @@ JAX ViSNet (mlip) on one H100: 1.6 / 9.0 ms per step (JAX-MD), 7.0 / 24 ms (ASE)
 
 Usage::
 
-    python scripts/gpu_bench.py                 # CUDA; prints "skipped" and exits 0 without it
-    python scripts/gpu_bench.py --device cpu --quick   # CPU smoke check of the whole script
-    python scripts/gpu_bench.py --output gpu_bench.json
+    python scripts/bench_gpu.py                 # CUDA; prints "skipped" and exits 0 without it
+    python scripts/bench_gpu.py --device cpu --quick --no-write   # CPU smoke check of the whole script
+    python scripts/bench_gpu.py --json bench_gpu.json             # also the raw figures as JSON
 
-Budget: about 8 minutes on one GPU (compiles are the bulk); ``--no-compile`` skips them.
+The tables replace the bench_gpu section of BENCHMARKS.md (``benchlib.write_section``; ``--no-write``
+prints them only). Budget: about 8 minutes on one GPU (compiles are the bulk); ``--no-compile``
+skips them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import add_output_arguments, command_line, machine, water_cluster, write_section
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark import water_box  # noqa: E402
-
-import visnet  # noqa: E402
+import visnet
 
 PEPTIDE = "GYDPETGTWG"
 CONFIG = dict(hidden_channels=128, num_layers=4, lmax=1, num_rbf=32, cutoff=5.0)
@@ -52,7 +50,7 @@ def peptide_atoms():
 def systems(quick: bool) -> dict:
     """name -> ase.Atoms."""
     out = {"peptide": peptide_atoms()}
-    out["water"] = water_box(60 if quick else 1200)
+    out["water"] = water_cluster(60 if quick else 1200)
     return out
 
 
@@ -117,23 +115,56 @@ def ase_md_ms(model, atoms, device: str, steps: int, compile: bool) -> float:
     return (time.perf_counter() - start) / steps * 1e3
 
 
+def markdown(report: dict, command: str) -> str:
+    """The bench_gpu section of BENCHMARKS.md from the run's report."""
+    device = report.get("gpu", report["device"])
+    lines = [
+        f"## GPU: parity with the CPU and MD step times ({device})",
+        "",
+        f"`{command}` on {time.strftime('%Y-%m-%d')}: {report['machine']}. Model: {report['config']} "
+        "(random weights). Parity: max |device − CPU| in float64; MD: float32, ms per step, our own "
+        "velocity-Verlet loop (neighbour list every step) and ASE `VelocityVerlet` through `ViSNetCalculator`.",
+        "",
+        "| system | atoms | ΔE eV | ΔF eV/Å | Δstress | own MD eager | own MD compiled | ASE MD eager | ASE MD compiled |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("peptide", "water"):
+        row = report.get(name)
+        if row is None:
+            continue
+        parity = row["parity_max_abs"]
+        cells = [f"{row[key]:.2f}" if key in row else "—" for key in ("own_md_ms_eager", "own_md_ms_compiled")]
+        cells += [f"{row[key]:.2f}" if key in row else "—" for key in ("ase_md_ms_eager", "ase_md_ms_compiled")]
+        lines.append(
+            f"| {name} | {row['atoms']:,} | {parity['energy']:.1e} | {parity['forces']:.1e} | "
+            f"{parity['stress']:.1e} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        "Anchor: InstaDeep's JAX ViSNet (mlip) on one H100: 1.6 / 9.0 ms per step (JAX-MD), 7.0 / 24 ms (ASE).",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Parse arguments, run parity and MD timings per system, write the section."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="tiny model, few steps (smoke check)")
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw figures to this JSON file")
+    add_output_arguments(parser)
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("gpu_bench: skipped (no CUDA device)")
+        print("bench_gpu: skipped (no CUDA device)")
         return 0
     torch.set_num_threads(1 if args.device == "cpu" else torch.get_num_threads())
     steps = args.steps or (3 if args.quick else 100)
     report = {"device": args.device, "torch": torch.__version__, "config": QUICK_CONFIG if args.quick else CONFIG}
     if args.device.startswith("cuda"):
         report["gpu"] = torch.cuda.get_device_name()
-    report["threads"], report["load"] = torch.get_num_threads(), os.getloadavg()[0]
+    report["machine"] = machine()
     paths = [False] if args.no_compile else [False, True]
     for name, atoms in systems(args.quick).items():
         row = {"atoms": len(atoms), "parity_max_abs": parity(atoms, args.device, args.quick)}
@@ -147,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
             row[f"ase_md_ms_{label}"] = ase_md_ms(model, atoms, args.device, steps, compiled)
         report[name] = row
         print(json.dumps({name: row}), flush=True)
-    if args.output:
-        args.output.write_text(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    write_section(__file__, markdown(report, command_line(__file__, argv)), args)
     return 0
 
 

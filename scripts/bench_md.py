@@ -2,14 +2,15 @@
 ~1,000-atom periodic benzene box), the calculator's overhead over the bare model call, NVE drift in
 float64 and float32, and the stability of 500 K Langevin runs of every molecule the model covers.
 
-    python scripts/md_benchmark.py [--stability-steps 2000] [--output BENCHMARKS.md]
+    python scripts/bench_md.py [--stability-steps 2000] [--nve-steps 2000] [--output BENCHMARKS.md | --no-write]
 
-The results replace the block between the MD markers in BENCHMARKS.md (added if missing).
+The results replace the bench_md section of BENCHMARKS.md (``benchlib.write_section``).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -18,13 +19,11 @@ import numpy as np
 import torch
 from ase import Atoms
 from ase.build import molecule
+from benchlib import add_output_arguments, command_line, machine, time_interleaved, write_section
 
 from visnet import ViSNetCalculator, load_model
 from visnet.dynamics import MDConfig, run_md
 from visnet.molecules import load_structure, named_structures
-
-REPO = Path(__file__).resolve().parents[1]
-START, END = "<!-- md-benchmark:start -->", "<!-- md-benchmark:end -->"
 
 
 def benzene_box(nx: int = 6, ny: int = 5, nz: int = 3) -> Atoms:
@@ -64,7 +63,8 @@ def steps_per_second(atoms: Atoms, dtype: str, steps: int) -> float:
 
 
 def calculator_overhead(atoms: Atoms, repeats: int = 50) -> tuple[float, float]:
-    """(ms per bare model call incl. neighbour list, ms per calculator call with a moved atom)."""
+    """(ms per bare model call incl. neighbour list, ms per calculator call with a moved atom):
+    medians of ``repeats`` calls each after 5 warm-up calls, the two interleaved."""
     model = load_model("default", dtype="float64")
     z = torch.as_tensor(atoms.numbers)
     pos = torch.as_tensor(atoms.positions)
@@ -80,15 +80,8 @@ def calculator_overhead(atoms: Atoms, repeats: int = 50) -> tuple[float, float]:
         atoms.positions[0, 0] += 1e-4  # a change, as in MD: forces recomputed every call
         atoms.get_forces()
 
-    times = {}
-    for name, fn in (("bare", bare), ("calc", through_calc)):
-        for _ in range(5):
-            fn()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        times[name] = (time.perf_counter() - start) / repeats * 1e3
-    return times["bare"], times["calc"]
+    times = time_interleaved({"bare": bare, "calc": through_calc}, repeats, warmup=5, min_calls=repeats)
+    return statistics.median(times["bare"]) * 1e3, statistics.median(times["calc"]) * 1e3
 
 
 def nve_drift(dtype: str, steps: int) -> str:
@@ -141,8 +134,9 @@ def report(args: argparse.Namespace) -> str:
     aspirin = load_structure("aspirin")
     box = benzene_box()
     lines = [
-        START,
         "## Molecular dynamics with the bundled default model (1 thread, Langevin 300 K, 0.5 fs)",
+        "",
+        f"`{command_line(__file__)}` on {time.strftime('%Y-%m-%d')}: {machine()}.",
         "",
         "| system | atoms | float64 steps/s | float32 steps/s |",
         "|---|---|---|---|",
@@ -172,7 +166,6 @@ def report(args: argparse.Namespace) -> str:
         "| molecule | ps | mean T (K, after 20 %) | max T (K) | result |",
         "|---|---|---|---|---|",
         *stability(args.stability_steps),
-        END,
     ]
     return "\n".join(lines)
 
@@ -181,18 +174,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stability-steps", type=int, default=2000)
     parser.add_argument("--nve-steps", type=int, default=2000)
-    parser.add_argument("--output", type=Path, default=REPO / "BENCHMARKS.md")
+    add_output_arguments(parser)
     args = parser.parse_args()
-    block = report(args)
-    print(block)
-    text = args.output.read_text() if args.output.is_file() else ""
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    tmp = args.output.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(args.output)
+    write_section(__file__, report(args), args)
 
 
 if __name__ == "__main__":
