@@ -11,7 +11,11 @@ __all__ = ["check_output_file", "check_output_folder", "refuse_folder"]
 
 def refuse_folder(path: str | os.PathLike, what: str) -> None:
     """ValueError when the input file ``path`` is a folder (``what``: e.g. "structure file")."""
-    if Path(path).is_dir():
+    try:
+        is_dir = Path(path).is_dir()
+    except OSError:  # e.g. a name longer than the file system allows (a long SMILES): not a folder
+        return
+    if is_dir:
         raise ValueError(f"{what} {path} is a folder, expected a file")
 
 
