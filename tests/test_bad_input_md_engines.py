@@ -2,10 +2,10 @@
 
 Every case either raises one clear line naming the culprit (a ValueError or a ``VisnetError``;
 exit code 2 and no traceback from a CLI) or returns an answer without NaN. Devices: each entry
-point that takes a device (the calculator, ``visnet.predict``, the MD runner, the OpenMM potential,
-the TorchSim model, and the ``md``, ``predict`` and ``evaluate`` commands) refuses CUDA on a
-CPU-only torch, a GPU index past the last one and strings torch does not know, through
-``visnet.model_io.resolve_device``. Which torch build is simulated by patching ``torch.version``
+point that takes a device (the calculator, ``visnet.predict``, ``load_model``, the MD runner, the
+OpenMM potential, the TorchSim model, and the ``md``, ``predict`` and ``evaluate`` commands)
+refuses CUDA on a CPU-only torch, a GPU index past the last one and strings torch does not know,
+through ``visnet.devices.resolve_device``. Which torch build is simulated by patching ``torch.version``
 and ``torch.cuda.device_count``, so the cases mean the same on a CPU and a GPU machine. Cheap: one
 module-scoped small model, MD runs of at most a few steps.
 """
@@ -26,7 +26,7 @@ from ase import Atoms
 from ase.calculators.calculator import PropertyNotImplementedError
 from helpers import small_model, water_molecule
 
-from visnet import ViSNet, ViSNetCalculator, predict, save_model
+from visnet import ViSNet, ViSNetCalculator, load_model, predict, save_model
 from visnet.cli import main as visnet_main
 from visnet.committee import EnergyReferenceWarning
 from visnet.dynamics import MDConfig, run_md
@@ -125,6 +125,13 @@ def test_api_refuses_a_device_this_machine_lacks(model, tmp_path, torch_build, e
     with pytest.raises(ValueError, match=re.escape(message)):
         API_ENTRY_POINTS[entry](model, device, tmp_path)
     assert not list(tmp_path.iterdir())  # refused before any output
+
+
+@pytest.mark.parametrize(("gpus", "device", "message"), DEVICE_CASES, ids=DEVICE_IDS)
+def test_load_model_refuses_a_device_this_machine_lacks(model_file, torch_build, gpus, device, message):
+    torch_build(gpus)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_model(model_file, device=device)
 
 
 def cli_commands(model_file: Path, out: Path) -> dict[str, list[str]]:

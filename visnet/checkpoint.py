@@ -19,6 +19,7 @@ from torch import nn
 
 from visnet.atomic import atomic_open
 from visnet.compile import CompiledViSNet
+from visnet.devices import resolve_device
 from visnet.model import ViSNet
 from visnet.model.hyperparameters import with_legacy_defaults
 
@@ -366,7 +367,8 @@ def load_model(
     Raises:
         FileNotFoundError: no such file or bundled model.
         ValueError: corrupted/truncated file, pickled code, a file of another kind or of
-            another model, non-finite weights, or a ``dtype`` other than float32/float64;
+            another model, non-finite weights, a device this machine lacks
+            (``visnet.devices.resolve_device``), or a ``dtype`` other than float32/float64;
             stored hyperparameters of the wrong type or range, contradicting the metadata's
             cutoff, or declaring more weights than the file holds or than ``MAX_PARAMETERS``
             (2**28); contents over ``MAX_FILE_BYTES`` (2 GiB uncompressed) or a metadata array
@@ -374,6 +376,7 @@ def load_model(
     """
     path = _resolve(path)
     dtype = None if dtype is None else _float_dtype(dtype, "dtype")
+    device = None if device is None else resolve_device(device)  # before reading: one line, not torch's assert
     payload = read_checkpoint(path)
     if "pytorch-lightning_version" in payload:
         hparams, state, meta = _from_lightning(payload, path)
