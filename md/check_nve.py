@@ -9,7 +9,7 @@ when ``--max-drift`` is given and exceeded.
 
 import sys
 
-from visnet.dynamics.cli import main
+from visnet.cli.md import main
 
 if __name__ == "__main__":
     sys.exit(main(["--check-nve", *sys.argv[1:]]))

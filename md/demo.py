@@ -8,7 +8,7 @@ are. Extra arguments are passed on to ``visnet md`` (e.g. ``--steps 200``)."""
 
 import sys
 
-from visnet.dynamics.cli import main
+from visnet.cli.md import main
 
 DEMO = [
     "aspirin",

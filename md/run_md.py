@@ -7,7 +7,7 @@ python md/run_md.py "CC(=O)Nc1ccc(O)cc1" --ensemble bussi --temperature 500 --mo
 
 import sys
 
-from visnet.dynamics.cli import main
+from visnet.cli.md import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -48,7 +48,7 @@ from benchlib import (
 from torch import Tensor
 
 import visnet
-import visnet.compile as vc
+import visnet.accel.compile as vc
 
 _COPIES = count()
 SECTION: list[str] = []  # the markdown tables of this run, for BENCHMARKS.md

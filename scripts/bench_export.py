@@ -1,7 +1,7 @@
 """Exported (AOTInductor ``.pt2``) against eager energy + forces and the matmul floor, and MD steps
 per second through the calculator, in one process (issue 11).
 
-Each model is exported once (``visnet.export.export_model``) and cached under
+Each model is exported once (``visnet.accel.export.export_model``) and cached under
 ``outputs/export-cache/`` (git-ignored; the export time is stored next to the package and printed).
 Per case, in this process: the eager model and the loaded package (``visnet.load_exported``), each
 timed as the full call (neighbour list built inside) and with the neighbour list given (as the
@@ -55,7 +55,7 @@ from benchlib import (
 from torch import Tensor
 
 import visnet
-from visnet.export import export_model
+from visnet.accel.export import export_model
 
 CACHE = REPO / "outputs" / "export-cache"
 CASES = {  # name -> (config, dtype, aspirin copies, or atoms of a periodic water box)
@@ -356,7 +356,7 @@ def markdown(rows: list[dict[str, Any]], md: dict[str, Any] | None, command: str
         )
     lines += [
         "",
-        "*export s*: `visnet.export.export_model` of the model (one package per configuration and dtype; the three "
+        "*export s*: `visnet.accel.export.export_model` of the model (one package per configuration and dtype; the three "
         "`default` cases share one), cold inductor cache, on this loaded machine; *cached*: the package came from "
         "`outputs/export-cache/` (git-ignored), the time is that of its export. Parity: exported minus eager on the "
         "same structure.",

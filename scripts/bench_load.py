@@ -34,7 +34,7 @@ def _single_point(case: dict, atoms) -> tuple[float, float, int]:
     import torch
 
     from visnet import ViSNet, radius_graph
-    from visnet.calculator import ViSNetCalculator
+    from visnet.inference.calculator import ViSNetCalculator
 
     torch.manual_seed(0)
     model = ViSNet().to(getattr(torch, case["dtype"])).eval()  # the default configuration

@@ -23,7 +23,7 @@ from benchlib import add_output_arguments, command_line, machine, time_interleav
 
 from visnet import ViSNetCalculator, load_model
 from visnet.dynamics import MDConfig, run_md
-from visnet.molecules import load_structure, named_structures
+from visnet.structures.molecules import load_structure, named_structures
 
 
 def benzene_box(nx: int = 6, ny: int = 5, nz: int = 3) -> Atoms:

@@ -28,7 +28,7 @@ from benchlib import add_output_arguments, command_line, cpu_name, write_section
 
 from visnet import ViSNetCalculator
 from visnet.integrations.torchsim import ViSNetModel
-from visnet.molecules import named_structures
+from visnet.structures.molecules import named_structures
 
 TEMPERATURE_K = 300.0
 TIMESTEP_FS = 0.5

@@ -287,7 +287,7 @@ def aspirin_structure():
     if SHARED_ASPIRIN.exists():
         data = np.load(SHARED_ASPIRIN)
         return Atoms(numbers=data["z"], positions=data["R"][0])
-    from visnet.molecules import load_structure
+    from visnet.structures.molecules import load_structure
 
     return load_structure("aspirin")
 

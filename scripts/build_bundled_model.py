@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from visnet.checkpoint import load_model, save_model
+from visnet.io.model_files import load_model, save_model
 from visnet.training.evaluate import evaluate, parse_args
 
 REPO = Path(__file__).resolve().parents[1]

@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from visnet.bundles import read_bundle, write_bundle
+from visnet.io.bundles import read_bundle, write_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,6 @@
 """ViSNet: equivariant vector-scalar interactive message passing as a practical force field.
 
-Public API (names fixed by DESIGN.md): ``ViSNet``, ``save_model``, ``load_model``, ``from_pyg``,
+Public API: ``ViSNet``, ``save_model``, ``load_model``, ``from_pyg``,
 ``radius_graph``, ``ViSNetCalculator``, ``predict`` (with ``Prediction``, ``results_to_table``,
 ``to_dataframe``, ``write_csv``, ``write_json``); compiled inference: ``compile_model``, ``export_model``
 / ``load_exported`` (AOTInductor ``.pt2`` packages).
@@ -8,15 +8,18 @@ Public API (names fixed by DESIGN.md): ``ViSNet``, ``save_model``, ``load_model`
 
 __version__ = "0.1.0"
 
-from visnet.calculator import ViSNetCalculator
-from visnet.checkpoint import from_pyg, load_model, save_model
-from visnet.compile import compile_model
-from visnet.export import export_model
-from visnet.exported_model import load_exported
+from visnet import _deprecated
+from visnet.accel.compile import compile_model
+from visnet.accel.export import export_model
+from visnet.accel.exported import load_exported
+from visnet.inference.calculator import ViSNetCalculator
+from visnet.io.model_files import from_pyg, load_model, save_model
 from visnet.model import ViSNet
 from visnet.neighbors import NeighborList, radius_graph
-from visnet.predict import predict
-from visnet.results import Prediction, results_to_table, to_dataframe, write_csv, write_json
+from visnet.prediction.predict import predict
+from visnet.prediction.results import Prediction, results_to_table, to_dataframe, write_csv, write_json
+
+_deprecated.install()  # old module paths (before 0.2) keep importing, with a warning
 
 __all__ = [
     "NeighborList",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "resolve_dtype"]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -45,3 +45,11 @@ def _missing_device(device: torch.device) -> str | None:
     if device.index is not None and device.index >= count:
         return f"this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}"
     return None
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``dtype`` ("float32", "float64", "torch.float64" or a torch dtype) as a floating torch dtype."""
+    resolved = getattr(torch, dtype.removeprefix("torch."), None) if isinstance(dtype, str) else dtype
+    if resolved not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return resolved

@@ -1,7 +1,7 @@
 """The package's one units module: names, exact factors (``ase.units``, CODATA 2014), conversions.
 
 A model file records the units it was trained in (``metadata["units"] = {"energy": ...,
-"length": ...}``, see ``visnet.checkpoint.model_metadata``). The ASE calculator and the MD drivers
+"length": ...}``, see ``visnet.io.model_files.model_metadata``). The ASE calculator and the MD drivers
 always work in eV, Å, eV/Å and eV/Å³; data files are converted with the same factors, so a value
 converted here and back by ASE round-trips exactly (e.g. the shared rMD17 ethanol npz is its
 extended-XYZ file times ``1 / (ase.units.kcal / ase.units.mol)``). QM9's non-energy units (D,

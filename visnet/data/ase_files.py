@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from visnet.ase_read import read_atoms
 from visnet.data.structures import AtomsData
+from visnet.structures.read import read_atoms
 from visnet.units import canonical_unit
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from visnet.atomic import atomic_open
 from visnet.data.structures import AtomsData
+from visnet.files.atomic import atomic_open
 
 # Bump when the processed layout or the readers change meaning: old cache entries are then ignored.
 CACHE_VERSION = 2
@@ -45,7 +45,7 @@ def cache_key(path: str | Path, settings: dict[str, Any]) -> str:
 
 
 def atomic_savez(path: str | Path, **arrays: np.ndarray) -> Path:
-    """``np.savez`` to ``path`` atomically (see ``visnet.atomic``)."""
+    """``np.savez`` to ``path`` atomically (see ``visnet.files.atomic``)."""
     with atomic_open(path, suffix=".tmp.npz") as handle:
         np.savez(handle, **arrays)
     return Path(path)

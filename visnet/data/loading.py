@@ -22,7 +22,7 @@ from visnet.data.cache import cached
 from visnet.data.md17 import detect_layout, read_md17_npz
 from visnet.data.qm9 import check_qm9_target, is_qm9_npz, read_qm9_npz
 from visnet.data.structures import AtomsData
-from visnet.paths import refuse_folder
+from visnet.files.paths import refuse_folder
 from visnet.units import canonical_unit, energy_factor, length_factor
 
 FORMATS = ("auto", "md17", "qm9", "ase")

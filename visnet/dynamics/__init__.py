@@ -2,7 +2,7 @@
 structure input (files, bundled molecules, SMILES), outputs, a blow-up guard, an NVE check,
 production temperature statistics and committee uncertainty (harvesting uncertain frames).
 
-``visnet md`` (``visnet.dynamics.cli``) and the scripts in ``md/`` are thin layers over ``run_md``.
+``visnet md`` (``visnet.cli.md``) and the scripts in ``md/`` are thin layers over ``run_md``.
 """
 
 from visnet.dynamics.guard import BlowUpGuard, GuardLimits, MDBlowUpError, closest_pair
@@ -11,7 +11,7 @@ from visnet.dynamics.nve import NVEDrift, nve_drift
 from visnet.dynamics.runner import MDConfig, MDResult, prepare_system, run_md
 from visnet.dynamics.statistics import TemperatureStats, temperature_stats
 from visnet.dynamics.uncertainty import UncertainFrameStop, UncertaintyMonitor, max_force_std
-from visnet.molecules import atoms_from_smiles, load_structure, named_structures
+from visnet.structures.molecules import atoms_from_smiles, load_structure, named_structures
 
 __all__ = [
     "ENSEMBLES",

@@ -13,8 +13,6 @@ import torch
 from ase import Atoms
 from ase.md.md import MolecularDynamics
 
-from visnet.calculator import DEFAULT_SKIN, NonFiniteResultError, ViSNetCalculator
-from visnet.committee import expand_committee
 from visnet.dynamics.guard import BlowUpGuard, GuardLimits, MDBlowUpError
 from visnet.dynamics.integrators import check_ensemble, init_velocities, make_integrator, prepare_constraints
 from visnet.dynamics.nve import MIN_DRIFT_SAMPLES, NVEDrift, nve_drift
@@ -22,7 +20,9 @@ from visnet.dynamics.outputs import OutputLock, OutputPaths, Outputs, attach_eve
 from visnet.dynamics.plots import plot_energy, plot_temperature
 from visnet.dynamics.statistics import TemperatureStats, degrees_of_freedom, temperature_stats
 from visnet.dynamics.uncertainty import UncertainFrameStop, UncertaintyMonitor
-from visnet.molecules import load_structure
+from visnet.inference.calculator import DEFAULT_SKIN, NonFiniteResultError, ViSNetCalculator
+from visnet.inference.committee import expand_committee
+from visnet.structures.molecules import load_structure
 
 __all__ = ["MDConfig", "MDResult", "run_md", "prepare_system", "SMALL_SYSTEM_ATOMS"]
 
@@ -158,7 +158,7 @@ def _check_config(config: MDConfig) -> None:
 
 
 def _models(model: Any) -> Sequence[Any] | Any:
-    """The calculator's model argument; run folders expand to their members (``visnet.committee``)."""
+    """The calculator's model argument; run folders expand to their members (``visnet.inference.committee``)."""
     models = expand_committee(list(model) if isinstance(model, (list, tuple)) else [model])
     return models if len(models) > 1 else models[0]
 

@@ -14,7 +14,7 @@ import torch
 from ase.data import chemical_symbols
 from torch import nn
 
-from visnet.model_io import prepare_model, require_energy_model, resolve_device, resolve_dtype
+from visnet.inference.resolve import prepare_model, require_energy_model, resolve_device, resolve_dtype
 from visnet.units import UnitConversion
 
 ModelSpec = str | os.PathLike | nn.Module

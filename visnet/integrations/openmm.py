@@ -30,8 +30,8 @@ from ase import units as ase_units
 from openmm import app, unit
 from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 
+from visnet.inference.resolve import resolve_device, resolve_dtype
 from visnet.integrations.engine_model import EngineModel, ModelSpec, check_species, load_engine_model
-from visnet.model_io import resolve_device, resolve_dtype
 
 KJ_PER_MOL_PER_EV = ase_units.mol / ase_units.kJ  # 96.485... kJ/mol in one eV
 ANGSTROM_PER_NM = 10.0

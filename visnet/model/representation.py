@@ -114,7 +114,7 @@ class ViSNetRepresentation(nn.Module):
         rbf = self.distance_expansion(r_ij)
         cutoff = self.cutoff_fn(r_ij)
         if torch.compiler.is_compiling():
-            # visnet.compile checks that the N self-loops come last (as radius_graph builds them):
+            # visnet.accel.compile checks that the N self-loops come last (as radius_graph builds them):
             # a slice, where a boolean index would be a data-dependent shape (a graph break).
             not_loop = slice(0, edge_index.size(1) - z.size(0))
         else:
@@ -137,7 +137,7 @@ class ViSNetRepresentation(nn.Module):
     def edge_chunk(self, num_edges: int, dtype: torch.dtype, budget: float | None = None) -> int | None:
         """Edges per slice when the edge activations of a forces call (bytes, as counted here)
         would exceed ``budget`` (default ``EDGE_CHUNK_BYTES``), else None. Never in training, where forces need the
-        double-backward graph. A compiled graph never slices (``visnet.compile`` runs systems
+        double-backward graph. A compiled graph never slices (``visnet.accel.compile`` runs systems
         above its own budget eagerly instead)."""
         if self.training or not torch.is_grad_enabled():
             return None

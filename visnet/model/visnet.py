@@ -175,7 +175,7 @@ class ViSNet(nn.Module):
             compute_stress: also return the stress (needs a periodic cell).
             neighbors: a precomputed radius graph of this structure **with** self-loops
                 (e.g. reused by the ASE calculator); built here when None.
-            inputs_checked: the caller has validated z and pos already (``visnet.inputs``, as the
+            inputs_checked: the caller has validated z and pos already (``visnet.structures.checks``, as the
                 calculator does): skip the species and finiteness checks. Coincident atoms, which
                 only the model's geometry sees, are always checked.
 

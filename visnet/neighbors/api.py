@@ -21,7 +21,8 @@ from torch import Tensor
 from visnet.neighbors.cell_list import cell_list_search
 from visnet.neighbors.checks import check_cutoff, check_image_count, check_pos
 from visnet.neighbors.dense import dense_search
-from visnet.neighbors.systems import Systems, prepare_systems
+from visnet.neighbors.prepare import prepare_systems
+from visnet.neighbors.systems import Systems
 from visnet.neighbors.vesin import vesin_available, vesin_search
 
 __all__ = ["AUTO_DENSE_MAX_ATOMS", "NeighborList", "radius_graph"]

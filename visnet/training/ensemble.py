@@ -5,14 +5,14 @@ initialisation and batch order differ; the data split, set by ``data.seed``, is 
 ``<default_root_dir>/member_k/``, which then holds its own checkpoints, logs, learning curves and
 ``model.pt``. Members train one after the other in one process (no DDP). The run folder itself is
 a committee: ``ViSNetCalculator(model="runs/<name>")`` and ``visnet md --model runs/<name>`` load
-every ``member_k/model.pt`` (``visnet.committee``).
+every ``member_k/model.pt`` (``visnet.inference.committee``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from visnet.committee import MEMBER_PREFIX
+from visnet.inference.committee import MEMBER_PREFIX
 
 __all__ = ["ENSEMBLE_OPTION", "member_dir", "pop_ensemble_size"]
 

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from visnet.atomic import atomic_write_text
-from visnet.batching import find_faulty
 from visnet.data.dataset import AtomsDataset, collate
 from visnet.data.loading import load_atoms_data
 from visnet.data.splits import SPLITS_FILE, read_splits
-from visnet.model_io import prepare_model, resolve_device
-from visnet.paths import check_output_folder
+from visnet.files.atomic import atomic_write_text
+from visnet.files.paths import check_output_folder
+from visnet.inference.resolve import prepare_model, resolve_device
+from visnet.structures.batching import find_faulty
 from visnet.training.metrics import error_metrics
 from visnet.training.plots import parity_plot
 from visnet.units import energy_factor, is_energy_unit

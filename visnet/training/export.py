@@ -7,7 +7,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from visnet.checkpoint import load_model, save_model
+from visnet.io.model_files import load_model, save_model
 
 MODEL_FILE = "model.pt"
 

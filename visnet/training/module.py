@@ -16,9 +16,9 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
-from visnet.checkpoint import plain_metadata
 from visnet.data.qm9 import head_for_target
 from visnet.data.statistics import Statistics
+from visnet.io.model_files import plain_metadata
 from visnet.model import ViSNet
 from visnet.model.hyperparameters import STATISTICS, with_legacy_defaults
 from visnet.training.losses import loss_function, target_loss

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from visnet.atomic import atomic_open
+from visnet.files.atomic import atomic_open
 from visnet.training.curves import LearningCurves, read_learning_curves
 
 __all__ = ["CURVES_FILE", "parity_plot", "plot_learning_curves", "plot_run"]

@@ -12,9 +12,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from visnet.checkpoint import read_checkpoint
+from visnet.files.paths import check_output_folder
+from visnet.io.model_files import read_checkpoint
 from visnet.model.hyperparameters import STATISTICS, with_legacy_defaults
-from visnet.paths import check_output_folder
 from visnet.training.export import MODEL_FILE
 
 __all__ = ["check_checkpoint_architecture", "check_fit_options", "check_resume", "check_run_paths", "epochs_done"]

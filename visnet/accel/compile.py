@@ -1,0 +1,357 @@
+"""Compiled inference: ``torch.compile`` (inductor) of a ViSNet energy function, forces by AOTAutograd.
+
+``compile_model(model)`` returns a module with the model's call and outputs. The neighbour list,
+input checks, the isolated-atom table and the ``autograd.grad`` of ``visnet.model.forces`` stay
+eager; the model's own energy function ``ViSNet.graph_energy`` (geometry → representation → head →
+prior → reduce, the one ``ViSNet.energy`` runs) is compiled with dynamic numbers of atoms and
+edges, and its backward (the forces and stress) is compiled with it by AOTAutograd. Every call
+carries a ghost dimer (a structure of its own whose outputs are dropped), so no size is 0 or 1 —
+the sizes ``torch.compile`` specialises on — and a single atom, isolated atoms or a 1-atom cell
+reuse the graph of any other size. Compiling happens on the first call of each kind (molecules
+or periodic cells, forces, stress, dtype; about a minute on one CPU core) and every compile's time
+is printed; inductor's on-disk caches (``TORCHINDUCTOR_CACHE_DIR``, default
+``~/.cache/visnet/inductor``) make a second process start faster. Training is never compiled
+(forces training needs a double backward).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.fx.experimental import _config as shape_config
+
+from visnet.model import validation
+from visnet.model.forces import energy_and_derivatives
+from visnet.model.geometry import graph_geometry
+from visnet.neighbors import NeighborList, radius_graph
+
+# Distances (Å) below which two distinct atoms are an input error (as ``ViSNet.energy``).
+MIN_DISTANCE = 1e-4
+
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "visnet" / "inductor"
+
+# The compiled graph never slices its edges (dynamo cannot trace the checkpointed slices), so
+# systems whose edge activations (as ``ViSNetRepresentation.edge_chunk`` counts them) exceed this
+# run eagerly, sliced. 2 GB counted is ~90k edges at 128 channels, lmax 1, float32; the periodic
+# water box of 1,029 atoms (55k edges, 1.2 GB counted) peaked at 5.0 GB compiled.
+COMPILED_EDGE_BYTES = 2e9
+
+
+def cxx_compiler() -> str | None:
+    """Path of the C++ compiler inductor uses on CPU (``$CXX``, default ``g++``), or None."""
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
+def compile_available(device: torch.device | str = "cpu") -> tuple[bool, str]:
+    """(can compile, reason when not) for a device: CPU needs a C++ compiler, CUDA needs Triton."""
+    device = torch.device(device)
+    if device.type == "cpu" and cxx_compiler() is None:
+        return False, f"no C++ compiler ({os.environ.get('CXX', 'g++')!r} not on PATH)"
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            return False, "Triton is not installed"
+    return True, ""
+
+
+def self_loops_last(neighbors: NeighborList, num_atoms: int) -> bool:
+    """True when the last ``num_atoms`` edges are the self-loops (i, i) in atom order, with zero
+    cell offsets, and no other edge is one: the layout ``radius_graph(..., self_loops=True)`` builds,
+    which the compiled graph relies on. Other edge lists run eagerly."""
+    edge_index, offsets = neighbors.edge_index, neighbors.cell_offsets
+    if edge_index.size(1) < num_atoms:
+        return False
+    tail = edge_index[:, edge_index.size(1) - num_atoms :]
+    atoms = torch.arange(num_atoms, device=edge_index.device)
+    if not bool((tail == atoms).all()) or bool(offsets[edge_index.size(1) - num_atoms :].any()):
+        return False
+    head, head_offsets = edge_index[:, : edge_index.size(1) - num_atoms], offsets[: edge_index.size(1) - num_atoms]
+    return not bool(((head[0] == head[1]) & ~head_offsets.bool().any(dim=-1)).any())
+
+
+class CompiledViSNet(nn.Module):
+    """A ViSNet whose energy function runs compiled; same call, outputs and attributes as the model.
+
+    Args:
+        model: a ``visnet.ViSNet`` (its weights are shared, not copied).
+        dynamic: symbolic numbers of atoms and edges (True: one compiled graph for every size).
+        mode: ``torch.compile`` mode (None: inductor's default).
+        backend: ``torch.compile`` backend ("inductor"; "eager" traces without compiling, for tests).
+        verbose: print one line to stderr with the time of every compile (the first call of each
+            kind: molecules or cells, forces, stress, dtype; any recompile too).
+
+    Attributes:
+        compiles: how many graphs ``torch.compile`` has built for this module's calls so far.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dynamic: bool = True,
+        mode: str | None = None,
+        verbose: bool = True,
+        backend: str = "inductor",
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.verbose = verbose
+        # cpp_wrapper: inductor's launcher code in C++ instead of Python (less per-kernel overhead;
+        # measured 0.92-0.96x the time of the default on the bundled aspirin). Modes set their own.
+        options = None if mode or backend != "inductor" else {"cpp_wrapper": True}
+        self._energy = torch.compile(
+            model.graph_energy, dynamic=dynamic, mode=mode, fullgraph=True, options=options, backend=backend
+        )
+        self.compiles = 0
+        self._kinds: set[str] = set()
+        self._warned_large = False
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.model, name)
+
+    def train(self, mode: bool = True) -> CompiledViSNet:
+        if mode:
+            raise RuntimeError("a compiled ViSNet is for inference; train the eager model")
+        return super().train(False)
+
+    def forward(
+        self,
+        z: Tensor,
+        pos: Tensor,
+        batch: Tensor | None = None,
+        cell: Tensor | None = None,
+        pbc: Tensor | None = None,
+        *,
+        compute_forces: bool | None = None,
+        compute_stress: bool = False,
+        neighbors: NeighborList | None = None,
+        inputs_checked: bool = False,
+    ) -> dict[str, Tensor]:
+        """As ``ViSNet.forward``: z (N,), pos (N, 3) Å, batch (N,), cell (G, 3, 3) Å, pbc (G, 3) ->
+        dict with the output key (G,), "forces" (N, 3), "stress"/"virial" (G, 3, 3) when requested."""
+        model = self.model
+        if model.training:
+            raise RuntimeError("a compiled ViSNet is for inference: call model.eval() first")
+        z, pos, batch, cell, pbc, num_graphs = validation.model_inputs(
+            z, pos, batch, cell, pbc, model.max_z, model.dtype, model.device, not inputs_checked
+        )
+        forces = model.derivative if compute_forces is None else compute_forces
+        periodic = cell is not None and bool(pbc.any())
+        if compute_stress and not periodic:
+            raise ValueError("stress requested but the structure has no periodic cell")
+        if (forces or compute_stress) and torch.is_inference_mode_enabled():
+            raise RuntimeError("forces need autograd: call the model outside torch.inference_mode()")
+        if neighbors is None:
+            neighbors = radius_graph(pos.detach(), model.cutoff, batch, cell, pbc, self_loops=True)
+        if not self_loops_last(neighbors, z.size(0)) or self._too_large(neighbors, forces or compute_stress):
+            return model(
+                z, pos, batch, cell, pbc, compute_forces=forces, compute_stress=compute_stress, neighbors=neighbors
+            )
+        cell = cell if periodic else None
+        check_distances(pos, cell, batch, neighbors)
+        graph = (neighbors.edge_index, neighbors.cell_offsets, self._isolated_table(), num_graphs)
+        energy_fn = partial(self._compiled_energy, z, batch, graph)
+        kwargs = dict(key=model.output_key, forces=forces, stress=compute_stress, create_graph=False)
+        graphs_before, start = compiled_graph_count(), time.perf_counter()
+        with torch.set_grad_enabled(torch.is_grad_enabled() or forces or compute_stress):
+            out = energy_and_derivatives(energy_fn, pos, cell, batch, num_graphs, **kwargs)
+        if compiled_graph_count() > graphs_before:
+            self._report_compile(time.perf_counter() - start, periodic, forces, compute_stress, pos.dtype)
+        return out
+
+    def _report_compile(self, seconds: float, periodic: bool, forces: bool, stress: bool, dtype: torch.dtype) -> None:
+        """Count a compile and print it (one line) when verbose; a second compile of one kind is a
+        recompile (which the ghost dimer and shapes without duck-sizing should prevent) and says so."""
+        self.compiles += 1
+        kind = ", ".join(
+            ["periodic cells" if periodic else "molecules"]
+            + ["forces"] * forces
+            + ["stress"] * stress
+            + [str(dtype).removeprefix("torch.")]
+        )
+        again = kind in self._kinds
+        self._kinds.add(kind)
+        if self.verbose:
+            verb = "recompiled" if again else "compiled"
+            print(
+                f"visnet: {verb} the model for {kind} in {seconds:.1f} s (compile {self.compiles} of this model)",
+                file=sys.stderr,
+            )
+
+    def _too_large(self, neighbors: NeighborList, derivatives: bool) -> bool:
+        """True (with one warning per wrapper) when a forces call's unsliced edge activations would
+        exceed ``COMPILED_EDGE_BYTES``: such systems run eagerly, where the model slices its edges."""
+        if not derivatives:
+            return False
+        num_edges = neighbors.edge_index.size(1)
+        representation = self.model.representation_model
+        if representation.edge_chunk(num_edges, self.model.dtype, budget=COMPILED_EDGE_BYTES) is None:
+            return False
+        if not self._warned_large:
+            self._warned_large = True
+            warnings.warn(
+                f"visnet: {num_edges} edges are too many for the compiled graph's memory (it does not slice "
+                "its edges); running this system eagerly, sliced",
+                stacklevel=3,
+            )
+        return True
+
+    def _compiled_energy(
+        self, z: Tensor, batch: Tensor, graph: tuple, pos: Tensor, cell: Tensor | None
+    ) -> dict[str, Tensor]:
+        """The compiled ``ViSNet.graph_energy`` with the isolated-atom table (max_z, 1) indexed by z,
+        run with the parameters frozen: otherwise AOTAutograd's backward would also compute every
+        weight gradient, which ``autograd.grad(energy, pos)`` discards (measured: ~half of the
+        backward's matmuls, 0.83-0.85x the time of the call with them)."""
+        edge_index, cell_offsets, table, num_graphs = graph
+        num_atoms = z.size(0)
+        z, pos, batch, edge_index, cell_offsets, cell = with_ghost_dimer(
+            z, pos, batch, edge_index, cell_offsets, cell, num_graphs, self.model.cutoff
+        )
+        isolated = None if table is None else (table, z)
+        # No duck sizing: a size equal to a static one (3 atoms and xyz, 2 structures and the
+        # edge_index rows) would otherwise share its symbol and be specialised (NequIP's
+        # fx_duck_shape(False); visnet.accel.export does the same).
+        with frozen_parameters(self.model), shape_config.patch(use_duck_shape=False):
+            out = self._energy(z, pos, cell, batch, edge_index, cell_offsets, num_graphs + 1, isolated)
+        return {key: drop_ghost(value, num_atoms, num_graphs) for key, value in out.items()}
+
+    def _isolated_table(self) -> Tensor | None:
+        """(max_z, 1) head outputs of every element as a lone atom, computed eagerly (cached by the
+        model while its parameters keep their versions); None when the model has no such reference."""
+        model = self.model
+        if not model.uses_isolated_atom_reference:
+            return None
+        with torch.no_grad():
+            return model.isolated_atom_table()
+
+
+def with_ghost_dimer(
+    z: Tensor,
+    pos: Tensor,
+    batch: Tensor,
+    edge_index: Tensor,
+    cell_offsets: Tensor,
+    cell: Tensor | None,
+    num_graphs: int,
+    cutoff: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """The graph with a ghost dimer appended as structure ``num_graphs``: two atoms of the element
+    of atom 0, half a cutoff apart, with their two edges before the self-loops (which stay last, in
+    atom order) and a zero cell. Every size the compiled graph sees is then ≥ 2 (atoms, pair edges,
+    structures), so ``torch.compile`` never specialises on a size of 0 or 1.
+
+    Shapes: z (N,), pos (N, 3) Å, batch (N,), edge_index (2, E), cell_offsets (E, 3), cell (G, 3, 3)
+    or None -> the same with N + 2 atoms, E + 4 edges and G + 1 cells.
+    """
+    n = z.size(0)
+    ghost_pos = pos.new_tensor([[0.0, 0.0, 0.0], [0.5 * cutoff, 0.0, 0.0]])
+    loops = torch.arange(n + 2, device=z.device)
+    pairs = torch.tensor([[n, n + 1], [n + 1, n]], device=z.device)
+    head = edge_index[:, : edge_index.size(1) - n]
+    head_offsets = cell_offsets[: edge_index.size(1) - n]
+    return (
+        torch.cat([z, z[:1].expand(2)]),
+        torch.cat([pos, ghost_pos]),
+        torch.cat([batch, batch.new_full((2,), num_graphs)]),
+        torch.cat([head, pairs, torch.stack([loops, loops])], dim=1),
+        torch.cat([head_offsets, cell_offsets.new_zeros(2 + n + 2, 3)]),
+        None if cell is None else torch.cat([cell, cell.new_zeros(1, 3, 3)]),
+    )
+
+
+def drop_ghost(value: Tensor, num_atoms: int, num_graphs: int) -> Tensor:
+    """An output of the padded graph without the ghost dimer's rows: per-atom outputs have
+    ``num_atoms`` + 2 rows, per-structure ones ``num_graphs`` + 1 (never equal: G ≤ N)."""
+    if value.size(0) == num_graphs + 1:
+        return value[:num_graphs]
+    if value.size(0) == num_atoms + 2:
+        return value[:num_atoms]
+    raise RuntimeError(f"an output of {value.size(0)} rows is neither per atom nor per structure")
+
+
+def compiled_graph_count() -> int:
+    """Graphs ``torch.compile`` has built in this process (dynamo's counter; a call that raises it
+    compiled or recompiled)."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+@contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[None]:
+    """``requires_grad=False`` on the parameters of ``model`` that had it, restored on exit."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def check_distances(pos: Tensor, cell: Tensor | None, batch: Tensor, neighbors: NeighborList) -> None:
+    """Raise ValueError for coincident atoms (the check ``ViSNet.energy`` makes, run eagerly before a
+    compiled or exported graph). pos (N, 3) Å, cell (G, 3, 3) Å or None, batch (N,)."""
+    with torch.no_grad():
+        geometry = graph_geometry(pos, cell, batch, neighbors.edge_index, neighbors.cell_offsets, 1)
+    validation.check_no_coincident_atoms(geometry.distances, neighbors.edge_index, geometry.self_loop, MIN_DISTANCE)
+
+
+def compile_model(
+    model: nn.Module,
+    *,
+    dynamic: bool = True,
+    mode: str | None = None,
+    cache_dir: str | Path | None = None,
+    verbose: bool = True,
+) -> nn.Module:
+    """A compiled-inference version of ``model`` (a ``visnet.ViSNet``): same call and outputs.
+
+    Falls back to the eager ``model`` with one warning where compiling is impossible (no C++
+    compiler on CPU, no Triton on CUDA). An exported package (``load_exported``) is already
+    compiled: it is returned as it is, with one warning saying so. The model is put in eval mode;
+    weights are shared.
+
+    Args:
+        model: the eager model. dynamic: one graph for all numbers of atoms/edges.
+        mode: ``torch.compile`` mode. cache_dir: inductor's on-disk cache (default
+            ``$TORCHINDUCTOR_CACHE_DIR`` or ``~/.cache/visnet/inductor``).
+        verbose: print every compile's time (one line each, to stderr).
+
+    Raises:
+        TypeError: ``model`` is not a ViSNet (it has no ``graph_energy`` to compile).
+    """
+    if isinstance(model, CompiledViSNet):
+        return model
+    from visnet.accel.exported import ExportedViSNet  # it imports this module
+
+    if isinstance(model, ExportedViSNet):
+        warnings.warn(f"visnet: {model.label} is already compiled (an exported package); compile ignored", stacklevel=2)
+        return model
+    if not callable(getattr(model, "graph_energy", None)):
+        raise TypeError(f"compile_model takes a visnet.ViSNet, got {type(model).__name__}")
+    ok, reason = compile_available(model.device)
+    if not ok:
+        warnings.warn(f"visnet: cannot compile the model ({reason}); running it eagerly", stacklevel=2)
+        return model
+    if cache_dir is not None:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_dir)
+    else:
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(DEFAULT_CACHE_DIR))
+    return CompiledViSNet(model.eval(), dynamic=dynamic, mode=mode, verbose=verbose)

@@ -1,0 +1,260 @@
+"""``visnet fit|validate|test|predict``: LightningCLI over ``ViSNetModule`` and ``ViSNetDataModule``.
+
+Examples::
+
+    visnet fit --config configs/rmd17_ethanol_cpu.yaml
+    visnet fit --config configs/rmd17_ethanol_cpu.yaml --trainer.max_epochs 1 --data.num_train 50 \\
+        --trainer.default_root_dir runs/smoke
+    visnet fit --config configs/rmd17_ethanol_cpu.yaml --ckpt_path last        # resume a killed run
+    visnet test --config configs/rmd17_ethanol_cpu.yaml --ckpt_path runs/rmd17_ethanol_cpu/checkpoints/best.ckpt
+    visnet fit --config configs/rmd17_ethanol_cpu.yaml --print_config          # the full resolved config
+    visnet fit --config configs/rmd17_ethanol_cpu.yaml --ensemble 3            # 3 seeds: runs/<name>/member_k
+
+The run folder is ``trainer.default_root_dir``: ``splits.npz``, ``checkpoints/{best,last}.ckpt``,
+``logs/version_N/metrics.csv`` (plus TensorBoard files when tensorboard is installed) and, at the end
+of ``fit``, ``model.pt`` (the best checkpoint's weights, EMA when used, via ``visnet.save_model``) and
+``learning_curves.png`` (``visnet plot <run>`` redraws it at any time).
+
+Multi-GPU / multi-node: Lightning's DDP, e.g. ``--trainer.accelerator gpu --trainer.devices 4
+--trainer.strategy ddp_find_unused_parameters_true`` (``--trainer.num_nodes N`` under SLURM/torchrun);
+on CPU ``--trainer.accelerator cpu --trainer.devices 2`` with the same strategy uses gloo. The
+energy head's last vector projection gets no gradient (as in TorchMD-Net), hence
+``find_unused_parameters``. DDP re-launches the command line, so start it as ``visnet fit ...``.
+Every rank reads the data and derives the same splits and statistics; rank 0 writes
+``splits.npz`` and ``model.pt``; metrics are averaged over ranks; ``data.batch_size`` is per process.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter, EarlyStopping
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from visnet.data.cache import atomic_savez
+from visnet.data.datamodule import ViSNetDataModule
+from visnet.io.model_files import read_checkpoint
+from visnet.training.callbacks import ElapsedTime, RunCheckpoint
+from visnet.training.ensemble import member_dir, pop_ensemble_size
+from visnet.training.export import export_best
+from visnet.training.module import ViSNetModule
+from visnet.training.plots import plot_run
+from visnet.training.preflight import (
+    check_checkpoint_architecture,
+    check_fit_options,
+    check_resume,
+    check_run_paths,
+)
+
+DEFAULT_RUN_DIR = "runs/visnet"
+CHECKPOINT_DEFAULTS = {"monitor": "val_loss", "mode": "min", "save_top_k": 1, "save_last": True, "filename": "best"}
+EARLY_STOPPING_DEFAULTS = {"monitor": "val_loss", "mode": "min", "patience": 150}
+
+
+def default_loggers(run_dir: str | os.PathLike) -> list[Logger]:
+    """A CSV logger always; a TensorBoard logger as well when ``tensorboard`` is installed."""
+    loggers: list[Logger] = [CSVLogger(run_dir, name="logs")]
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return loggers
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
+    return loggers
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes ``predict`` outputs of the test split to ``<run_dir>/predictions.npz`` (training units)."""
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        super().__init__(write_interval="epoch")
+        self.run_dir = Path(run_dir)
+
+    def write_on_epoch_end(
+        self, trainer: Trainer, pl_module: LightningModule, predictions: Any, batch_indices: Any
+    ) -> None:
+        batches = predictions[0] if predictions and isinstance(predictions[0], list) else predictions
+        if not batches:
+            return
+        arrays = {key: torch.cat([b[key] for b in batches]).numpy() for key in batches[0]}
+        suffix = "" if trainer.world_size == 1 else f"_rank{trainer.global_rank}"
+        path = atomic_savez(self.run_dir / f"predictions{suffix}.npz", **arrays)
+        print(f"predictions written to {path}")
+
+
+class ViSNetCLI(LightningCLI):
+    """LightningCLI with the ViSNet defaults: checkpointing, early stopping, loggers, export,
+    learning curves.
+
+    Args:
+        *args, **kwargs: LightningCLI's.
+        member: index k of an ensemble member (``visnet fit --ensemble N``): the run goes to
+            ``<default_root_dir>/member_k`` with seed ``seed_everything + k``; None: a plain run.
+    """
+
+    def __init__(self, *args: Any, member: int | None = None, **kwargs: Any) -> None:
+        self.member = member
+        super().__init__(*args, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        if self.member is None:
+            return
+        config = self.config.get(str(self.config.get("subcommand")), self.config)
+        seed = config.get("seed_everything")
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            config["seed_everything"] = seed + self.member
+        root = config["trainer"].get("default_root_dir") or DEFAULT_RUN_DIR
+        config["trainer"]["default_root_dir"] = str(member_dir(root, self.member))
+        if config["checkpoint"].get("dirpath") is not None:
+            config["checkpoint"]["dirpath"] = str(member_dir(config["checkpoint"]["dirpath"], self.member))
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.target", "model.target")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
+        parser.set_defaults({f"checkpoint.{k}": v for k, v in CHECKPOINT_DEFAULTS.items()})
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults({f"early_stopping.{k}": v for k, v in EARLY_STOPPING_DEFAULTS.items()})
+
+    def _run_dir(self) -> str:
+        trainer = self._get(self.config, "trainer")
+        return trainer.get("default_root_dir") or DEFAULT_RUN_DIR
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(str(self.subcommand), self.config)
+        config["trainer"]["default_root_dir"] = self._run_dir()
+        if config["checkpoint"].get("dirpath") is None:
+            config["checkpoint"]["dirpath"] = str(Path(self._run_dir()) / "checkpoints")
+        if self.subcommand == "fit":  # before anything is created or trained
+            checkpoints = config["checkpoint"]["dirpath"]
+            check_fit_options(config["trainer"])
+            check_run_paths(self._run_dir(), checkpoints)
+            check_resume(config.get("ckpt_path"), checkpoints, config["trainer"].get("max_epochs"))
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        if trainer_config.get("logger") in (None, True):
+            kwargs["logger"] = default_loggers(self._run_dir())
+        return super().instantiate_trainer(**kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        """A ``--ckpt_path`` file that is truncated, foreign or carries pickled code fails here with a
+        ValueError naming it (``read_checkpoint``, weights only), not a traceback from ``torch.load``;
+        architecture options contradicting it are refused (Lightning would replace them silently)."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            checkpoint = read_checkpoint(Path(ckpt_path))
+            defaults = self.parser._subcommands_action._name_parser_map[subcommand].get_defaults()
+            model = self.config[subcommand]["model"]
+            check_checkpoint_architecture(
+                subcommand, ckpt_path, checkpoint, model.as_dict(), defaults["model"].as_dict()
+            )
+        super()._parse_ckpt_path()
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        """Checkpoints load with ``weights_only=True`` unless ``--weights_only false`` is given explicitly
+        (not left to torch's default, which ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` turns off)."""
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if "weights_only" in self._subcommand_method_arguments[subcommand] and kwargs.get("weights_only") is None:
+            kwargs["weights_only"] = True
+        return kwargs
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Lightning ends a fit interrupted by Ctrl-C with ``sys.exit(1)``, skipping ``after_fit``:
+        export the best checkpoint so far anyway, marked ``"interrupted": true`` (exit code 1)."""
+        try:
+            super()._run_subcommand(subcommand)
+        except SystemExit:
+            if subcommand == "fit" and self.trainer.interrupted:
+                self.after_fit()
+            raise
+
+    def before_fit(self) -> None:
+        ckpt_path = self._get(self.config, "ckpt_path")
+        self.datamodule.fresh_run = ckpt_path is None
+        self.trainer.callbacks.append(ElapsedTime())  # the wall-clock column of metrics.csv
+
+    def before_predict(self) -> None:
+        self.trainer.callbacks.append(PredictionWriter(self._run_dir()))
+
+    def after_fit(self) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        interrupted = bool(self.trainer.interrupted)
+        path = export_best(self.trainer, self._run_dir(), **({"interrupted": True} if interrupted else {}))
+        if interrupted:
+            print(
+                "visnet fit: warning: training was interrupted; the exported model (metadata "
+                '"interrupted": true) is the best checkpoint so far, not a finished run',
+                file=sys.stderr,
+            )
+        if path is None:
+            print("no checkpoint was written (no validation ran?): nothing exported", file=sys.stderr)
+        else:
+            print(f"exported model: {path.resolve()}")
+        curves = plot_run(self._run_dir())
+        if curves is not None:
+            print(f"learning curves: {curves.resolve()}")
+
+
+def lightning_main(argv: list[str]) -> int:
+    """Run ``visnet <fit|validate|test|predict> [options]``; returns the exit code.
+
+    ``visnet fit --ensemble N ...`` trains N members one after the other (see
+    ``visnet.training.ensemble``); the first failing member's exit code is returned.
+    Bad input (missing keys, NaN labels, unknown targets, impossible splits, unreadable or unsafe
+    checkpoints, ``--ensemble`` with another command, ...) is reported as ``visnet: error: ...`` with
+    exit code 2.
+    """
+    try:
+        size, argv = pop_ensemble_size(argv)
+    except ValueError as err:
+        print(f"visnet: error: {err}", file=sys.stderr)
+        return 2
+    if size is None:
+        return _run_cli(argv)
+    for k in range(size):
+        print(f"ensemble member {k + 1}/{size}")
+        code = _run_cli(argv, member=k)
+        if code != 0:
+            return code
+    return 0
+
+
+def _run_cli(argv: list[str], member: int | None = None) -> int:
+    """One LightningCLI run (``member``: ensemble member index or None); returns the exit code."""
+    saved_argv = sys.argv
+    sys.argv = [saved_argv[0] if saved_argv else "visnet", *argv]  # DDP re-launches sys.argv
+    try:
+        ViSNetCLI(
+            ViSNetModule,
+            ViSNetDataModule,
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"default_root_dir": DEFAULT_RUN_DIR, "inference_mode": False},
+            seed_everything_default=0,
+            parser_kwargs={"description": "Train / evaluate ViSNet (LightningCLI)."},
+            member=member,
+        )
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"visnet: error: {err}", file=sys.stderr)
+        return 2
+    except pickle.UnpicklingError as err:  # a checkpoint found via --ckpt_path last/best carrying code
+        print(f"visnet: error: checkpoint refused for safety (weights_only=True): {str(err)[:300]}", file=sys.stderr)
+        return 2
+    finally:
+        sys.argv = saved_argv
+    return 0
+
+
+__all__ = ["PredictionWriter", "ViSNetCLI", "default_loggers", "lightning_main"]

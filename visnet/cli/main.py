@@ -1,0 +1,92 @@
+"""The ``visnet`` command.
+
+``visnet fit|validate|test|predict --config configs/<name>.yaml`` run LightningCLI;
+``visnet predict`` without ``--config`` predicts properties of SMILES / files / molecules
+(``visnet.cli.predict``); ``visnet evaluate`` prints an error table and writes parity plots;
+``visnet md`` runs molecular dynamics with the ASE calculator; ``visnet export`` writes an AOTInductor
+package (``.pt2``) of an energy model. Subcommands import their modules
+lazily so ``visnet md`` and ``visnet predict`` do not pay for Lightning's import.
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: visnet <command> [options]
+
+commands:
+  fit | validate | test | predict   train / evaluate with LightningCLI (--config configs/<name>.yaml)
+  predict                           without --config: properties of SMILES, files, molecule names
+                                    (visnet predict --smiles CCO --model qm9 --output results.csv)
+  evaluate                          MAE/RMSE table and parity plots of a model on a data file
+  md                                molecular dynamics with a ViSNet model (ASE)
+  export                            AOTInductor package of a model: visnet export model.pt model.pt2
+  plot                              learning curves (PNG) of run folders: visnet plot runs/<name>
+
+`visnet <command> --help` shows the options of a command."""
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def _has_config(args: list[str]) -> bool:
+    """Whether LightningCLI options select a config (``--config``/``-c``, ``--config=...``)."""
+    return any(a in ("--config", "-c") or a.startswith("--config=") for a in args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``visnet`` console script; returns the exit code.
+
+    The one error boundary of every subcommand: a user error (``visnet.errors.is_user_error``: bad
+    input, a missing file, no space left, permission denied, ...) prints ``visnet: error: ...`` and
+    returns 2; Ctrl-C returns 130; any other exception is a bug and keeps its traceback.
+    """
+    from visnet.errors import is_user_error, user_message
+
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        print("visnet: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if not is_user_error(err):
+            raise
+        print(f"visnet: error: {user_message(err)}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(argv: list[str]) -> int:
+    """Run the subcommand named by ``argv[0]``; returns its exit code."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "predict" and not _has_config(rest):
+        from visnet.cli.predict import main as predict_main
+
+        return predict_main(rest)
+    if command in LIGHTNING_COMMANDS:
+        from visnet.cli.fit import lightning_main
+
+        return lightning_main([command, *rest])
+    if command == "evaluate":
+        from visnet.training.evaluate import main as evaluate_main
+
+        return evaluate_main(rest)
+    if command == "plot":
+        from visnet.cli.plot import main as plot_main
+
+        return plot_main(rest)
+    if command == "md":
+        from visnet.cli.md import main as md_main
+
+        return md_main(rest)
+    if command == "export":
+        from visnet.cli.export import main as export_main
+
+        return export_main(rest)
+    print(f"visnet: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,421 @@
+"""``ViSNetCalculator``: ViSNet as an ASE calculator (energy, forces, per-atom energies, stress).
+
+Always in ASE units (eV, Å, eV/Å, eV/Å³) whatever units the model was trained in: the factors
+come from the model's metadata (``visnet.inference.resolve``). The neighbour list is reused between calls
+with a Verlet skin (``VerletNeighborList``); the model only ever sees the edges within its
+cutoff, in the order a fresh build gives, so results equal a fresh build.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+from torch import Tensor, nn
+
+from visnet.accel.compile import compile_model
+from visnet.inference.committee import (
+    EnergyReferenceWarning,
+    energy_reference_mismatch,
+    expand_committee,
+    level_of_theory_mismatch,
+)
+from visnet.inference.resolve import (
+    ModelInfo,
+    ModelLike,
+    prepare_model,
+    require_energy_model,
+    resolve_device,
+    resolve_dtype,
+)
+from visnet.io.model_files import model_metadata
+from visnet.neighbors import NeighborList, radius_graph
+from visnet.structures.batching import atom_slices, batch_inputs, find_faulty, relative_positions
+from visnet.structures.checks import check_atoms, check_elements, check_geometry
+
+__all__ = [
+    "ViSNetCalculator",
+    "VerletNeighborList",
+    "NonFiniteResultError",
+    "DEFAULT_SKIN",
+    "batch_inputs",
+    "check_elements",
+    "check_geometry",
+]
+
+# Verlet skin (Å): the list is built with cutoff + skin and rebuilt once an atom moved skin / 2.
+DEFAULT_SKIN = 0.5
+
+
+class NonFiniteResultError(FloatingPointError):
+    """The model returned a NaN or infinite energy, force or stress."""
+
+
+# --------------------------------------------------------------------------- neighbour list
+
+
+class VerletNeighborList:
+    """A radius graph (with self-loops) reused while no atom moved more than ``skin / 2`` relative
+    to the mean displacement of all atoms.
+
+    Args:
+        cutoff: model cutoff (model length units).
+        skin: extra search radius (model length units); 0 rebuilds on every position change.
+    """
+
+    def __init__(self, cutoff: float, skin: float) -> None:
+        if skin < 0:
+            raise ValueError(f"skin must be >= 0, got {skin}")
+        self.cutoff, self.skin = float(cutoff), float(skin)
+        self.num_builds = 0
+        self._full: NeighborList | None = None
+        self._ref_pos: Tensor | None = None
+        self._key: tuple | None = None
+
+    def get(self, pos: Tensor, cell: Tensor | None, pbc: Tensor | None, key: tuple) -> NeighborList:
+        """Edges of ``pos`` within the cutoff.
+
+        Args:
+            pos: (N, 3) positions (model length units).
+            cell: (3, 3) lattice vectors as rows or None; pbc: (3,) bool or None.
+            key: anything that changes with the atomic numbers, cell or pbc (forces a rebuild).
+
+        Returns:
+            NeighborList with ``edge_index`` (2, E), ``cell_offsets`` (E, 3) and one self-loop per
+            atom, equal to ``radius_graph(pos, cutoff, cell=cell, pbc=pbc, self_loops=True)``.
+        """
+        if self._needs_rebuild(pos, key):
+            self._full = radius_graph(pos.detach(), self.cutoff + self.skin, None, cell, pbc, self_loops=True)
+            self._ref_pos, self._key = pos.detach().clone(), key
+            self.num_builds += 1
+        if self.skin == 0.0:
+            return self._full
+        return self._within_cutoff(pos, cell)
+
+    def _needs_rebuild(self, pos: Tensor, key: tuple) -> bool:
+        if self._full is None or key != self._key or pos.shape != self._ref_pos.shape:
+            return True
+        # Pair vectors see only differences of displacements, so a shift common to all atoms can be
+        # removed: without the mean, the frame (positions arrive relative to the first atom) or a
+        # drifting centre would trigger rebuilds that no pair needs. Still exact: a pair changes by
+        # at most |d_i - mean| + |d_j - mean| < skin.
+        moved = pos.detach() - self._ref_pos
+        moved2 = (moved - moved.mean(dim=0)).square().sum(dim=1).max()
+        return bool(moved2 > (0.5 * self.skin) ** 2)
+
+    def _within_cutoff(self, pos: Tensor, cell: Tensor | None) -> NeighborList:
+        """The stored edges (sorted like a fresh build) that are now shorter than the cutoff."""
+        full = self._full
+        pos64 = pos.detach().to(torch.float64)
+        j, i = full.edge_index
+        vec = pos64.index_select(0, j) - pos64.index_select(0, i)
+        if cell is not None:
+            vec = vec + full.cell_offsets.to(torch.float64) @ cell.detach().to(torch.float64)
+        keep = vec.square().sum(dim=1) < self.cutoff**2  # self-loops have length 0: kept
+        return NeighborList(full.edge_index[:, keep], full.cell_offsets[keep])
+
+
+# --------------------------------------------------------------------------- committee members
+
+
+@dataclass
+class _Member:
+    """One model of the calculator with its description (units, elements) and neighbour list."""
+
+    model: nn.Module
+    info: ModelInfo
+    neighbors: VerletNeighborList
+
+
+def _make_member(
+    model: ModelLike, device: torch.device, dtype: torch.dtype, skin: float, trust_package: bool = False
+) -> _Member:
+    """The private copy of ``model``; ValueError naming the property of a non-energy model."""
+    module, info = prepare_model(model, device, dtype, trust_package=trust_package)
+    require_energy_model(info, "the calculator (and MD)")
+    return _Member(module, info, VerletNeighborList(module.cutoff, skin / info.units.length))
+
+
+def _member_specs(model: Any, model_path: Any, committee: Any) -> list[ModelLike]:
+    given = [x for x in (model, model_path, committee) if x is not None]
+    if len(given) > 1:
+        raise ValueError("give only one of model=, model_path= or committee=")
+    if not given:
+        return ["default"]
+    spec = given[0]
+    specs = list(spec) if isinstance(spec, (list, tuple)) else [spec]
+    if not specs:
+        raise ValueError("the committee is empty")
+    return expand_committee(specs)  # a run folder stands for its member_k/model.pt files
+
+
+# --------------------------------------------------------------------------- calculator
+
+
+class ViSNetCalculator(Calculator):
+    """ASE calculator for ViSNet models.
+
+    Args:
+        model: a ViSNet module, a model file / bundled-model name, or a list of those (committee).
+        model_path: a model file or bundled-model name (alternative to ``model``).
+        device: "cpu", "cuda", a torch.device, or None/"auto" (CUDA when available).
+        dtype: "float64" (default) or "float32"; applied to private copies of the models, torch's
+            global default dtype is never changed.
+        skin: Verlet skin in Å (0: rebuild the neighbour list whenever positions change).
+        committee: a list of models / files; results are the committee mean, plus
+            ``energy_std`` (eV) and ``forces_std`` (N, 3) eV/Å (population std over members).
+            Members with different energy references (``visnet.inference.committee``) get one
+            ``EnergyReferenceWarning``: their mean energy and energy_std are not meaningful.
+        compile: run the models through ``visnet.compile_model`` (a one-off compile of about a
+            minute on first use, then ~2x faster energy + forces on CPU). Default False.
+        trust_package: load exported packages (``.pt2``) that were not built on this machine:
+            a package holds native code that runs when it is loaded (like
+            ``torch.load(weights_only=False)``); only for packages from a source you trust.
+        **kwargs: passed to ``ase.calculators.calculator.Calculator`` (e.g. ``label``).
+
+    With none of ``model``, ``model_path`` or ``committee`` the bundled ``"default"`` model is
+    used. Only energy models (potentials) are accepted: a property model (e.g. QM9's gap) is
+    refused with a ValueError naming its property. Results: ``energy``/``free_energy`` (float,
+    eV), ``forces`` (N, 3) eV/Å, ``energies`` (N,) eV per atom, ``stress`` (6,) eV/Å³ Voigt
+    (3D-periodic systems only; computed with the forces in the same model call, so asking for
+    stress after forces costs nothing; molecules and slabs raise PropertyNotImplementedError).
+
+    Thread safety: one calculator may be shared by several threads; property requests and
+    calculations are serialised by a lock (they run one at a time, each on its own structure).
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "energies", "stress"]
+
+    def __init__(
+        self,
+        model: ModelLike | Sequence[ModelLike] | None = None,
+        model_path: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype = "float64",
+        skin: float = DEFAULT_SKIN,
+        committee: Sequence[ModelLike] | None = None,
+        compile: bool = False,
+        trust_package: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._lock = threading.RLock()
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        if not skin >= 0:
+            raise ValueError(f"skin must be >= 0 Å, got {skin}")
+        specs = _member_specs(model, model_path, committee)
+        self.members = [_make_member(spec, self.device, self.dtype, float(skin), trust_package) for spec in specs]
+        if compile:  # visnet.compile_model: compiled energy + forces (eager fallback with a warning)
+            for member in self.members:
+                member.model = compile_model(member.model)
+        self.elements = frozenset.intersection(*(m.info.elements for m in self.members))
+        self._reference_warned = False
+        if len(self.members) > 1:
+            self.implemented_properties = [*type(self).implemented_properties, "energy_std", "forces_std"]
+            metadata = [model_metadata(m.model) for m in self.members]
+            self._warn_reference(level_of_theory_mismatch(metadata, [m.info.label for m in self.members]))
+        self.num_evaluations = 0  # model evaluations (one per calculate / calculate_batch call)
+        self.parameters.update(
+            model=[m.info.label for m in self.members],
+            device=str(self.device),
+            dtype=str(self.dtype).removeprefix("torch."),
+            skin=float(skin),
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles get a lock of their own (a lock cannot be copied)."""
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+    @property
+    def model(self) -> nn.Module:
+        """The (first) model, as evaluated by the calculator (private copy)."""
+        return self.members[0].model
+
+    @property
+    def num_neighbor_builds(self) -> int:
+        """Neighbour-list builds so far (first committee member)."""
+        return self.members[0].neighbors.num_builds
+
+    def check_atoms(self, atoms: Atoms) -> None:
+        """Raise ValueError, before any model work, for elements the model was not trained on,
+        non-finite positions or a periodic system without a cell."""
+        check_atoms(atoms, self.elements)
+
+    def get_property(self, name: str, atoms: Atoms | None = None, allow_calculation: bool = True) -> Any:
+        """ASE's ``get_property`` under the calculator's lock (state check, calculation and the
+        read of ``results`` belong together when threads share the calculator)."""
+        with self._lock:
+            return super().get_property(name, atoms, allow_calculation)
+
+    def calculate(
+        self,
+        atoms: Atoms | None = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        """Fill ``self.results`` for ``atoms``: energy, free_energy, forces, energies, and stress
+        for a 3D-periodic system (one model call per committee member)."""
+        with self._lock:
+            super().calculate(atoms, properties, system_changes)
+            atoms = self.atoms
+            if "stress" in properties and not atoms.pbc.all():
+                raise PropertyNotImplementedError(
+                    f"stress needs a 3D-periodic system; atoms.pbc = {atoms.pbc.tolist()}"
+                )
+            self.check_atoms(atoms)
+            # A 3D-periodic system gets its stress from the same backward pass as the forces, so
+            # get_forces() then get_stress() (NPT, cell relaxation) costs one model call.
+            want_stress = bool(atoms.pbc.all())
+            outputs = [self._evaluate(member, atoms, want_stress) for member in self.members]
+            self.num_evaluations += 1
+            self.results = _combine(outputs)
+            self._check_references(outputs, self.results)
+
+    def _warn_reference(self, message: str | None) -> None:
+        """Warn once per calculator that the committee's energies mix references."""
+        if message and not self._reference_warned:
+            self._reference_warned = True
+            warnings.warn(message, EnergyReferenceWarning, stacklevel=3)
+
+    def _check_references(self, outputs: list[dict[str, Any]], combined: dict[str, Any]) -> None:
+        """Warn (once) when the members' energies of one structure differ by a reference offset."""
+        if len(outputs) > 1 and not self._reference_warned:
+            energies = [o["energy"] for o in outputs]
+            forces = combined["forces_std"]
+            self._warn_reference(energy_reference_mismatch(energies, forces, len(forces)))
+
+    def _evaluate(self, member: _Member, atoms: Atoms, want_stress: bool) -> dict[str, Any]:
+        length = member.info.units.length
+        z = torch.as_tensor(atoms.numbers, dtype=torch.long, device=self.device)
+        pos = torch.as_tensor(relative_positions(atoms, length), dtype=self.dtype, device=self.device)
+        cell = pbc = None
+        if atoms.pbc.any():
+            cell = torch.as_tensor(np.asarray(atoms.cell) / length, dtype=self.dtype, device=self.device)
+            pbc = torch.as_tensor(atoms.pbc, dtype=torch.bool, device=self.device)
+        key = (atoms.numbers.tobytes(), np.asarray(atoms.cell).tobytes(), atoms.pbc.tobytes())
+        neighbors = member.neighbors.get(pos, cell, pbc, key)
+        out = member.model(
+            z,
+            pos,
+            cell=cell,
+            pbc=pbc,
+            compute_forces=True,
+            compute_stress=want_stress,
+            neighbors=neighbors,
+            inputs_checked=True,  # check_atoms ran in calculate(): the model checks only coincident atoms
+        )
+        return _to_ase(out, member, graph=0, atoms_slice=slice(None), want_stress=want_stress)
+
+    # ------------------------------------------------------------------ batches
+    def calculate_batch(
+        self, images: Sequence[Atoms], properties: Sequence[str] = ("energy", "forces")
+    ) -> list[dict[str, Any]]:
+        """Evaluate many structures in one model call per committee member.
+
+        Args:
+            images: structures (molecules and/or periodic systems, any sizes).
+            properties: with "stress", every image must be 3D-periodic.
+
+        Returns:
+            One results dict per image, with the same keys and units as ``calc.results`` after
+            ``calculate`` (equal to evaluating the images one by one, to float rounding); "stress"
+            whenever every image is 3D-periodic.
+        """
+        images = list(images)
+        if not images:
+            return []
+        for k, atoms in enumerate(images):
+            if "stress" in properties and not atoms.pbc.all():
+                raise PropertyNotImplementedError(
+                    f"stress needs 3D-periodic systems; image {k} has pbc {atoms.pbc.tolist()}"
+                )
+            try:
+                self.check_atoms(atoms)
+            except ValueError as err:
+                raise ValueError(f"image {k}: {err}") from None
+        want_stress = all(atoms.pbc.all() for atoms in images)  # as calculate(): free with the forces
+        with self._lock:
+            try:
+                outputs = [self._evaluate_batch(member, images, want_stress) for member in self.members]
+            except ValueError as err:
+                raise find_faulty(images, self._probe, err, lambda k, _: f"image {k}") from None
+            self.num_evaluations += 1
+        results = []
+        for k in range(len(images)):
+            per_member = [member_out[k] for member_out in outputs]
+            results.append(_combine(per_member))
+            self._check_references(per_member, results[-1])
+        return results
+
+    def _probe(self, atoms: Atoms) -> None:
+        """Evaluate one structure without forces (raises the model's ValueError for it)."""
+        member = self.members[0]
+        inputs = batch_inputs([atoms], member.info.units.length, self.dtype, self.device)
+        with torch.no_grad():
+            member.model(*inputs, compute_forces=False)
+
+    def _evaluate_batch(self, member: _Member, images: list[Atoms], want_stress: bool) -> list[dict[str, Any]]:
+        inputs = batch_inputs(images, member.info.units.length, self.dtype, self.device)
+        out = member.model(*inputs, compute_forces=True, compute_stress=want_stress)
+        slices = atom_slices([len(a) for a in images])
+        return [
+            _to_ase(out, member, graph=k, atoms_slice=part, want_stress=want_stress) for k, part in enumerate(slices)
+        ]
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _numpy(t: Tensor) -> np.ndarray:
+    return t.detach().to(device="cpu", dtype=torch.float64).numpy()
+
+
+def _to_ase(
+    out: dict[str, Tensor], member: _Member, graph: int, atoms_slice: slice, want_stress: bool
+) -> dict[str, Any]:
+    """Model outputs of one graph -> ASE results in eV, eV/Å, eV/Å³; raises on NaN/inf."""
+    conv, key = member.info.units, member.info.output_key
+    results: dict[str, Any] = {
+        "energy": float(out[key][graph].detach()) * conv.energy,
+        "energies": _numpy(out[f"atomic_{key}"][atoms_slice]) * conv.energy,
+        "forces": _numpy(out["forces"][atoms_slice]) * conv.force,
+    }
+    if want_stress:
+        results["stress"] = full_3x3_to_voigt_6_stress(_numpy(out["stress"][graph])) * conv.stress
+    bad = [name for name, value in results.items() if not np.isfinite(value).all()]
+    if bad:
+        raise NonFiniteResultError(
+            f"{member.info.label} returned non-finite {', '.join(bad)} (atoms too close, or far outside the training data?)"
+        )
+    results["free_energy"] = results["energy"]
+    return results
+
+
+def _combine(outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Committee mean of each result, plus ``energy_std`` and ``forces_std`` for 2+ members."""
+    if len(outputs) == 1:
+        return outputs[0]
+    results: dict[str, Any] = {}
+    for name in outputs[0]:
+        stacked = np.stack([np.asarray(o[name], dtype=np.float64) for o in outputs])
+        mean = stacked.mean(axis=0)
+        results[name] = float(mean) if mean.ndim == 0 else mean
+    results["energy_std"] = float(np.std([o["energy"] for o in outputs]))
+    results["forces_std"] = np.stack([o["forces"] for o in outputs]).std(axis=0)
+    return results
