@@ -10,6 +10,7 @@ import math
 import numbers
 import os
 import zipfile
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from visnet.model.hyperparameters import with_legacy_defaults
 
 FORMAT = "visnet-model"
 FORMAT_VERSION = 1
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+PRETRAINED_DIR = Path(str(resources.files("visnet"))) / "pretrained"
 # Units assumed for a model without metadata (DESIGN: a bare model is in eV and Å).
 DEFAULT_UNITS = {"energy": "eV", "length": "Å"}
 # What a model file may ask for, checked before anything is allocated: its uncompressed contents

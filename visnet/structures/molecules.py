@@ -7,6 +7,7 @@ Used by the MD drivers (one starting structure: ``load_structure``) and by ``vis
 from __future__ import annotations
 
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ __all__ = [
     "read_frames",
 ]
 
-STRUCTURES_DIR = Path(__file__).resolve().parent / "pretrained" / "structures"
+STRUCTURES_DIR = Path(str(resources.files("visnet"))) / "pretrained" / "structures"
 SMILES_METHOD = "RDKit ETKDGv3 + MMFF"
 FRAGMENT_GAP = 3.0  # Å: smallest distance between atoms of different fragments of a SMILES ("CCO.O")
 # Strings that are meant as file names (so a typo gives "file not found", not "invalid SMILES").
