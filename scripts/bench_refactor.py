@@ -19,6 +19,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from benchlib import (
     add_output_arguments,
@@ -31,6 +32,7 @@ from benchlib import (
 )
 
 COLUMNS = ("float32", "float32 x32", "float64", "float64 x32")
+MD_STEPS, MD_WARMUP = 100, 10  # velocity-Verlet steps of aspirin through the calculator (float32)
 MEMORY_CAP_GB = 8.0
 
 
@@ -55,7 +57,24 @@ def time_tree(case: dict) -> dict:
         pp = torch.cat([pos + 30.0 * k for k in range(32)])  # 30 Å apart: 32 separate molecules
         batch = torch.arange(32).repeat_interleave(len(z))
         results[f"{dtype} x32"] = median_ms(lambda m=model, z=zz, p=pp, b=batch: m(z, p, b), 5, 2)
-    return {**case, "visnet": visnet.__file__, "ms": results}
+    return {**case, "visnet": visnet.__file__, "ms": results, "md_steps_per_s": md_steps_per_s(visnet, atoms)}
+
+
+def md_steps_per_s(visnet, atoms) -> float:
+    """Velocity-Verlet steps per second of ``atoms`` with the bundled model through the ASE
+    calculator (float32): the MD path every user gets (neighbour list reuse, checks, conversion)."""
+    from ase import units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+
+    atoms = atoms.copy()
+    atoms.calc = visnet.ViSNetCalculator(model="default", dtype="float32")
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    dyn = VelocityVerlet(atoms, timestep=0.5 * units.fs)
+    dyn.run(MD_WARMUP)
+    start = time.perf_counter()
+    dyn.run(MD_STEPS)
+    return MD_STEPS / (time.perf_counter() - start)
 
 
 def markdown(results: list[dict], command: str) -> str:
@@ -64,16 +83,21 @@ def markdown(results: list[dict], command: str) -> str:
         "## Refactor check: E+F of the bundled model per source tree",
         "",
         f"`{command}` on {time.strftime('%Y-%m-%d')}: {machine()}. Median ms per energy + forces call, eager, "
-        "1 torch thread, each row a fresh process (trees alternated); aspirin (21 atoms) and 32 aspirins.",
+        "1 torch thread, each row a fresh process (trees alternated); aspirin (21 atoms) and 32 aspirins; MD: "
+        f"velocity-Verlet steps/s of aspirin through the ASE calculator (float32, {MD_STEPS} steps after {MD_WARMUP}).",
         "",
-        "| tree | round | " + " | ".join(f"{c} ms" for c in COLUMNS) + " |",
-        "|---|---:|" + "---:|" * len(COLUMNS),
+        "| tree | round | " + " | ".join(f"{c} ms" for c in COLUMNS) + " | MD steps/s |",
+        "|---|---:|" + "---:|" * (len(COLUMNS) + 1),
     ]
     for r in results:
         if "error" in r:
-            lines.append(f"| `{r['tree']}` | {r['round']} | {r['error']} |" + " — |" * (len(COLUMNS) - 1))
+            lines.append(f"| `{r['tree']}` | {r['round']} | {r['error']} |" + " — |" * len(COLUMNS))
         else:
-            lines.append(f"| `{r['tree']}` | {r['round']} | " + " | ".join(f"{r['ms'][c]:.1f}" for c in COLUMNS) + " |")
+            lines.append(
+                f"| `{r['tree']}` | {r['round']} | "
+                + " | ".join(f"{r['ms'][c]:.1f}" for c in COLUMNS)
+                + f" | {r['md_steps_per_s']:.1f} |"
+            )
     return "\n".join(lines)
 
 
