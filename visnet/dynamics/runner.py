@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from visnet.dynamics.plots import plot_energy, plot_temperature
 from visnet.dynamics.statistics import TemperatureStats, degrees_of_freedom, temperature_stats
 from visnet.dynamics.uncertainty import UncertainFrameStop, UncertaintyMonitor
 from visnet.inference.calculator import DEFAULT_SKIN, NonFiniteResultError, ViSNetCalculator
-from visnet.inference.committee import expand_committee
 from visnet.structures.molecules import load_structure
 
 __all__ = ["MDConfig", "MDResult", "run_md", "prepare_system", "SMALL_SYSTEM_ATOMS"]
@@ -157,12 +155,6 @@ def _check_config(config: MDConfig) -> None:
         raise ValueError(f"threads must be >= 1, got {config.threads}")
 
 
-def _models(model: Any) -> Sequence[Any] | Any:
-    """The calculator's model argument; run folders expand to their members (``visnet.inference.committee``)."""
-    models = expand_committee(list(model) if isinstance(model, (list, tuple)) else [model])
-    return models if len(models) > 1 else models[0]
-
-
 def prepare_system(
     config: MDConfig, atoms: Atoms | None = None, calculator: ViSNetCalculator | None = None
 ) -> tuple[Atoms, ViSNetCalculator]:
@@ -178,7 +170,7 @@ def prepare_system(
     check_ensemble(atoms, config.ensemble, config.temperature)
     if calculator is None:
         calculator = ViSNetCalculator(
-            model=_models(config.model),
+            model=config.model,  # a run folder or a list: a committee (visnet.inference.resolve)
             device=config.device,
             dtype=config.dtype,
             skin=config.skin,

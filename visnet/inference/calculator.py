@@ -22,21 +22,12 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 from torch import Tensor, nn
 
-from visnet.accel.compile import compile_model
 from visnet.inference.committee import (
     EnergyReferenceWarning,
     energy_reference_mismatch,
-    expand_committee,
     level_of_theory_mismatch,
 )
-from visnet.inference.resolve import (
-    ModelInfo,
-    ModelLike,
-    prepare_model,
-    require_energy_model,
-    resolve_device,
-    resolve_dtype,
-)
+from visnet.inference.resolve import ModelInfo, ModelLike, ResolvedModel, resolve_models
 from visnet.io.model_files import model_metadata
 from visnet.neighbors import NeighborList, radius_graph
 from visnet.structures.batching import atom_slices, batch_inputs, find_faulty, relative_positions
@@ -136,26 +127,19 @@ class _Member:
     neighbors: VerletNeighborList
 
 
-def _make_member(
-    model: ModelLike, device: torch.device, dtype: torch.dtype, skin: float, trust_package: bool = False
-) -> _Member:
-    """The private copy of ``model``; ValueError naming the property of a non-energy model."""
-    module, info = prepare_model(model, device, dtype, trust_package=trust_package)
-    require_energy_model(info, "the calculator (and MD)")
-    return _Member(module, info, VerletNeighborList(module.cutoff, skin / info.units.length))
+def _member(resolved: ResolvedModel, skin: float) -> _Member:
+    """A resolved model with its own Verlet neighbour list (``skin`` in Å)."""
+    return _Member(
+        resolved.model, resolved.info, VerletNeighborList(resolved.model.cutoff, skin / resolved.info.units.length)
+    )
 
 
-def _member_specs(model: Any, model_path: Any, committee: Any) -> list[ModelLike]:
+def _one_spec(model: Any, model_path: Any, committee: Any) -> Any:
+    """The one model spec among the calculator's three arguments (none: the bundled default)."""
     given = [x for x in (model, model_path, committee) if x is not None]
     if len(given) > 1:
         raise ValueError("give only one of model=, model_path= or committee=")
-    if not given:
-        return ["default"]
-    spec = given[0]
-    specs = list(spec) if isinstance(spec, (list, tuple)) else [spec]
-    if not specs:
-        raise ValueError("the committee is empty")
-    return expand_committee(specs)  # a run folder stands for its member_k/model.pt files
+    return given[0] if given else "default"
 
 
 # --------------------------------------------------------------------------- calculator
@@ -165,7 +149,9 @@ class ViSNetCalculator(Calculator):
     """ASE calculator for ViSNet models.
 
     Args:
-        model: a ViSNet module, a model file / bundled-model name, or a list of those (committee).
+        model: any model spec of ``visnet.inference.resolve.resolve_models``: a ViSNet module, a
+            model file / bundled-model name, an exported package, a run folder (its members form a
+            committee), or a list of those (committee).
         model_path: a model file or bundled-model name (alternative to ``model``).
         device: "cpu", "cuda", a torch.device, or None/"auto" (CUDA when available).
         dtype: "float64" (default) or "float32"; applied to private copies of the models, torch's
@@ -209,15 +195,18 @@ class ViSNetCalculator(Calculator):
     ) -> None:
         super().__init__(**kwargs)
         self._lock = threading.RLock()
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype)
         if not skin >= 0:
             raise ValueError(f"skin must be >= 0 Å, got {skin}")
-        specs = _member_specs(model, model_path, committee)
-        self.members = [_make_member(spec, self.device, self.dtype, float(skin), trust_package) for spec in specs]
-        if compile:  # visnet.compile_model: compiled energy + forces (eager fallback with a warning)
-            for member in self.members:
-                member.model = compile_model(member.model)
+        resolved = resolve_models(
+            _one_spec(model, model_path, committee),
+            device=device,
+            dtype=dtype,
+            compile=compile,
+            trust_package=trust_package,
+            purpose="the calculator (and MD)",
+        )
+        self.device, self.dtype = resolved[0].device, resolved[0].dtype
+        self.members = [_member(r, float(skin)) for r in resolved]
         self.elements = frozenset.intersection(*(m.info.elements for m in self.members))
         self._reference_warned = False
         if len(self.members) > 1:

@@ -1,31 +1,43 @@
-"""Model I/O for the inference entry points (calculator, predict, evaluate, engine adapters).
+"""The one model resolver: any model spec → runnable models on a device and dtype.
 
-One place that resolves the device and dtype, makes the private eval-mode copy of a model, and
-reports what the model is: the elements it covers, the unit of its output and the factors to ASE
-units, and whether it is an energy model (a potential that may drive the calculator and MD).
+A model spec is ``"default"`` (or another bundled model name), a model file (``.pt``, ``.ckpt``),
+an exported package (``.pt2``), a run folder (``member_k/model.pt``: a committee), a bundle
+(``"qm9"`` or a manifest ``.json``: one model per property), a ViSNet module, or a list of these.
+``resolve_models`` expands committees and bundles once, resolves the device and dtype, makes the
+private eval-mode copy of each model, describes it (``ModelInfo``: elements, units, whether it is
+an energy model) and, on request, refuses non-energy models and compiles. Every entry point (the
+calculator, ``visnet.predict``, ``visnet md``, ``visnet evaluate``, OpenMM, TorchSim) calls it.
 
-    >>> model, info = prepare_model("default", resolve_device(None), resolve_dtype("float64"))
-    >>> info.output_key, info.output_unit, info.is_energy_model     # ('energy', 'eV', True)
+    >>> (default,) = resolve_models("default", device="cpu", dtype="float64")
+    >>> default.info.output_key, default.info.output_unit, default.info.is_energy_model  # ('energy', 'eV', True)
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from visnet.accel.compile import compile_model
 from visnet.accel.export import is_exported_file
 from visnet.accel.exported import ExportedViSNet, load_exported
 from visnet.devices import resolve_device, resolve_dtype
+from visnet.inference.committee import expand_committee
+from visnet.io.bundles import bundle_members, bundle_path
 from visnet.io.model_files import load_model, model_elements, model_metadata
 from visnet.units import UnitConversion, energy_unit, is_energy_unit
 
 __all__ = [
     "ModelInfo",
     "ModelLike",
+    "ModelSpec",
+    "ResolvedModel",
     "describe_model",
     "model_elements",
     "output_unit",
@@ -33,9 +45,13 @@ __all__ = [
     "require_energy_model",
     "resolve_device",
     "resolve_dtype",
+    "resolve_model",
+    "resolve_models",
+    "resolve_placement",
 ]
 
 ModelLike = nn.Module | str | os.PathLike
+ModelSpec = ModelLike | Sequence[ModelLike]
 
 
 @dataclass(frozen=True)
@@ -43,7 +59,7 @@ class ModelInfo:
     """What a model predicts and in which units.
 
     Attributes:
-        label: model file, bundled-model name or class name (for messages).
+        label: model file, bundled-model name, bundle member ("qm9:U0") or class name (for messages).
         output_key: key of the head's output in the model's result dict ("energy", "gap", ...).
         output_unit: unit of that output as the model file records it ("eV", "kcal/mol", "D", ...).
         units: factors to ASE units; ``units.energy`` is eV per output unit for outputs in an
@@ -67,37 +83,151 @@ class ModelInfo:
     has_forces: bool
 
 
+@dataclass(frozen=True)
+class ResolvedModel:
+    """One runnable model of a spec.
+
+    Attributes:
+        model: a private eval-mode copy (parameters frozen), compiled when asked for.
+        info: what it predicts, its units and elements.
+        device: where it runs; dtype: the floating dtype of the positions it takes.
+        entry: the bundle manifest entry (unit, test MAE, ...) of a bundle member, else {}.
+    """
+
+    model: nn.Module
+    info: ModelInfo
+    device: torch.device
+    dtype: torch.dtype
+    entry: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One model of an expanded spec: a module or file, its label override and manifest entry."""
+
+    model: ModelLike
+    label: str | None = None
+    entry: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_placement(
+    device: str | torch.device | None, dtype: str | torch.dtype | None
+) -> tuple[torch.device, torch.dtype | None]:
+    """``device`` (None/"auto": CUDA when available) and ``dtype`` (None: as saved) as torch objects.
+
+    Raises:
+        ValueError: a device this machine lacks or an unknown device name
+            (``visnet.devices.resolve_device``); a dtype other than float32/float64.
+    """
+    return resolve_device(device), None if dtype is None else resolve_dtype(dtype)
+
+
+def resolve_models(
+    spec: ModelSpec = "default",
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    compile: bool = False,
+    trust_package: bool = False,
+    purpose: str | None = None,
+) -> list[ResolvedModel]:
+    """The runnable models ``spec`` names, in order (a committee or bundle gives several).
+
+    Args:
+        spec: ``"default"``, a model file, a ``.pt2`` package, a run folder (its ``model.pt`` or
+            its ``member_k/model.pt`` committee), a bundle name or manifest (one model per
+            property, labelled "<bundle>:<property>"), a ViSNet module (deep-copied: the caller's
+            is untouched), or a list of these (flattened).
+        device: where the models run (None/"auto": CUDA when available).
+        dtype: "float32"/"float64" or a torch dtype; None: as saved. An exported package computes
+            in its exported dtype and converts inputs and outputs.
+        compile: run each model through ``visnet.compile_model`` (an exported package is already
+            compiled: kept, with one warning).
+        trust_package: load exported packages not built on this machine (they run native code;
+            see ``visnet.accel.exported.load_exported``).
+        purpose: what needs an energy model (e.g. "the calculator (and MD)"); a model that
+            predicts anything else is then refused naming its property.
+
+    Raises:
+        ValueError: a bad device or dtype; an empty list; a run folder without models; invalid
+            model files or metadata; a non-energy model when ``purpose`` is given.
+        FileNotFoundError: a missing model file, bundled model or bundle member.
+        TypeError: ``spec`` is neither a module, a path/name nor a list of them.
+    """
+    device, dtype = resolve_placement(device, dtype)
+    resolved = []
+    for entry in _entries(spec):
+        item = _load(entry, device, dtype, trust_package)
+        if purpose is not None:
+            require_energy_model(item.info, purpose)
+        if compile:
+            item = replace(item, model=compile_model(item.model))
+        resolved.append(item)
+    return resolved
+
+
+def resolve_model(spec: ModelSpec = "default", **options: Any) -> ResolvedModel:
+    """The one runnable model ``spec`` names (``resolve_models``' arguments and errors).
+
+    Raises:
+        ValueError: ``spec`` names several models (a committee or bundle).
+    """
+    resolved = resolve_models(spec, **options)
+    if len(resolved) != 1:
+        labels = ", ".join(r.info.label for r in resolved)
+        raise ValueError(f"{_spec_label(spec)} names {len(resolved)} models ({labels}); give one model file")
+    return resolved[0]
+
+
 def prepare_model(
     model: ModelLike, device: torch.device, dtype: torch.dtype | None, *, trust_package: bool = False
 ) -> tuple[nn.Module, ModelInfo]:
-    """A private eval-mode copy of ``model`` on ``device`` in ``dtype`` and its description.
+    """The private eval-mode copy of one ``model`` and its description (``resolve_model``)."""
+    resolved = resolve_model(model, device=device, dtype=dtype, trust_package=trust_package)
+    return resolved.model, resolved.info
 
-    Args:
-        model: a ViSNet module (deep-copied: the caller's is untouched), a model file, an exported
-            package (``.pt2``, ``visnet export``: loaded as ``visnet.accel.exported.ExportedViSNet``,
-            which computes in its exported dtype) or a bundled-model name (loaded).
-        device: where the copy lives; dtype: its floating dtype (None: as saved / as given).
-        trust_package: load an exported package not built on this machine (it runs native code;
-            see ``visnet.accel.exported.load_exported``).
 
-    Raises:
-        TypeError: ``model`` is neither a module nor a path/name.
-        ValueError: the metadata records unknown units or elements; a package (recognised by its
-            contents, whatever its name) written by another torch version or for another device
-            (``visnet.accel.export.ExportError``), or not built here without ``trust_package``.
-    """
+def _entries(spec: ModelSpec) -> list[_Entry]:
+    """``spec`` expanded: lists flattened, run folders into their members, bundles into theirs."""
+    if isinstance(spec, (list, tuple)):
+        if not spec:
+            raise ValueError("model: the list of models is empty (a committee needs at least one model)")
+        return [entry for item in spec for entry in _entries(item)]
+    if isinstance(spec, nn.Module):
+        return [_Entry(spec)]
+    if isinstance(spec, (str, os.PathLike)):
+        manifest = bundle_path(spec)
+        if manifest is None:
+            return [_Entry(member) for member in expand_committee([spec])]
+        name = Path(manifest).stem
+        return [_Entry(file, f"{name}:{prop}", dict(entry)) for prop, file, entry in bundle_members(manifest)]
+    raise TypeError(
+        "model must be a ViSNet module, a model file, a bundled model/bundle name, a run folder or a list "
+        f"of them; got {type(spec).__name__}"
+    )
+
+
+def _load(entry: _Entry, device: torch.device, dtype: torch.dtype | None, trust_package: bool) -> ResolvedModel:
+    """The private eval-mode copy of one expanded model on ``device`` in ``dtype``."""
+    model = entry.model
     if isinstance(model, (str, os.PathLike)) and is_exported_file(model):
-        module, label = load_exported(model, device=device, dtype=dtype, trust_package=trust_package), str(model)
+        module = load_exported(model, device=device, dtype=dtype, trust_package=trust_package)
     elif isinstance(model, (str, os.PathLike)):
-        module, label = load_model(model, device=device, dtype=dtype), str(model)
+        module = load_model(model, device=device, dtype=dtype)
     elif isinstance(model, ExportedViSNet):
-        module, label = model.for_inputs(device, dtype), model.label
-    elif isinstance(model, nn.Module):
-        module, label = copy.deepcopy(model).to(device=device, dtype=dtype), type(model).__name__
+        module = model.for_inputs(device, dtype)
     else:
-        raise TypeError(f"model must be a ViSNet module or a path/name, got {type(model).__name__}")
+        module = copy.deepcopy(model).to(device=device, dtype=dtype)
     module = module.eval().requires_grad_(False)
-    return module, describe_model(module, label)
+    info = describe_model(module, entry.label or _spec_label(model))
+    return ResolvedModel(module, info, device, dtype or module.dtype, entry.entry)
+
+
+def _spec_label(spec: Any) -> str:
+    """A spec's name in messages: the file or name as given, a module's class name."""
+    if isinstance(spec, ExportedViSNet):
+        return spec.label
+    return type(spec).__name__ if isinstance(spec, nn.Module) else str(spec)
 
 
 def describe_model(model: nn.Module, label: str) -> ModelInfo:

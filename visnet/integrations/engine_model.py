@@ -1,60 +1,19 @@
-"""Loading a ViSNet model for an MD engine: device, dtype, units and the elements it covers.
+"""What the engine adapters share: the purpose they resolve models for and the element check.
 
-Every engine adapter takes the same model spec as ``ViSNetCalculator``: ``"default"`` (the bundled
-model), a path to a model file, or a ``ViSNet`` module (copied, the caller's is left untouched).
+Every engine adapter takes the same model spec as ``ViSNetCalculator`` (``"default"``, a model
+file, an exported package, a ViSNet module: see ``visnet.inference.resolve.resolve_model``) and
+resolves it with ``purpose=ENGINE_PURPOSE``, so a property model is refused naming its property.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-import torch
 from ase.data import chemical_symbols
-from torch import nn
 
-from visnet.inference.resolve import prepare_model, require_energy_model, resolve_device, resolve_dtype
-from visnet.units import UnitConversion
+__all__ = ["ENGINE_PURPOSE", "check_species"]
 
-ModelSpec = str | os.PathLike | nn.Module
-
-
-@dataclass(frozen=True)
-class EngineModel:
-    """A ViSNet energy model ready for inference in an engine.
-
-    Attributes:
-        model: eval-mode copy on ``device`` in ``dtype``, parameters frozen.
-        units: factors from the model's units to eV and Å.
-        elements: atomic numbers the model may be used for.
-        device: where it runs.
-        dtype: its floating-point type.
-    """
-
-    model: nn.Module
-    units: UnitConversion
-    elements: frozenset[int]
-    device: torch.device
-    dtype: torch.dtype
-
-
-def load_engine_model(
-    model: ModelSpec = "default",
-    device: str | torch.device | None = None,
-    dtype: str | torch.dtype = "float64",
-    trust_package: bool = False,
-) -> EngineModel:
-    """Load ``model`` ("default", a path, or a ViSNet module) for inference on ``device`` in ``dtype``
-    (``trust_package``: load an exported package not built on this machine; it runs native code).
-
-    Raises:
-        ValueError: the model is a property model (not a potential), or its metadata is invalid.
-    """
-    device, dtype = resolve_device(device), resolve_dtype(dtype)
-    net, info = prepare_model(model, device, dtype, trust_package=trust_package)
-    require_energy_model(info, "an MD engine")
-    return EngineModel(net, info.units, info.elements, device, dtype)
+ENGINE_PURPOSE = "an MD engine"
 
 
 def check_species(numbers: Sequence[int], known: frozenset[int], names: Sequence[str] | None = None) -> None:

@@ -13,7 +13,9 @@ Example::
     mixed = potential.createMixedSystem(topology, mm_system, ml_atoms)   # ML/MM
 
 Options (constructor or ``createSystem``/``createMixedSystem``; the latter win): ``device``
-("cpu", "cuda", default: CUDA when available), ``dtype`` ("float64" default, or "float32").
+("cpu", "cuda", default: CUDA when available), ``dtype`` ("float64" default, or "float32"); and
+``trust_package`` (constructor only): load an exported package (``.pt2``) not built on this
+machine, which runs its native code (see ``visnet.accel.exported.load_exported``).
 A periodic topology (or a system with periodic forces) is evaluated in the state's box.
 """
 
@@ -30,8 +32,8 @@ from ase import units as ase_units
 from openmm import app, unit
 from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 
-from visnet.inference.resolve import resolve_device, resolve_dtype
-from visnet.integrations.engine_model import EngineModel, ModelSpec, check_species, load_engine_model
+from visnet.inference.resolve import ModelSpec, ResolvedModel, resolve_model, resolve_placement
+from visnet.integrations.engine_model import ENGINE_PURPOSE, check_species
 
 KJ_PER_MOL_PER_EV = ase_units.mol / ase_units.kJ  # 96.485... kJ/mol in one eV
 ANGSTROM_PER_NM = 10.0
@@ -41,7 +43,7 @@ class ViSNetPotentialImplFactory(MLPotentialImplFactory):
     """Creates ``ViSNetPotentialImpl`` objects for the ``visnet`` entry point."""
 
     def createImpl(self, name: str, model: ModelSpec = "default", **args: Any) -> MLPotentialImpl:  # noqa: N802
-        """``MLPotential(name, model=..., device=..., dtype=...)`` lands here."""
+        """``MLPotential(name, model=..., device=..., dtype=..., trust_package=...)`` lands here."""
         return ViSNetPotentialImpl(name, model, **args)
 
 
@@ -50,22 +52,29 @@ class ViSNetPotentialImpl(MLPotentialImpl):
 
     Args:
         name: the name given to ``MLPotential`` ("visnet").
-        model: "default" (bundled model), a model file path, or a ViSNet module.
+        model: "default" (bundled model), a model file path, an exported package, or a ViSNet module.
         device: default torch device ("cpu", "cuda"; None: CUDA when available).
         dtype: default floating-point type, "float64" or "float32".
+        trust_package: load an exported package not built on this machine (it runs native code).
 
     Raises:
         ValueError: a device this machine lacks (CUDA on a CPU-only torch, ...) or a bad dtype.
     """
 
     def __init__(
-        self, name: str, model: ModelSpec = "default", device: str | None = None, dtype: str = "float64"
+        self,
+        name: str,
+        model: ModelSpec = "default",
+        device: str | None = None,
+        dtype: str = "float64",
+        trust_package: bool = False,
     ) -> None:
-        resolve_device(device), resolve_dtype(dtype)  # a bad device or dtype fails here, in one line
+        resolve_placement(device, dtype)  # a bad device or dtype fails here, in one line
         self.name = name
         self.model = model
         self.device = device
         self.dtype = dtype
+        self.trust_package = trust_package
 
     def getMLLongRange(self) -> bool:  # noqa: N802
         """ViSNet is local (a radial cutoff, no long-range electrostatics) in periodic systems too."""
@@ -82,14 +91,20 @@ class ViSNetPotentialImpl(MLPotentialImpl):
         **args: Any,
     ) -> None:
         """Add the ViSNet force for ``atoms`` (None: all) of ``topology`` to ``system``."""
-        engine = load_engine_model(self.model, device or self.device, dtype or self.dtype)
+        engine = resolve_model(
+            self.model,
+            device=device or self.device,
+            dtype=dtype or self.dtype,
+            trust_package=self.trust_package,
+            purpose=ENGINE_PURPOSE,
+        )
         selected = list(topology.atoms())
         if atoms is not None:
             atoms = list(atoms)
             selected = [selected[i] for i in atoms]
         numbers = [0 if atom.element is None else atom.element.atomic_number for atom in selected]
         names = [f"atom {atom.index} ({atom.name} in {atom.residue.name} {atom.residue.id})" for atom in selected]
-        check_species(numbers, engine.elements, names)
+        check_species(numbers, engine.info.elements, names)
         z = torch.tensor(numbers, dtype=torch.long, device=engine.device)
         periodic = topology.getPeriodicBoxVectors() is not None or system.usesPeriodicBoundaryConditions()
         force = openmm.PythonForce(partial(compute_visnet, engine=engine, z=z, periodic=periodic))
@@ -100,9 +115,10 @@ class ViSNetPotentialImpl(MLPotentialImpl):
         system.addForce(force)
 
 
-def compute_visnet(state: openmm.State, engine: EngineModel, z: torch.Tensor, periodic: bool) -> tuple[float, Any]:
+def compute_visnet(state: openmm.State, engine: ResolvedModel, z: torch.Tensor, periodic: bool) -> tuple[float, Any]:
     """Energy (kJ/mol) and forces ((n, 3) kJ/mol/nm) of the ML particles in ``state``."""
-    to_model = ANGSTROM_PER_NM / engine.units.length  # model length units per nm
+    units = engine.info.units
+    to_model = ANGSTROM_PER_NM / units.length  # model length units per nm
     positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer) * to_model
     pos = torch.as_tensor(np.asarray(positions), dtype=engine.dtype, device=engine.device)
     cell = pbc = None
@@ -111,8 +127,8 @@ def compute_visnet(state: openmm.State, engine: EngineModel, z: torch.Tensor, pe
         cell = torch.as_tensor(np.asarray(box), dtype=engine.dtype, device=engine.device)
         pbc = torch.ones(3, dtype=torch.bool, device=engine.device)
     out = engine.model(z, pos, cell=cell, pbc=pbc)
-    energy = float(out["energy"][0].detach()) * engine.units.energy * KJ_PER_MOL_PER_EV
+    energy = float(out["energy"][0].detach()) * units.energy * KJ_PER_MOL_PER_EV
     forces = out["forces"].detach().to("cpu", torch.float64).numpy() * (
-        engine.units.force * KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM
+        units.force * KJ_PER_MOL_PER_EV * ANGSTROM_PER_NM
     )
     return energy, forces

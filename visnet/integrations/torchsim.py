@@ -33,14 +33,16 @@ import torch_sim as ts
 from torch_sim.models.interface import ModelInterface
 from torch_sim.typing import StateDict
 
-from visnet.integrations.engine_model import ModelSpec, check_species, load_engine_model
+from visnet.inference.resolve import ModelSpec, resolve_model
+from visnet.integrations.engine_model import ENGINE_PURPOSE, check_species
 
 
 class ViSNetModel(ModelInterface):
     """A ViSNet energy model as a TorchSim model.
 
     Args:
-        model: "default" (the bundled model), a model file path, or a ViSNet module (copied).
+        model: "default" (the bundled model), a model file path, an exported package, or a ViSNet
+            module (copied).
         device: torch device (None: CUDA when available, else CPU).
         dtype: "float64" (default) or "float32" (or the torch dtypes).
         compute_stress: return "stress" (S, 3, 3) eV/Å³ for states periodic in all three
@@ -50,6 +52,8 @@ class ViSNetModel(ModelInterface):
             whose single pbc flag cannot say it (torch_sim 0.3 turns a slab's (True, True, False)
             into False). None (default): the state's pbc, refusing a state with a cell and one
             False flag. Given: a state's pbc must agree with it (its single flag = all(pbc)).
+        trust_package: load an exported package (``.pt2``) not built on this machine (it runs
+            native code; see ``visnet.accel.exported.load_exported``). Default False.
 
     Raises:
         ValueError: ``pbc`` is not one or three booleans.
@@ -64,13 +68,14 @@ class ViSNetModel(ModelInterface):
         compute_stress: bool = True,
         compute_forces: bool = True,
         pbc: bool | Sequence[bool] | None = None,
+        trust_package: bool = False,
     ) -> None:
         super().__init__()
         self._pbc = None if pbc is None else directions(pbc)
-        engine = load_engine_model(model, device, dtype)
+        engine = resolve_model(model, device=device, dtype=dtype, trust_package=trust_package, purpose=ENGINE_PURPOSE)
         self.model = engine.model
-        self.units = engine.units
-        self.elements = engine.elements
+        self.units = engine.info.units
+        self.elements = engine.info.elements
         self._device = engine.device
         self._dtype = engine.dtype
         self._compute_stress = compute_stress

@@ -21,7 +21,6 @@ import torch
 from ase import Atoms
 from torch import Tensor
 
-from visnet.accel.compile import compile_model
 from visnet.inference.calculator import NonFiniteResultError
 from visnet.prediction.inputs import PendingStructure, as_list, check_structures, fail_structure, read_inputs
 from visnet.prediction.property_models import PropertyModel, load_property_models, select_models
@@ -176,10 +175,7 @@ def predict(
     items = as_list(inputs)
     if not items:
         return []
-    models, want = select_models(load_property_models(model, device, dtype, trust_package), properties)
-    if compile:
-        for m in models:
-            m.model = compile_model(m.model)
+    models, want = select_models(load_property_models(model, device, dtype, trust_package, compile), properties)
     structures = read_inputs(items, seed, errors, _show(progress, len(items)))
     check_structures(structures, frozenset.intersection(*(m.elements for m in models)), errors)
     show = _show(progress, len(structures))

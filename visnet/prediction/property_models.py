@@ -6,17 +6,14 @@ property) or a list of these; every property is reported in ``visnet.units.repor
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from visnet.inference.resolve import ModelInfo, ModelLike, prepare_model, resolve_device, resolve_dtype
-from visnet.io.bundles import bundle_members, bundle_path
+from visnet.inference.resolve import ModelInfo, ModelSpec, resolve_models
 from visnet.units import reporting_unit
 
 __all__ = ["Output", "PropertyModel", "load_property_models", "model_outputs", "select_models"]
@@ -82,48 +79,28 @@ def model_outputs(info: ModelInfo) -> dict[str, Output]:
     return outputs
 
 
-def _model_specs(model: Any) -> list[tuple[str, ModelLike, dict[str, Any]]]:
-    """(label, model or file, manifest entry) for a model, file, bundle name/manifest, or a list of them."""
-    if isinstance(model, nn.Module):
-        return [(type(model).__name__, model, {})]
-    if isinstance(model, (str, os.PathLike)):
-        manifest = bundle_path(model)
-        if manifest is None:
-            return [(str(model), model, {})]
-        bundle = Path(manifest).stem
-        return [(f"{bundle}:{prop}", file, entry) for prop, file, entry in bundle_members(manifest)]
-    if isinstance(model, (list, tuple)):
-        if not model:
-            raise ValueError("model: the list of models is empty")
-        return [spec for item in model for spec in _model_specs(item)]
-    raise TypeError(
-        f"model must be a ViSNet, a model file, a bundled model/bundle name, or a list; got {type(model).__name__}"
-    )
-
-
 def load_property_models(
-    model: Any = "default",
+    model: ModelSpec = "default",
     device: str | torch.device | None = None,
     dtype: str | torch.dtype = "float64",
     trust_package: bool = False,
+    compile: bool = False,
 ) -> list[PropertyModel]:
-    """The models named by ``model`` (see ``predict``), ready for prediction.
+    """The models named by ``model`` (see ``predict``; ``visnet.inference.resolve.resolve_models``
+    expands bundles, run folders and lists), ready for prediction.
 
     Raises:
         ValueError: two models predict the same property, or a model records no output unit.
         FileNotFoundError: a model file (or a bundle's member) is missing.
     """
-    device, dtype = resolve_device(device), resolve_dtype(dtype)
     models, owner = [], {}
-    for label, spec, entry in _model_specs(model):
-        module, info = prepare_model(spec, device, dtype, trust_package=trust_package)
-        info = replace(info, label=label)
-        outputs = model_outputs(info)
+    for resolved in resolve_models(model, device=device, dtype=dtype, compile=compile, trust_package=trust_package):
+        label, outputs = resolved.info.label, model_outputs(resolved.info)
         for name in outputs:
             if name in owner:
                 raise ValueError(f"models {owner[name]!r} and {label!r} both predict {name!r}; use one of them")
             owner[name] = label
-        models.append(PropertyModel(module, info, outputs, dict(entry)))
+        models.append(PropertyModel(resolved.model, resolved.info, outputs, dict(resolved.entry)))
     return models
 
 

@@ -26,7 +26,7 @@ from visnet.data.loading import load_atoms_data
 from visnet.data.splits import SPLITS_FILE, read_splits
 from visnet.files.atomic import atomic_write_text
 from visnet.files.paths import check_output_folder
-from visnet.inference.resolve import prepare_model, resolve_device
+from visnet.inference.resolve import resolve_model
 from visnet.structures.batching import find_faulty
 from visnet.training.metrics import error_metrics
 from visnet.training.plots import parity_plot
@@ -165,7 +165,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     run_dir = Path(args.run_dir or Path(args.model).parent)
     out_dir = Path(args.out) if args.out else run_dir / f"evaluation_{Path(args.data).stem}_{args.split}"
     check_output_folder(out_dir, "output folder (--out)")  # before the work, not after it
-    model, info = prepare_model(args.model, resolve_device(args.device), None, trust_package=args.trust_package)
+    resolved = resolve_model(args.model, device=args.device, trust_package=args.trust_package)
+    model, info = resolved.model, resolved.info
     meta = model.metadata
     target = meta.get("target", model.output_key)
     data = load_atoms_data(
