@@ -31,8 +31,7 @@ from visnet.cli import main as visnet_main
 from visnet.dynamics import MDConfig, run_md
 from visnet.dynamics.outputs import OutputInUseError, OutputLock, OutputPaths
 from visnet.inference.committee import EnergyReferenceWarning
-from visnet.inference.resolve import resolve_model
-from visnet.integrations.engine_model import ENGINE_PURPOSE
+from visnet.integrations.engine_model import load_engine_model
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +110,7 @@ API_ENTRY_POINTS: dict[str, Callable[..., object]] = {
     "calculator": lambda model, device, _: ViSNetCalculator(model, device=device),
     "committee": lambda model, device, _: ViSNetCalculator(committee=[model, model], device=device),
     "predict": lambda model, device, _: predict(["CCO"], model=model, device=device),
-    "engine-model": lambda model, device, _: resolve_model(model, device=device, purpose=ENGINE_PURPOSE),
+    "engine-model": lambda model, device, _: load_engine_model(model, device),
     "openmm-potential": lambda model, device, _: openmm_potential(model, device),
     "openmm-createSystem": lambda model, device, _: openmm_create_system(model, device),
     "torchsim": lambda model, device, _: torchsim_model(model, device),

@@ -15,6 +15,7 @@ from visnet import ViSNet, save_model
 from visnet.inference import committee, resolve
 from visnet.inference.calculator import ViSNetCalculator
 from visnet.inference.resolve import ResolvedModel, prepare_model, resolve_model, resolve_models
+from visnet.integrations import engine_model
 from visnet.io.bundles import write_bundle
 
 CALCULATOR = "the calculator (and MD)"
@@ -205,7 +206,7 @@ def test_torchsim_goes_through_the_resolver_with_trust_package(monkeypatch: pyte
     pytest.importorskip("torch_sim")
     from visnet.integrations import torchsim
 
-    calls = spy_resolve_model(monkeypatch, torchsim)
+    calls = spy_resolve_model(monkeypatch)
     torchsim.ViSNetModel(model, device="cpu", trust_package=True)
     assert calls == [{"device": "cpu", "dtype": "float64", "trust_package": True, "purpose": "an MD engine"}]
 
@@ -214,9 +215,7 @@ def test_openmm_goes_through_the_resolver_with_trust_package(monkeypatch: pytest
     openmmml = pytest.importorskip("openmmml")
     from openmm import app
 
-    from visnet.integrations import openmm as visnet_openmm
-
-    calls = spy_resolve_model(monkeypatch, visnet_openmm)
+    calls = spy_resolve_model(monkeypatch)
     topology = app.Topology()
     residue = topology.addResidue("W", topology.addChain())
     for symbol in "OHH":
@@ -225,15 +224,15 @@ def test_openmm_goes_through_the_resolver_with_trust_package(monkeypatch: pytest
     assert calls == [{"device": "cpu", "dtype": "float64", "trust_package": True, "purpose": "an MD engine"}]
 
 
-def spy_resolve_model(monkeypatch: pytest.MonkeyPatch, module: types.ModuleType) -> list[dict[str, object]]:
-    """Record the options an engine adapter passes to ``resolve_model`` (then resolve for real)."""
+def spy_resolve_model(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
+    """Record the options the engine adapters pass to ``resolve_model`` (then resolve for real)."""
     calls: list[dict[str, object]] = []
 
     def recorded(spec: object, **options: object) -> ResolvedModel:
         calls.append(options)
         return resolve_model(spec, **options)
 
-    monkeypatch.setattr(module, "resolve_model", recorded)
+    monkeypatch.setattr(engine_model, "resolve_model", recorded)
     return calls
 
 

@@ -100,6 +100,16 @@ class ResolvedModel:
     dtype: torch.dtype
     entry: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def units(self) -> UnitConversion:
+        """Factors from the model's units to eV and Å (``info.units``)."""
+        return self.info.units
+
+    @property
+    def elements(self) -> frozenset[int]:
+        """Atomic numbers the model may be used for (``info.elements``)."""
+        return self.info.elements
+
 
 @dataclass(frozen=True)
 class _Entry:

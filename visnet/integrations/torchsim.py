@@ -33,8 +33,8 @@ import torch_sim as ts
 from torch_sim.models.interface import ModelInterface
 from torch_sim.typing import StateDict
 
-from visnet.inference.resolve import ModelSpec, resolve_model
-from visnet.integrations.engine_model import ENGINE_PURPOSE, check_species
+from visnet.inference.resolve import ModelSpec
+from visnet.integrations.engine_model import check_species, load_engine_model
 
 
 class ViSNetModel(ModelInterface):
@@ -72,7 +72,7 @@ class ViSNetModel(ModelInterface):
     ) -> None:
         super().__init__()
         self._pbc = None if pbc is None else directions(pbc)
-        engine = resolve_model(model, device=device, dtype=dtype, trust_package=trust_package, purpose=ENGINE_PURPOSE)
+        engine = load_engine_model(model, device, dtype, trust_package)
         self.model = engine.model
         self.units = engine.info.units
         self.elements = engine.info.elements
