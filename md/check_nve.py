@@ -9,7 +9,7 @@ when ``--max-drift`` is given and exceeded.
 
 import sys
 
-from visnet.cli.md import main
+import visnet.cli
 
 if __name__ == "__main__":
-    sys.exit(main(["--check-nve", *sys.argv[1:]]))
+    sys.exit(visnet.cli.main(["md", "--check-nve", *sys.argv[1:]]))

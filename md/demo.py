@@ -8,7 +8,7 @@ are. Extra arguments are passed on to ``visnet md`` (e.g. ``--steps 200``)."""
 
 import sys
 
-from visnet.cli.md import main
+import visnet.cli
 
 DEMO = [
     "aspirin",
@@ -31,4 +31,4 @@ DEMO = [
 ]
 
 if __name__ == "__main__":
-    sys.exit(main([*DEMO, *sys.argv[1:]]))
+    sys.exit(visnet.cli.main(["md", *DEMO, *sys.argv[1:]]))

@@ -7,7 +7,7 @@ python md/run_md.py "CC(=O)Nc1ccc(O)cc1" --ensemble bussi --temperature 500 --mo
 
 import sys
 
-from visnet.cli.md import main
+import visnet.cli
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(visnet.cli.main(["md", *sys.argv[1:]]))

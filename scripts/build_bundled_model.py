@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from visnet.io.model_files import load_model, save_model
-from visnet.training.evaluate import evaluate, parse_args
+from visnet.training.evaluate import EvaluationConfig, evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 PRETRAINED = REPO / "visnet" / "pretrained"
@@ -32,19 +32,12 @@ def main() -> None:
     args = parser.parse_args()
 
     metrics = evaluate(
-        parse_args(
-            [
-                "--model",
-                str(args.run / "model.pt"),
-                "--data",
-                args.data,
-                "--split",
-                "test",
-                "--run-dir",
-                str(args.run),
-                "--format",
-                args.format,
-            ]
+        EvaluationConfig(
+            model=str(args.run / "model.pt"),
+            data=args.data,
+            split="test",
+            run_dir=str(args.run),
+            format=args.format,
         )
     )
     model = load_model(args.run / "model.pt")

@@ -804,16 +804,18 @@ def test_visnet_md_with_a_long_invalid_smiles_exits_2(model_file: Path, tmp_path
         (FileNotFoundError("structure file not found: a.xyz"), "structure file not found: a.xyz"),
     ],
 )
-@pytest.mark.parametrize("command", ["evaluate", "md", "predict", "fit"])
+@pytest.mark.parametrize("command", ["evaluate", "md", "predict", "fit", "export", "plot"])
 def test_user_errors_of_every_subcommand_are_one_line(
     monkeypatch, capsys, command: str, error: Exception, message: str
 ) -> None:
     """Whatever a subcommand lets escape that is the user's to fix: one line, exit code 2."""
     modules = {
-        "evaluate": ("visnet.training.evaluate", "main"),
+        "evaluate": ("visnet.cli.evaluate", "main"),
         "md": ("visnet.cli.md", "main"),
         "predict": ("visnet.cli.predict", "main"),
         "fit": ("visnet.cli.fit", "lightning_main"),
+        "export": ("visnet.cli.export", "main"),
+        "plot": ("visnet.cli.plot", "main"),
     }
     module, name = modules[command]
 
@@ -831,7 +833,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch) -> None:
     def fail(argv: list[str]) -> int:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr("visnet.training.evaluate.main", fail)
+    monkeypatch.setattr("visnet.cli.evaluate.main", fail)
     with pytest.raises(ZeroDivisionError, match="a bug"):
         visnet_main(["evaluate"])
 

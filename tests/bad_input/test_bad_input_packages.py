@@ -24,7 +24,6 @@ from visnet import package_safety
 from visnet.accel import export as vexport
 from visnet.accel.export import is_exported_file
 from visnet.cli import main as visnet_main
-from visnet.cli.md import main as md_main
 from visnet.data import load_atoms_data
 from visnet.io.package_safety import PackageError, UntrustedPackageError, record_package
 
@@ -97,7 +96,7 @@ def test_untrusted_package_is_refused_by_every_entry_point_before_its_code_runs(
     with pytest.raises(UntrustedPackageError, match=risk):
         visnet.load_exported(evil)
     out = tmp_path / "md"
-    assert md_main(["O", "--model", str(evil), "--steps", "1", "--output-dir", str(out), "--no-plots"]) == 2
+    assert visnet_main(["md", "O", "--model", str(evil), "--steps", "1", "--output-dir", str(out), "--no-plots"]) == 2
     assert "--trust-package" in one_line_error(capsys)
     assert visnet_main(["predict", "O", "--model", str(evil)]) == 2
     assert "not built on this machine" in one_line_error(capsys)
@@ -244,5 +243,5 @@ def test_folders_given_as_input_files_are_named_as_folders(tmp_path: Path, capsy
     assert visnet_main(["predict", "CCO", "--smiles-file", str(folder)]) == 2
     assert "SMILES file" in one_line_error(capsys)
     out = tmp_path / "md"
-    assert md_main([str(folder), "--steps", "1", "--output-dir", str(out), "--no-plots"]) == 2
+    assert visnet_main(["md", str(folder), "--steps", "1", "--output-dir", str(out), "--no-plots"]) == 2
     assert "is a folder, expected a file" in one_line_error(capsys)

@@ -253,7 +253,7 @@ def test_full_disk_writing_a_model_says_no_space_and_names_the_file(tmp_path: Pa
         save_model(small_model(seed=1), path)
         return 0
 
-    monkeypatch.setattr("visnet.training.evaluate.main", export)
+    monkeypatch.setattr("visnet.cli.evaluate.main", export)
     assert visnet_main(["evaluate"]) == 2
     assert f"visnet: error: No space left on device writing {path}" in capsys.readouterr().err
 

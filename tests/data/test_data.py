@@ -366,11 +366,11 @@ def test_extxyz_energy_that_is_not_a_number_is_refused(tmp_path, value):
 
 def test_evaluate_refuses_a_non_positive_max_structures(tmp_path, capsys):
     """``--max-structures -3`` used to evaluate all but the last three structures."""
-    from visnet.training.evaluate import main as evaluate_main
+    from visnet.cli import main as visnet_main
 
     data = str(shared_file(*ETHANOL_NPZ))
     args = ["--model", "default", "--data", data, "--max-structures", "-3", "--out", str(tmp_path / "out")]
-    assert evaluate_main(args) == 2
+    assert visnet_main(["evaluate", *args]) == 2
     assert "--max-structures must be >= 1, got -3" in capsys.readouterr().err
 
 

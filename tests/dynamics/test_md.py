@@ -303,9 +303,9 @@ def test_cli_runs_md_and_checks_nve(model, tmp_path, capsys):
 
 def test_cli_reports_bad_input(model, tmp_path, capsys):
     path = save_model(model, tmp_path / "model.pt")
-    assert md_main(["smiles:C(C", "--model", str(path), "--output-dir", str(tmp_path)]) == 2
+    assert visnet_main(["md", "smiles:C(C", "--model", str(path), "--output-dir", str(tmp_path)]) == 2
     assert "invalid SMILES" in capsys.readouterr().err
-    assert md_main(["ethanol", "--model", str(tmp_path / "nope.pt"), "--output-dir", str(tmp_path)]) == 2
+    assert visnet_main(["md", "ethanol", "--model", str(tmp_path / "nope.pt"), "--output-dir", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
 
 
@@ -340,11 +340,11 @@ def test_check_nve_refuses_too_few_samples_before_running(cheap_model, tmp_path,
     --max-drift without --check-nve was ignored. Both are refused up front (exit 2, no files)."""
     path = save_model(cheap_model, tmp_path / "model.pt")
     common = ["ethanol", "--model", str(path), "--output-dir", str(tmp_path / "out"), "--no-progress"]
-    assert md_main([*common, "--check-nve", "--steps", "10", "--max-drift", "0.1"]) == 2
+    assert visnet_main(["md", *common, "--check-nve", "--steps", "10", "--max-drift", "0.1"]) == 2
     assert "--check-nve needs at least 3 energy samples: --steps 10 with --log-interval 10 records 2" in (
         capsys.readouterr().err
     )
-    assert md_main([*common, "--steps", "10", "--max-drift", "0.1"]) == 2
+    assert visnet_main(["md", *common, "--steps", "10", "--max-drift", "0.1"]) == 2
     assert "--max-drift needs --check-nve" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -377,7 +377,7 @@ def test_a_second_run_on_the_same_output_name_is_refused(cheap_model, tmp_path, 
     try:
         assert holder.stdout.readline() == b"held\n"
         args = ["ethanol", "--model", str(path), "--output-dir", str(out), "--name", "run", "--steps", "2"]
-        assert md_main([*args, "--no-progress", "--no-plots"]) == 2
+        assert visnet_main(["md", *args, "--no-progress", "--no-plots"]) == 2
         err = capsys.readouterr().err
         assert f"run_langevin.* is being written by another visnet md run (pid {holder.pid} on " in err, err
         assert traj.read_bytes() == b"frames of the running run"
@@ -475,7 +475,10 @@ def test_committee_cli_takes_a_run_folder(committee, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "uncertain frames: 1" in out and "stopped at step 0" in out
     single = save_model(committee[0], tmp_path / "one.pt")
-    assert md_main(["ethanol", "--model", str(single), "--max-force-std", "0.1", "--output-dir", str(tmp_path)]) == 2
+    assert (
+        visnet_main(["md", "ethanol", "--model", str(single), "--max-force-std", "0.1", "--output-dir", str(tmp_path)])
+        == 2
+    )
     assert "committee" in capsys.readouterr().err
 
 

@@ -71,7 +71,7 @@ def test_ensemble_option_parsing():
     ]:
         with pytest.raises(ValueError, match=match):
             pop_ensemble_size(bad)
-    assert lightning_main(["validate", "--ensemble", "2"]) == 2
+    assert visnet_main(["validate", "--ensemble", "2"]) == 2
 
 
 @pytest.fixture(scope="module")

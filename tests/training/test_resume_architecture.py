@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, shared_file  # noqa: E402
 
-from visnet.cli.fit import lightning_main
+from visnet.cli import main as visnet_main
 from visnet.training.module import ViSNetModule, architecture_differences
 
 TINY = str(REPO / "configs" / "tiny.yaml")
@@ -16,7 +16,7 @@ TINY = str(REPO / "configs" / "tiny.yaml")
 def _fit(run_dir: Path, *extra: str) -> int:
     data = str(shared_file("rmd17", "rmd17_ethanol_train1000.npz"))
     args = ["--config", TINY, "--data.path", data, "--trainer.default_root_dir", str(run_dir)]
-    return lightning_main(["fit", *args, "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1", *extra])
+    return visnet_main(["fit", *args, "--trainer.enable_progress_bar", "false", "--trainer.max_epochs", "1", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def _evaluate(subcommand: str, run_dir: Path, *extra: str) -> int:
     data = str(shared_file("rmd17", "rmd17_ethanol_train1000.npz"))
     args = ["--config", TINY, "--data.path", data, "--trainer.default_root_dir", str(run_dir)]
     best = str(run_dir / "checkpoints" / "best.ckpt")
-    return lightning_main([subcommand, *args, "--trainer.enable_progress_bar", "false", "--ckpt_path", best, *extra])
+    return visnet_main([subcommand, *args, "--trainer.enable_progress_bar", "false", "--ckpt_path", best, *extra])
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,10 @@ import torch
 from conftest import REPO, shared_file  # noqa: E402
 
 import visnet
+from visnet.cli import main as visnet_main
+from visnet.cli.evaluate import main as evaluate_main
 from visnet.cli.fit import lightning_main
 from visnet.training.callbacks import EMA
-from visnet.training.evaluate import main as evaluate_main
 from visnet.training.losses import loss_function
 from visnet.training.module import ViSNetModule
 
@@ -30,7 +31,7 @@ def _fit(run_dir: Path, *extra: str) -> int:
     """``visnet fit`` of the tiny config (data path made absolute: tests do not depend on the cwd)."""
     data = str(shared_file("rmd17", "rmd17_ethanol_train1000.npz"))
     args = ["--config", TINY, "--data.path", data, "--trainer.default_root_dir", str(run_dir), *QUIET, *extra]
-    return lightning_main(["fit", *args])
+    return visnet_main(["fit", *args])
 
 
 def _rows(run_dir: Path, version: int = 0) -> list[dict[str, str]]:

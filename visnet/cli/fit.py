@@ -56,6 +56,13 @@ from visnet.training.preflight import (
 DEFAULT_RUN_DIR = "runs/visnet"
 CHECKPOINT_DEFAULTS = {"monitor": "val_loss", "mode": "min", "save_top_k": 1, "save_last": True, "filename": "best"}
 EARLY_STOPPING_DEFAULTS = {"monitor": "val_loss", "mode": "min", "patience": 150}
+# ``--ensemble`` is taken off the command line before LightningCLI parses it: its help is here
+FIT_HELP = {
+    "fit": {
+        "epilog": "--ensemble N: train N members one after the other, each with seed seed_everything + k, "
+        "into <default_root_dir>/member_k (a committee for visnet md / predict)"
+    }
+}
 
 
 def default_loggers(run_dir: str | os.PathLike) -> list[Logger]:
@@ -212,14 +219,10 @@ def lightning_main(argv: list[str]) -> int:
     ``visnet fit --ensemble N ...`` trains N members one after the other (see
     ``visnet.training.ensemble``); the first failing member's exit code is returned.
     Bad input (missing keys, NaN labels, unknown targets, impossible splits, unreadable or unsafe
-    checkpoints, ``--ensemble`` with another command, ...) is reported as ``visnet: error: ...`` with
-    exit code 2.
+    checkpoints, ``--ensemble`` with another command, ...) raises a ``ValueError``, which
+    ``visnet.cli.main``'s error boundary reports as ``visnet: error: ...`` with exit code 2.
     """
-    try:
-        size, argv = pop_ensemble_size(argv)
-    except ValueError as err:
-        print(f"visnet: error: {err}", file=sys.stderr)
-        return 2
+    size, argv = pop_ensemble_size(argv)
     if size is None:
         return _run_cli(argv)
     for k in range(size):
@@ -241,17 +244,13 @@ def _run_cli(argv: list[str], member: int | None = None) -> int:
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"default_root_dir": DEFAULT_RUN_DIR, "inference_mode": False},
             seed_everything_default=0,
-            parser_kwargs={"description": "Train / evaluate ViSNet (LightningCLI)."},
+            parser_kwargs={"prog": "visnet", "description": "Train / evaluate ViSNet (LightningCLI).", **FIT_HELP},
             member=member,
         )
-    except SystemExit as exit_:
+    except SystemExit as exit_:  # jsonargparse and Lightning end with sys.exit: their code is ours
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"visnet: error: {err}", file=sys.stderr)
-        return 2
     except pickle.UnpicklingError as err:  # a checkpoint found via --ckpt_path last/best carrying code
-        print(f"visnet: error: checkpoint refused for safety (weights_only=True): {str(err)[:300]}", file=sys.stderr)
-        return 2
+        raise ValueError(f"checkpoint refused for safety (weights_only=True): {str(err)[:300]}") from err
     finally:
         sys.argv = saved_argv
     return 0

@@ -4,28 +4,45 @@
 ``visnet predict`` without ``--config`` predicts properties of SMILES / files / molecules
 (``visnet.cli.predict``); ``visnet evaluate`` prints an error table and writes parity plots;
 ``visnet md`` runs molecular dynamics with the ASE calculator; ``visnet export`` writes an AOTInductor
-package (``.pt2``) of an energy model. Subcommands import their modules
+package (``.pt2``) of an energy model; ``visnet plot`` draws learning curves. Each subcommand's
+module parses its options and calls the workflow below it; subcommands import their modules
 lazily so ``visnet md`` and ``visnet predict`` do not pay for Lightning's import.
+
+This is the one error boundary of every subcommand: subcommands raise, they never print errors.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from importlib import import_module
 
 USAGE = """usage: visnet <command> [options]
 
 commands:
-  fit | validate | test | predict   train / evaluate with LightningCLI (--config configs/<name>.yaml)
-  predict                           without --config: properties of SMILES, files, molecule names
-                                    (visnet predict --smiles CCO --model qm9 --output results.csv)
-  evaluate                          MAE/RMSE table and parity plots of a model on a data file
-  md                                molecular dynamics with a ViSNet model (ASE)
-  export                            AOTInductor package of a model: visnet export model.pt model.pt2
-  plot                              learning curves (PNG) of run folders: visnet plot runs/<name>
+  fit        train a model with LightningCLI (--config configs/<name>.yaml)
+  validate   validation metrics of a checkpoint with LightningCLI (--config ..., --ckpt_path ...)
+  test       test metrics of a checkpoint with LightningCLI (--config ..., --ckpt_path ...)
+  predict    properties of SMILES, files, molecule names
+             (visnet predict --smiles CCO --model qm9 --output results.csv);
+             with --config: LightningCLI's predict on a data set
+  evaluate   MAE/RMSE table and parity plots of a model on a data file
+  md         molecular dynamics with a ViSNet model (ASE)
+  export     AOTInductor package of a model: visnet export model.pt model.pt2
+  plot       learning curves (PNG) of run folders: visnet plot runs/<name>
 
 `visnet <command> --help` shows the options of a command."""
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+# command -> module whose ``main(argv) -> int`` runs it (imported on use: only fit pays for Lightning)
+COMMANDS = {
+    "predict": "visnet.cli.predict",
+    "evaluate": "visnet.cli.evaluate",
+    "md": "visnet.cli.md",
+    "export": "visnet.cli.export",
+    "plot": "visnet.cli.plot",
+}
 
 
 def _has_config(args: list[str]) -> bool:
@@ -60,30 +77,13 @@ def _dispatch(argv: list[str]) -> int:
         print(USAGE)
         return 0
     command, rest = argv[0], argv[1:]
-    if command == "predict" and not _has_config(rest):
-        from visnet.cli.predict import main as predict_main
-
-        return predict_main(rest)
-    if command in LIGHTNING_COMMANDS:
+    if command in LIGHTNING_COMMANDS and (command != "predict" or _has_config(rest)):
         from visnet.cli.fit import lightning_main
 
         return lightning_main([command, *rest])
-    if command == "evaluate":
-        from visnet.training.evaluate import main as evaluate_main
-
-        return evaluate_main(rest)
-    if command == "plot":
-        from visnet.cli.plot import main as plot_main
-
-        return plot_main(rest)
-    if command == "md":
-        from visnet.cli.md import main as md_main
-
-        return md_main(rest)
-    if command == "export":
-        from visnet.cli.export import main as export_main
-
-        return export_main(rest)
+    if command in COMMANDS:
+        run: Callable[[list[str]], int] = import_module(COMMANDS[command]).main
+        return run(rest)
     print(f"visnet: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

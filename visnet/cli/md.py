@@ -18,7 +18,6 @@ from pathlib import Path
 from visnet.dynamics.integrators import ENSEMBLES
 from visnet.dynamics.nve import MIN_DRIFT_SAMPLES
 from visnet.dynamics.runner import MDConfig, MDResult, run_md
-from visnet.errors import VisnetError
 from visnet.files.paths import check_output_folder
 from visnet.inference.calculator import DEFAULT_SKIN
 from visnet.structures.molecules import named_structures
@@ -197,20 +196,21 @@ def _check_nve_options(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``visnet md``; returns 0 on success, 1 on blow-up or excessive drift, 2 on bad input."""
+    """Run ``visnet md``; returns 0 on success, 1 on blow-up or excessive drift (bad input reaches
+    ``visnet.cli.main``'s error boundary: one line, exit code 2)."""
     args = build_parser().parse_args(argv)
     if args.list_molecules:
         print("\n".join(named_structures()))
         return 0
     config = config_from_args(args)
+    _check_nve_options(args)
+    check_output_folder(config.output_dir, "output folder (--output-dir)")
     try:
-        _check_nve_options(args)
-        check_output_folder(config.output_dir, "output folder (--output-dir)")
         result = run_md(config)
-    except (VisnetError, ValueError, FileNotFoundError, ImportError, TypeError) as err:
-        hint = " (pass --model PATH to use a model file)" if not args.model and "bundled model" in str(err) else ""
-        print(f"visnet md: error: {err}{hint}", file=sys.stderr)
-        return 2
+    except FileNotFoundError as err:  # no bundled model in this installation: say how to give one
+        if args.model or "bundled model" not in str(err):
+            raise
+        raise FileNotFoundError(f"{err} (pass --model PATH to use a model file)") from err
     print(_summary(result, config))
     if result.stopped_uncertain:
         print(f"visnet md: {result.message}")
@@ -224,7 +224,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"visnet md: |drift| exceeds --max-drift {args.max_drift} eV/atom/ps", file=sys.stderr)
             return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,9 +7,9 @@ for an ensemble folder (``visnet fit --ensemble N``) one per ``member_k``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from visnet.errors import VisnetError
 from visnet.inference.committee import MEMBER_PREFIX
 from visnet.training.plots import plot_run
 
@@ -23,25 +23,26 @@ def run_folders(folder: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``visnet plot``; returns 0, or 2 when a folder is missing or has no logged epoch."""
+    """Run ``visnet plot``; returns 0. Every folder that can be drawn is; then a missing folder or
+    one without a logged epoch is a ``VisnetError`` naming them (exit code 2 at ``visnet.cli.main``)."""
     parser = argparse.ArgumentParser(prog="visnet plot", description="Learning curves of visnet fit runs.")
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (trainer.default_root_dir)")
     args = parser.parse_args(argv)
-    code = 0
-    for folder in args.runs:
-        if not folder.is_dir():
-            print(f"visnet plot: error: {folder} is not a folder", file=sys.stderr)
-            code = 2
-            continue
-        for run in run_folders(folder):
-            path = plot_run(run)
-            if path is None:
-                print(f"visnet plot: error: {run} has no logs/version_k/metrics.csv with an epoch yet", file=sys.stderr)
-                code = 2
-            else:
-                print(f"learning curves: {path.resolve()}")
-    return code
+    problems = [problem for folder in args.runs for problem in _plot_folder(folder)]
+    if problems:
+        raise VisnetError("; ".join(problems))
+    return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _plot_folder(folder: Path) -> list[str]:
+    """Draw the learning curves of ``folder`` (each member of an ensemble); returns what failed."""
+    if not folder.is_dir():
+        return [f"{folder} is not a folder"]
+    problems = []
+    for run in run_folders(folder):
+        path = plot_run(run)
+        if path is None:
+            problems.append(f"{run} has no logs/version_k/metrics.csv with an epoch yet")
+        else:
+            print(f"learning curves: {path.resolve()}")
+    return problems

@@ -135,15 +135,12 @@ def run(args: argparse.Namespace) -> list[Prediction]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``visnet predict`` entry point; returns the exit code (2: bad input, 1: every structure failed)."""
+    """Run ``visnet predict``; returns 0, or 1 when every structure failed (bad input reaches
+    ``visnet.cli.main``'s error boundary: one line, exit code 2)."""
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        results = run(args)
-        if args.output:
-            path = write_results(results, args.output)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        print(f"visnet predict: error: {err}", file=sys.stderr)
-        return 2
+    results = run(args)
+    if args.output:
+        path = write_results(results, args.output)
     failed = [r for r in results if not r.ok]
     if args.output:
         print(f"{len(results) - len(failed)} of {len(results)} structures predicted; results written to {path}")

@@ -1,7 +1,8 @@
-"""Training: the LightningModule, losses, metrics, EMA callback, export, CLI and evaluation.
+"""Training: the LightningModule, losses, metrics, EMA callback, export and evaluation.
 
-``EMA``, ``ViSNetModule`` and ``export_model`` import Lightning, so they are loaded on first
-access: ``visnet evaluate`` (``visnet.training.evaluate``) and other inference paths never import it.
+The commands (``visnet fit``, ``visnet evaluate``, ``visnet plot``) parse their options in
+``visnet.cli``. ``EMA``, ``ViSNetModule`` and ``export_model`` import Lightning, so they are loaded
+on first access: evaluation (``visnet.training.evaluate``) and other inference paths never import it.
 """
 
 from importlib import import_module

@@ -1,19 +1,20 @@
-"""``visnet evaluate``: error table (data units and meV) and parity plots of a model on a data file.
+"""Error table (data units and meV) and parity plots of a model on a data file.
+
+The work behind ``visnet evaluate`` (its options are parsed in ``visnet.cli.evaluate``)::
 
     visnet evaluate --model runs/rmd17_ethanol_cpu/model.pt \\
         --data ../shared/data/rmd17/rmd17_ethanol_train1000.npz --split test
 
-``--split`` picks structures from ``splits.npz`` of the run (``--run-dir``, default the model's
+``split`` picks structures from ``splits.npz`` of the run (``run_dir``, default the model's
 folder); ``all`` (the default) uses every structure. Writes ``metrics.json``,
-``parity_<target>.png`` and ``parity_forces.png`` into ``--out`` (default
-``<run-dir>/evaluation_<data>_<split>``).
+``parity_<target>.png`` and ``parity_forces.png`` into ``out`` (default
+``<run_dir>/evaluation_<data>_<split>``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,47 +33,62 @@ from visnet.training.metrics import error_metrics
 from visnet.training.plots import parity_plot
 from visnet.units import energy_factor, is_energy_unit
 
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="visnet evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="model file (model.pt) or a visnet fit checkpoint (.ckpt)")
-    parser.add_argument("--data", required=True, help="data file (MD17/rMD17 npz, QM9 npz, any ASE-readable file)")
-    parser.add_argument(
-        "--split", default="all", choices=["all", "train", "val", "test"], help="structures to evaluate"
-    )
-    parser.add_argument(
-        "--trust-package",
-        action="store_true",
-        help="load exported packages (.pt2) not built on this machine: they run native code when loaded; only for packages you trust",
-    )
-    parser.add_argument("--run-dir", default=None, help="run folder holding splits.npz (default: the model's folder)")
-    parser.add_argument("--splits", default=None, help="an explicit splits.npz (overrides --run-dir)")
-    parser.add_argument("--format", default="auto", choices=["auto", "md17", "qm9", "ase"])
-    parser.add_argument("--energy-unit", default=None, help="energy unit of the data file if it does not say")
-    parser.add_argument("--length-unit", default=None, help="length unit of the data file if it does not say")
-    parser.add_argument("--index", default=":", help="ASE index of frames to read (ASE files)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-structures", type=int, default=None, help="evaluate at most this many structures")
-    parser.add_argument("--out", default=None, help="output folder for metrics.json and parity plots")
-    parser.add_argument("--device", default="cpu")
-    return parser.parse_args(argv)
+SPLITS = ("all", "train", "val", "test")
+DATA_FORMATS = ("auto", "md17", "qm9", "ase")
 
 
-def select_indices(args: argparse.Namespace, total: int) -> np.ndarray:
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What to evaluate and where to write it (the options of ``visnet evaluate``).
+
+    Attributes:
+        model: model file (``model.pt``), a ``visnet fit`` checkpoint (``.ckpt``) or a bundled name.
+        data: data file (MD17/rMD17 npz, QM9 npz, any ASE-readable file).
+        split: one of ``SPLITS``: the structures of that split of ``splits.npz``, or ``"all"``.
+        trust_package: load exported packages (``.pt2``) not built on this machine.
+        run_dir: run folder holding ``splits.npz`` (None: the model's folder).
+        splits: an explicit ``splits.npz`` (overrides ``run_dir``).
+        format: data format, one of ``DATA_FORMATS``.
+        energy_unit: energy unit of the data file if it does not say.
+        length_unit: length unit of the data file if it does not say.
+        index: ASE index of the frames to read (ASE files).
+        batch_size: structures per model call.
+        max_structures: evaluate at most this many structures (None: all of the split).
+        out: output folder (None: ``<run_dir>/evaluation_<data>_<split>``).
+        device: torch device of the model.
+    """
+
+    model: str
+    data: str
+    split: str = "all"
+    trust_package: bool = False
+    run_dir: str | None = None
+    splits: str | None = None
+    format: str = "auto"
+    energy_unit: str | None = None
+    length_unit: str | None = None
+    index: str = ":"
+    batch_size: int = 16
+    max_structures: int | None = None
+    out: str | None = None
+    device: str = "cpu"
+
+
+def select_indices(config: EvaluationConfig, total: int) -> np.ndarray:
     """Indices of the structures to evaluate (the split, truncated to --max-structures)."""
-    if args.split == "all":
+    if config.split == "all":
         indices = np.arange(total)
     else:
-        path = Path(args.splits) if args.splits else Path(args.run_dir or Path(args.model).parent) / SPLITS_FILE
+        path = Path(config.splits) if config.splits else Path(config.run_dir or Path(config.model).parent) / SPLITS_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"--split {args.split} needs {path} (give --run-dir or --splits)")
-        indices = read_splits(path, total=total)[args.split]
-    if args.max_structures is not None:
-        if args.max_structures < 1:
-            raise ValueError(f"--max-structures must be >= 1, got {args.max_structures}")
-        indices = indices[: args.max_structures]
+            raise FileNotFoundError(f"--split {config.split} needs {path} (give --run-dir or --splits)")
+        indices = read_splits(path, total=total)[config.split]
+    if config.max_structures is not None:
+        if config.max_structures < 1:
+            raise ValueError(f"--max-structures must be >= 1, got {config.max_structures}")
+        indices = indices[: config.max_structures]
     if len(indices) == 0:
-        raise ValueError(f"no structures to evaluate in split {args.split!r}")
+        raise ValueError(f"no structures to evaluate in split {config.split!r}")
     return indices
 
 
@@ -160,28 +176,38 @@ def _row(quantity: str, pred: np.ndarray, ref: np.ndarray, unit: str, per_length
     }
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the evaluation; returns the metrics dict (also written to ``metrics.json``)."""
-    run_dir = Path(args.run_dir or Path(args.model).parent)
-    out_dir = Path(args.out) if args.out else run_dir / f"evaluation_{Path(args.data).stem}_{args.split}"
+def evaluate(config: EvaluationConfig) -> dict[str, Any]:
+    """Evaluate ``config.model`` on ``config.data``; returns the metrics (also written to ``metrics.json``).
+
+    Returns:
+        ``{"model", "data", "split", "structures", "metrics", "plots"}``: ``metrics`` holds one row
+        per quantity (the target, and forces when the data has them) with ``n``, ``mae``, ``rmse``
+        and ``max`` in the data's unit (forces per Å) and ``mae_milli``/``rmse_milli`` in meV
+        (meV/Å); ``plots`` the parity plot files.
+
+    Raises:
+        ValueError, FileNotFoundError: bad input, naming the option or file.
+    """
+    run_dir = Path(config.run_dir or Path(config.model).parent)
+    out_dir = Path(config.out) if config.out else run_dir / f"evaluation_{Path(config.data).stem}_{config.split}"
     check_output_folder(out_dir, "output folder (--out)")  # before the work, not after it
-    resolved = resolve_model(args.model, device=args.device, trust_package=args.trust_package)
+    resolved = resolve_model(config.model, device=config.device, trust_package=config.trust_package)
     model, info = resolved.model, resolved.info
     meta = model.metadata
     target = meta.get("target", model.output_key)
     data = load_atoms_data(
-        args.data,
-        format=args.format,
+        config.data,
+        format=config.format,
         target=target,
-        energy_unit=args.energy_unit,
-        length_unit=args.length_unit,
-        index=args.index,
+        energy_unit=config.energy_unit,
+        length_unit=config.length_unit,
+        index=config.index,
     )
-    indices = select_indices(args, len(data))
+    indices = select_indices(config, len(data))
     data_unit = data.target_unit
     factor = unit_factor(info.output_unit, data_unit)
     use_forces = data.forces is not None and model.derivative
-    pred = predict(model, AtomsDataset(data, indices, dtype=model.dtype), args.batch_size, use_forces)
+    pred = predict(model, AtomsDataset(data, indices, dtype=model.dtype), config.batch_size, use_forces)
     subset = data.subset(indices)
     rows = [_row(target, pred[model.output_key] * factor, subset.y, data_unit, per_length=False)]
     offset = float(subset.y.mean()) if target == "energy" else 0.0
@@ -206,9 +232,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
     result = {
-        "model": str(args.model),
-        "data": str(args.data),
-        "split": args.split,
+        "model": str(config.model),
+        "data": str(config.data),
+        "split": config.split,
         "structures": int(len(indices)),
         "metrics": rows,
         "plots": [str(p) for p in plots],
@@ -220,18 +246,3 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 def _write_json(path: Path, obj: Any) -> None:
     """Atomic write: a crash leaves any previous file intact and no temporary file behind."""
     atomic_write_text(path, json.dumps(obj, indent=2))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``visnet evaluate`` entry point; returns the exit code."""
-    args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        result = evaluate(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"visnet evaluate: error: {err}", file=sys.stderr)
-        return 2
-    print(f"{result['structures']} structures of {result['data']} ({result['split']})")
-    print(metrics_table(result["metrics"]))
-    for plot in result["plots"]:
-        print(f"parity plot: {plot}")
-    return 0
