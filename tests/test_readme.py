@@ -26,6 +26,7 @@ frames = [molecule("CH3CH2OH") for _ in range(3)]
 for k, atoms in enumerate(frames):
     atoms.rattle(0.02, seed=k)
 write("trajectory.extxyz", frames)
+write("frames.xyz", frames)
 """
 PYG_MODEL = """
 import visnet
@@ -42,6 +43,7 @@ NEEDS = {
     "model = visnet.ViSNet(": ("import visnet\n", False),
     "from_pyg(pyg_visnet)": (PYG_MODEL, False),
     '"trajectory.extxyz"': (TRAJECTORY, False),
+    '"frames.xyz"': (TRAJECTORY, False),
     "compile_model(": ("", True),
     '"default.pt2"': (EXPORTED, True),
 }
