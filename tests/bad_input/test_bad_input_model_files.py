@@ -270,3 +270,21 @@ def test_cli_refuses_options_the_checkpoint_would_override(run_dir, subcommand, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith(f"visnet: error: cannot {subcommand}") and "hidden_channels 16 → 24" in err[-1]
+
+
+@pytest.mark.parametrize(
+    ("units", "message"),
+    [
+        ({"energy": "furlong", "length": "Å"}, "unknown energy unit 'furlong'"),
+        ({"energy": "eV", "length": "parsec"}, "parsec"),
+        ({"energy": "eV", "lenght": "nm"}, "did you mean 'length'"),
+        ({"enrgy": "kcal/mol"}, "did you mean 'energy'"),
+    ],
+)
+def test_save_model_refuses_units_no_reader_accepts(tmp_path: Path, units: dict, message: str) -> None:
+    """A unit the calculator would refuse, or a misspelled quantity whose unit would be dropped
+    (lengths then taken as Å), is refused before anything is written (red-team round 3, review)."""
+    target = tmp_path / "model.pt"
+    with pytest.raises(ValueError, match=message):
+        save_model(small_model(), target, units=units)
+    assert not target.exists()

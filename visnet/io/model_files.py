@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import difflib
 import enum
 import importlib.metadata
 import math
@@ -24,6 +25,7 @@ from visnet.devices import resolve_device
 from visnet.files.atomic import atomic_open
 from visnet.model import ViSNet
 from visnet.model.hyperparameters import with_legacy_defaults
+from visnet.units import UnitConversion
 
 FORMAT = "visnet-model"
 FORMAT_VERSION = 1
@@ -213,6 +215,15 @@ def _plain_units(units: Any) -> dict[str, str]:
     for quantity, unit in units.items():
         if not isinstance(quantity, str) or not isinstance(unit, str):
             raise ValueError(f"metadata 'units.{quantity}': unit names are strings, got {unit!r} for {quantity!r}")
+        near = difflib.get_close_matches(quantity, ["energy", "length"], n=1, cutoff=0.7)
+        if near and quantity != near[0]:  # "lenght": nm would otherwise be dropped and Å assumed
+            raise ValueError(
+                f"metadata 'units.{quantity}': not a quantity the model files know; did you mean {near[0]!r}?"
+            )
+    try:  # the units every reader converts with: refuse at save what the calculator would refuse at load
+        UnitConversion.from_metadata(units)
+    except ValueError as err:
+        raise ValueError(f"metadata 'units': {err}") from None
     return units
 
 
