@@ -20,11 +20,11 @@ from ase import Atoms
 from helpers import small_model
 
 import visnet
-from visnet import package_safety
 from visnet.accel import export as vexport
 from visnet.accel.export import is_exported_file
 from visnet.cli import main as visnet_main
 from visnet.data import load_atoms_data
+from visnet.io import package_safety
 from visnet.io.package_safety import PackageError, UntrustedPackageError, record_package
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler for the test libraries")
@@ -245,3 +245,46 @@ def test_folders_given_as_input_files_are_named_as_folders(tmp_path: Path, capsy
     out = tmp_path / "md"
     assert visnet_main(["md", str(folder), "--steps", "1", "--output-dir", str(out), "--no-plots"]) == 2
     assert "is a folder, expected a file" in one_line_error(capsys)
+
+
+# --------------------------------------------------------------------------- review: registry and export
+
+
+def test_registry_others_can_write_vouches_for_nothing(libraries: dict, tmp_path: Path, registry: Path) -> None:
+    """A cache folder shared with a group: its members could record digests, so a registry (or an
+    entry) that others may write is not honoured, and nothing new is recorded in it."""
+    path = package(tmp_path / "p.pt2", libraries["aoti"])
+    digest = record_package(path)
+    registry.chmod(0o775)
+    with pytest.raises(UntrustedPackageError, match="not built on this machine"):
+        visnet.load_exported(path)
+    with pytest.raises(PackageError, match="not a private folder"):
+        record_package(path)
+    registry.chmod(0o700)
+    (registry / digest).chmod(0o666)
+    with pytest.raises(UntrustedPackageError, match="not built on this machine"):
+        visnet.load_exported(path)
+    assert not libraries["marker"].exists()
+
+
+def test_bad_device_name_for_a_package_is_one_line(libraries: dict, tmp_path: Path) -> None:
+    path = package(tmp_path / "p.pt2", libraries["aoti"])
+    record_package(path)
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda'.*got 'gpu'"):
+        visnet.load_exported(path, device="gpu")
+    assert not libraries["marker"].exists()
+
+
+@pytest.mark.slow
+def test_export_keeps_the_package_when_trust_cannot_be_recorded(tmp_path: Path, registry: Path) -> None:
+    """A cache that cannot hold the record (here: writable by the group) costs a warning, not the
+    package just built; that package then loads only with trust_package=True."""
+    registry.mkdir(parents=True)
+    registry.chmod(0o775)
+    target = tmp_path / "m.pt2"
+    with pytest.warns(UserWarning, match="not recorded as built here"):
+        visnet.export_model(small_model(), target)
+    assert target.is_file()
+    with pytest.raises(UntrustedPackageError):
+        visnet.load_exported(target)
+    assert visnet.load_exported(target, trust_package=True).cutoff == small_model().cutoff

@@ -26,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,8 +37,9 @@ from torch import Tensor, nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from visnet.accel.compile import compile_available
-from visnet.io.model_files import model_elements, model_metadata, package_version, plain_metadata
-from visnet.io.package_safety import MAX_METADATA_BYTES, read_member, record_package
+from visnet.io.model_files import model_metadata, package_version, plain_metadata
+from visnet.io.packages import METADATA_NAME, SUFFIX, has_package_suffix, is_exported_file
+from visnet.io.package_safety import MAX_METADATA_BYTES, PackageError, read_member, record_package
 from visnet.model.forces import energy_and_derivatives
 
 __all__ = [
@@ -53,9 +55,7 @@ __all__ = [
 
 EXPORT_FORMAT = "visnet-aoti"
 EXPORT_FORMAT_VERSION = 1
-METADATA_NAME = "visnet_metadata.json"  # stored under the archive's extra/ folder
 METADATA_KEY = "visnet"  # the same JSON in AOTInductor's own metadata (read by C++ loaders)
-SUFFIX = ".pt2"
 
 # Input order of the exported graph (shapes; units of the model, Å):
 #   z (N,) int64 | pos (N, 3) | batch (N,) int64 | edge_index (2, E) int64 with the N self-loops
@@ -76,29 +76,6 @@ _METADATA_TYPES = {
 
 class ExportError(ValueError):
     """A model that cannot be exported, or a ``.pt2`` that cannot be loaded here (message for users)."""
-
-
-def has_package_suffix(path: str | os.PathLike) -> bool:
-    """Whether ``path`` ends in ``.pt2`` (any case)."""
-    return str(path).lower().endswith(SUFFIX)
-
-
-def is_exported_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is an exported (PT2) package: recognised by its contents when it is a file
-    (a zip with a compiled library or PT2 markers, not a ``torch.save`` file, whatever its name),
-    else by its ``.pt2`` suffix (any case)."""
-    path = Path(path)
-    if not path.is_file():
-        return has_package_suffix(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return False
-    if any(name.endswith("/data.pkl") for name in names):  # torch.save's archive: a model file
-        return False
-    markers = (f"/extra/{METADATA_NAME}", "/archive_format", ".so")
-    return any(name.endswith(markers) for name in names)
 
 
 class _EnergyGraph(nn.Module):
@@ -157,7 +134,7 @@ def example_inputs(model: nn.Module) -> tuple[Tensor, ...]:
 
     generator = torch.Generator().manual_seed(0)
     sizes = (13, 7)
-    elements = sorted(model_elements(model))
+    elements = sorted(model.elements)
     z = torch.tensor([elements[i % len(elements)] for i in range(sum(sizes))])
     pos = torch.rand(sum(sizes), 3, generator=generator, dtype=torch.float64) * 4.0
     batch = torch.cat([torch.full((n,), k) for k, n in enumerate(sizes)])
@@ -194,7 +171,7 @@ def export_metadata(model: nn.Module) -> dict[str, Any]:
         "format_version": EXPORT_FORMAT_VERSION,
         "cutoff": float(model.cutoff),
         "max_z": int(model.max_z),
-        "elements": sorted(model_elements(model)),
+        "elements": sorted(model.elements),
         "units": meta.get("units"),
         "dtype": str(model.dtype).removeprefix("torch."),
         "device": model.device.type,
@@ -269,7 +246,13 @@ def export_model(
             program, package_path=package, inductor_configs={"aot_inductor.metadata": {METADATA_KEY: text}}
         )
         _add_metadata(package, text)
-        record_package(package, name=path)  # built here: loads without trust_package
+        try:
+            record_package(package, name=path)  # built here: loads without trust_package
+        except (OSError, PackageError) as err:  # a read-only cache must not cost the package just built
+            warnings.warn(
+                f"{path} was written but not recorded as built here ({err}): load it with trust_package=True",
+                stacklevel=2,
+            )
         os.replace(package, path)
     if verbose:
         print(f"visnet: exported the model to {path} in {time.perf_counter() - start:.1f} s", file=sys.stderr)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from visnet.accel.compile import check_distances, self_loops_last
 from visnet.accel.export import ExportError, check_package_path, exported_metadata
+from visnet.devices import resolve_device, resolve_dtype
 from visnet.io.package_safety import check_archive, private_copy, require_trusted
 from visnet.model import validation
 from visnet.neighbors import NeighborList, radius_graph
@@ -252,7 +253,7 @@ def load_exported(
 
 def _check_device(meta: dict[str, Any], device: str | torch.device | None, label: str) -> torch.device:
     """The device to load on (default: the exported one); ExportError for another device type."""
-    wanted = torch.device(device if device is not None else meta["device"])
+    wanted = resolve_device(device) if device is not None else torch.device(meta["device"])
     if wanted.type != meta["device"]:
         raise ExportError(
             f"{label} was exported for {meta['device']} and cannot run on {wanted}: export it again with "
@@ -269,6 +270,4 @@ def _as_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     """None, a torch dtype or its name ("float32", "torch.float64") as a float torch dtype."""
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
-    from visnet.devices import resolve_dtype
-
     return resolve_dtype(dtype)

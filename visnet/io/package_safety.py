@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import shutil
+import stat
 import struct
 import sys
 import tempfile
@@ -44,6 +45,7 @@ __all__ = [
     "MAX_METADATA_BYTES",
     "MAX_PACKAGE_BYTES",
     "PackageError",
+    "is_recorded",
     "UntrustedPackageError",
     "check_archive",
     "private_copy",
@@ -94,18 +96,37 @@ def record_package(path: str | os.PathLike, name: str | os.PathLike | None = Non
     where = os.fspath(Path(name if name is not None else path).absolute())
     entry = {"path": where, "recorded": time.strftime("%Y-%m-%dT%H:%M:%S")}
     registry = registry_dir()
-    registry.mkdir(parents=True, exist_ok=True)
+    registry.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not _private(registry):
+        raise PackageError(f"{registry} is not a private folder of this user: no trust is recorded there")
     atomic_write_text(registry / digest, json.dumps(entry))
     return digest
 
 
+def _private(path: Path) -> bool:
+    """``path`` belongs to this user and nobody else may write it (a cache folder shared with a group
+    would let its members vouch for packages this user then loads)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    return info.st_uid == os.getuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def is_recorded(digest: str) -> bool:
+    """Whether ``digest`` is recorded as built here, in a registry only this user can write."""
+    registry = registry_dir()
+    entry = registry / digest
+    return entry.is_file() and _private(registry) and _private(entry)
+
+
 def require_trusted(label: str, digest: str, trust_package: bool) -> None:
     """UntrustedPackageError unless ``digest`` is recorded or the caller trusts the package."""
-    if trust_package or (registry_dir() / digest).is_file():
+    if trust_package or is_recorded(digest):
         return
     raise UntrustedPackageError(
         f"{label} is an exported package that was not built on this machine, or was changed after it was "
-        f"built (its SHA-256 {digest[:16]}… is not recorded in {registry_dir()}): a package holds compiled "
+        f"built (its SHA-256 {digest[:16]}… is not recorded in {registry_dir()}, a folder only this user may write): a package holds compiled "
         "native code that runs as soon as it is loaded, like torch.load(weights_only=False). Load it only if "
         "you trust where it came from, with trust_package=True (--trust-package on the command line); "
         "otherwise export the model file here (visnet export model.pt model.pt2)"
