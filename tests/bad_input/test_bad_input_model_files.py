@@ -241,15 +241,17 @@ def test_fingerprint_sees_every_trained_quantity(change):
 
 
 # --------------------------------------------------- item 7: evaluating a checkpoint, other options
-def test_architecture_options_are_compared_only_when_set():
+def test_architecture_options_are_compared_only_when_given():
     stored = {"hyper_parameters": {"model_hparams": {"hidden_channels": 16, "cutoff": 4.0, "mean": 1.0}}}
-    defaults = {"hidden_channels": 128, "cutoff": 5.0, "mean": None}
-    check_checkpoint_architecture("test", "x.ckpt", stored, dict(defaults), defaults)  # nothing set: the checkpoint's
-    check_checkpoint_architecture("test", "x.ckpt", stored, {**defaults, "hidden_channels": 16}, defaults)
+    check_checkpoint_architecture("test", "x.ckpt", stored, {})  # nothing given: the checkpoint's
+    check_checkpoint_architecture("test", "x.ckpt", stored, {"hidden_channels": 16, "mean": None, "lr": 0.1})
+    check_checkpoint_architecture("test", "x.ckpt", stored, {"output_head": None})  # None: from the target
     with pytest.raises(ValueError, match=r"cannot test: the checkpoint x.ckpt .* \(cutoff 4.0 → 3.0\); .*drop these"):
-        check_checkpoint_architecture("test", "x.ckpt", stored, {**defaults, "cutoff": 3.0}, defaults)
+        check_checkpoint_architecture("test", "x.ckpt", stored, {"cutoff": 3.0})
+    with pytest.raises(ValueError, match=r"\(cutoff 4.0 → 5.0\)"):  # the parser's default, given explicitly
+        check_checkpoint_architecture("test", "x.ckpt", stored, {"cutoff": 5.0})
     with pytest.raises(ValueError, match=r"cutoff_type 'cosine' → 'polynomial'"):  # old files: cosine
-        check_checkpoint_architecture("validate", "x.ckpt", stored, {"cutoff_type": "polynomial"}, {})
+        check_checkpoint_architecture("validate", "x.ckpt", stored, {"cutoff_type": "polynomial"})
 
 
 @pytest.fixture(scope="module")

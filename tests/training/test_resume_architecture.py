@@ -85,6 +85,40 @@ def test_resuming_an_explicit_checkpoint_file_with_another_architecture_is_refus
     assert code == 2 and "cannot resume" in err and "hidden_channels 16 → 32" in err
 
 
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        (["--model.cutoff", "5.0"], "cutoff 4.0 → 5.0"),
+        (["--model.hidden_channels", "128"], "hidden_channels 16 → 128"),
+        (["--model.cutoff_type", "cosine"], "cutoff_type 'polynomial' → 'cosine'"),
+    ],
+)
+def test_an_explicit_option_equal_to_the_default_is_compared(one_epoch, override, named, capsys):
+    """Review of red-team round 3, item 7: an option given with the parser's default value was taken
+    for an option not given, and ignored silently."""
+    assert _evaluate("test", one_epoch, *override) == 2
+    err = capsys.readouterr().err
+    assert "cannot test: the checkpoint" in err and named in err
+    last = str(one_epoch / "checkpoints" / "last.ckpt")
+    assert _fit(one_epoch, "--ckpt_path", last, "--trainer.max_epochs", "2", *override) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and named in err
+
+
+def test_an_explicit_option_equal_to_the_checkpoints_is_accepted(one_epoch, capsys):
+    assert _evaluate("test", one_epoch, "--model.cutoff", "4.0", "--model.hidden_channels", "16") == 0
+    assert "test_loss_forces" in capsys.readouterr().out
+
+
+def test_evaluating_with_the_saved_config_of_the_run_is_accepted(one_epoch, capsys):
+    """The config.yaml Lightning saves names every model option (output_head: null included)."""
+    saved = one_epoch / "logs" / "version_0" / "config.yaml"  # the fit's (later runs add versions)
+    best = str(one_epoch / "checkpoints" / "best.ckpt")
+    args = ["--config", str(saved), "--trainer.enable_progress_bar", "false", "--ckpt_path", best]
+    assert visnet_main(["test", *args]) == 0
+    assert "test_loss_forces" in capsys.readouterr().out
+
+
 def test_evaluating_with_the_runs_own_config_is_accepted(one_epoch, capsys):
     assert _evaluate("test", one_epoch) == 0
     assert "test_loss_forces" in capsys.readouterr().out

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse import Namespace
+from jsonargparse._link_arguments import skip_apply_links  # private module: see ViSNetCLI._given
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -112,6 +114,7 @@ class ViSNetCLI(LightningCLI):
         super().__init__(*args, **kwargs)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._args = args
         super().parse_arguments(parser, args)
         if self.member is None:
             return
@@ -160,12 +163,20 @@ class ViSNetCLI(LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path and Path(ckpt_path).is_file():
             checkpoint = read_checkpoint(Path(ckpt_path))
-            defaults = self.parser._subcommands_action._name_parser_map[subcommand].get_defaults()
-            model = self.config[subcommand]["model"]
-            check_checkpoint_architecture(
-                subcommand, ckpt_path, checkpoint, model.as_dict(), defaults["model"].as_dict()
-            )
+            check_checkpoint_architecture(subcommand, ckpt_path, checkpoint, self._given(subcommand, "model"))
         super()._parse_ckpt_path()
+
+    def _given(self, subcommand: str, section: str) -> dict[str, Any]:
+        """The ``section`` options the user gave, on the command line or in config files (``--config``,
+        ``--model FILE``), whatever their value: the arguments parsed again, without the defaults."""
+        args = sys.argv[1:] if self._args is None else self._args
+        with skip_apply_links():  # links (data.target → model.target) need their sources' defaults
+            if isinstance(args, (dict, Namespace)):
+                given = self.parser.parse_object(args, defaults=False, _skip_validation=True)
+            else:
+                given = self.parser.parse_args(args, defaults=False, _skip_validation=True)
+        options = given.get(f"{subcommand}.{section}")
+        return options.as_dict() if isinstance(options, Namespace) else {}
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
         """Checkpoints load with ``weights_only=True`` unless ``--weights_only false`` is given explicitly

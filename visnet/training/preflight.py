@@ -105,7 +105,7 @@ def check_resume(ckpt_path: str | None, checkpoint_dir: str | os.PathLike | None
 
 
 def check_checkpoint_architecture(
-    subcommand: str, ckpt_path: str, checkpoint: dict[str, Any], model: dict[str, Any], defaults: dict[str, Any]
+    subcommand: str, ckpt_path: str, checkpoint: dict[str, Any], given: dict[str, Any]
 ) -> None:
     """Refuse ``--model.*`` architecture options that contradict the checkpoint ``--ckpt_path``
     names: Lightning replaces them with the checkpoint's, so they would be ignored silently.
@@ -113,18 +113,17 @@ def check_checkpoint_architecture(
     Args:
         subcommand: "fit", "validate", "test" or "predict" (for the message).
         ckpt_path: the checkpoint file; checkpoint: its contents (``read_checkpoint``).
-        model: the ``model`` section of the parsed config; defaults: the parser's defaults for it.
-            Only options set away from their defaults (in a config file or on the command line)
-            are compared.
+        given: the ``model`` options the user gave (on the command line or in a config file),
+            whatever their value, default included; options left unset are not compared.
     """
     stored = (checkpoint.get("hyper_parameters") or {}).get("model_hparams")
     if not isinstance(stored, dict):
         return
     stored = with_legacy_defaults(stored)  # checkpoints from before cutoff_type were cosine
-    names = sorted((set(stored) & set(model)) - set(STATISTICS) - {"output_key", "derivative"})
-    differing = [
-        f"{n} {stored[n]!r} → {model[n]!r}" for n in names if model[n] != defaults.get(n) and model[n] != stored[n]
-    ]
+    if given.get("output_head") is None:  # None: the head follows the target, not a choice of head
+        given = {k: v for k, v in given.items() if k != "output_head"}
+    names = sorted((set(stored) & set(given)) - set(STATISTICS) - {"output_key", "derivative"})
+    differing = [f"{n} {stored[n]!r} → {given[n]!r}" for n in names if given[n] != stored[n]]
     if not differing:
         return
     verb = "resume" if subcommand == "fit" else subcommand
