@@ -25,16 +25,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.fx.experimental import _config as shape_config
 
-from visnet.model import validation
-from visnet.model.forces import energy_and_derivatives
+from visnet.model import ViSNet, validation
+from visnet.model.call import differentiate, open_call
 from visnet.model.geometry import graph_geometry
-from visnet.neighbors import NeighborList, radius_graph
+from visnet.model.interface import ModelForm, model_form
+from visnet.neighbors import NeighborList
 
 # Distances (Å) below which two distinct atoms are an input error (as ``ViSNet.energy``).
 MIN_DISTANCE = 1e-4
@@ -98,7 +99,7 @@ class CompiledViSNet(nn.Module):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: ViSNet,
         dynamic: bool = True,
         mode: str | None = None,
         verbose: bool = True,
@@ -117,11 +118,77 @@ class CompiledViSNet(nn.Module):
         self._kinds: set[str] = set()
         self._warned_large = False
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.model, name)
+    # ----------------------------------------------------------------- the model interface
+    form: ClassVar[ModelForm] = "compiled"  # the energy function runs through torch.compile
+
+    @property
+    def cutoff(self) -> float:
+        """Neighbour cutoff (Å) of the eager model."""
+        return self.model.cutoff
+
+    @property
+    def max_z(self) -> int:
+        """Element tables cover atomic numbers 1..max_z−1."""
+        return self.model.max_z
+
+    @property
+    def elements(self) -> frozenset[int]:
+        """Atomic numbers the model may be used for (the eager model's)."""
+        return self.model.elements
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The eager model's metadata (units, training data, ...); setting it sets the eager model's."""
+        return self.model.metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        self.model.metadata = value
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The eager model's architecture (a copy)."""
+        return self.model.hparams
+
+    @property
+    def output_key(self) -> str:
+        """Name of the main output in the returned dict."""
+        return self.model.output_key
+
+    @property
+    def predicts_energy(self) -> bool:
+        """A potential energy (only such models may drive a calculator or MD)."""
+        return self.model.predicts_energy
+
+    @property
+    def per_atom_output(self) -> bool:
+        """The main output is per atom, not per molecule."""
+        return self.model.per_atom_output
+
+    @property
+    def vector_output(self) -> bool:
+        """The head's outputs are vectors ((G, 3) or (N, 3))."""
+        return self.model.vector_output
+
+    @property
+    def derivative(self) -> bool:
+        """Forces are computed when the call does not say."""
+        return self.model.derivative
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The eager model's dtype (its weights and the positions the call takes)."""
+        return self.model.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are and the call runs."""
+        return self.model.device
+
+    @property
+    def eager_model(self) -> ViSNet:
+        """The ``ViSNet`` whose weights this module shares (what ``save_model`` writes)."""
+        return self.model
 
     def train(self, mode: bool = True) -> CompiledViSNet:
         if mode:
@@ -146,31 +213,20 @@ class CompiledViSNet(nn.Module):
         model = self.model
         if model.training:
             raise RuntimeError("a compiled ViSNet is for inference: call model.eval() first")
-        z, pos, batch, cell, pbc, num_graphs = validation.model_inputs(
-            z, pos, batch, cell, pbc, model.max_z, model.dtype, model.device, not inputs_checked
-        )
-        forces = model.derivative if compute_forces is None else compute_forces
-        periodic = cell is not None and bool(pbc.any())
-        if compute_stress and not periodic:
-            raise ValueError("stress requested but the structure has no periodic cell")
-        if (forces or compute_stress) and torch.is_inference_mode_enabled():
-            raise RuntimeError("forces need autograd: call the model outside torch.inference_mode()")
-        if neighbors is None:
-            neighbors = radius_graph(pos.detach(), model.cutoff, batch, cell, pbc, self_loops=True)
-        if not self_loops_last(neighbors, z.size(0)) or self._too_large(neighbors, forces or compute_stress):
+        call = open_call(self, z, pos, batch, cell, pbc, compute_forces, compute_stress, neighbors, inputs_checked)
+        neighbors = call.neighbors
+        if not self_loops_last(neighbors, call.z.size(0)) or self._too_large(neighbors, call.forces or call.stress):
             return model(
-                z, pos, batch, cell, pbc, compute_forces=forces, compute_stress=compute_stress, neighbors=neighbors
-            )
-        cell = cell if periodic else None
-        check_distances(pos, cell, batch, neighbors)
-        graph = (neighbors.edge_index, neighbors.cell_offsets, self._isolated_table(), num_graphs)
-        energy_fn = partial(self._compiled_energy, z, batch, graph)
-        kwargs = dict(key=model.output_key, forces=forces, stress=compute_stress, create_graph=False)
+                call.z, call.pos, call.batch, call.cell, call.pbc,
+                compute_forces=call.forces, compute_stress=call.stress, neighbors=neighbors,
+            )  # fmt: skip
+        check_distances(call.pos, call.cell, call.batch, neighbors)
+        graph = (neighbors.edge_index, neighbors.cell_offsets, self._isolated_table(), call.num_graphs)
+        energy_fn = partial(self._compiled_energy, call.z, call.batch, graph)
         graphs_before, start = compiled_graph_count(), time.perf_counter()
-        with torch.set_grad_enabled(torch.is_grad_enabled() or forces or compute_stress):
-            out = energy_and_derivatives(energy_fn, pos, cell, batch, num_graphs, **kwargs)
+        out = differentiate(call, energy_fn, model.output_key)
         if compiled_graph_count() > graphs_before:
-            self._report_compile(time.perf_counter() - start, periodic, forces, compute_stress, pos.dtype)
+            self._report_compile(time.perf_counter() - start, call.periodic, call.forces, call.stress, call.pos.dtype)
         return out
 
     def _report_compile(self, seconds: float, periodic: bool, forces: bool, stress: bool, dtype: torch.dtype) -> None:
@@ -249,23 +305,26 @@ def with_ghost_dimer(
     cell: Tensor | None,
     num_graphs: int,
     cutoff: float,
+    element: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """The graph with a ghost dimer appended as structure ``num_graphs``: two atoms of the element
-    of atom 0, half a cutoff apart, with their two edges before the self-loops (which stay last, in
-    atom order) and a zero cell. Every size the compiled graph sees is then ≥ 2 (atoms, pair edges,
-    structures), so ``torch.compile`` never specialises on a size of 0 or 1.
+    """The graph with a ghost dimer appended as structure ``num_graphs``: two atoms of ``element``
+    (default: the element of atom 0), half a cutoff apart, with their two edges before the
+    self-loops (which stay last, in atom order) and a zero cell. Every size the compiled or exported
+    graph sees is then ≥ 2 (atoms, pair edges, structures), so ``torch.compile`` never specialises on
+    a size of 0 or 1 and the exported graph gets the sizes it was traced for.
 
     Shapes: z (N,), pos (N, 3) Å, batch (N,), edge_index (2, E), cell_offsets (E, 3), cell (G, 3, 3)
     or None -> the same with N + 2 atoms, E + 4 edges and G + 1 cells.
     """
     n = z.size(0)
+    ghost_z = z[:1].expand(2) if element is None else z.new_full((2,), element)
     ghost_pos = pos.new_tensor([[0.0, 0.0, 0.0], [0.5 * cutoff, 0.0, 0.0]])
     loops = torch.arange(n + 2, device=z.device)
     pairs = torch.tensor([[n, n + 1], [n + 1, n]], device=z.device)
     head = edge_index[:, : edge_index.size(1) - n]
     head_offsets = cell_offsets[: edge_index.size(1) - n]
     return (
-        torch.cat([z, z[:1].expand(2)]),
+        torch.cat([z, ghost_z]),
         torch.cat([pos, ghost_pos]),
         torch.cat([batch, batch.new_full((2,), num_graphs)]),
         torch.cat([head, pairs, torch.stack([loops, loops])], dim=1),
@@ -337,15 +396,15 @@ def compile_model(
     Raises:
         TypeError: ``model`` is not a ViSNet (it has no ``graph_energy`` to compile).
     """
-    if isinstance(model, CompiledViSNet):
+    if not isinstance(model, ViSNet):
+        form = model_form(model)
+        if form == "exported":
+            warnings.warn(
+                f"visnet: {model.label} is already compiled (an exported package); compile ignored", stacklevel=2
+            )
+        if form is None:
+            raise TypeError(f"compile_model takes a visnet.ViSNet, got {type(model).__name__}")
         return model
-    from visnet.accel.exported import ExportedViSNet  # it imports this module
-
-    if isinstance(model, ExportedViSNet):
-        warnings.warn(f"visnet: {model.label} is already compiled (an exported package); compile ignored", stacklevel=2)
-        return model
-    if not callable(getattr(model, "graph_energy", None)):
-        raise TypeError(f"compile_model takes a visnet.ViSNet, got {type(model).__name__}")
     ok, reason = compile_available(model.device)
     if not ok:
         warnings.warn(f"visnet: cannot compile the model ({reason}); running it eagerly", stacklevel=2)

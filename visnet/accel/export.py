@@ -38,8 +38,8 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from visnet.accel.compile import compile_available
 from visnet.io.model_files import model_metadata, package_version, plain_metadata
-from visnet.io.packages import METADATA_NAME, SUFFIX, has_package_suffix, is_exported_file
 from visnet.io.package_safety import MAX_METADATA_BYTES, PackageError, read_member, record_package
+from visnet.io.packages import METADATA_NAME, SUFFIX, has_package_suffix, is_exported_file
 from visnet.model.forces import energy_and_derivatives
 
 __all__ = [

@@ -1,10 +1,11 @@
 """Loading an exported package (``visnet export``): ``load_exported(path)`` -> ``ExportedViSNet``.
 
-The module has the call and outputs of ``visnet.ViSNet`` and the attributes the inference entry
-points read (cutoff, max_z, dtype, device, metadata, output_key, predicts_energy, ...), so
-``visnet.inference.resolve.prepare_model`` hands it to the calculator, ``visnet md`` and ``visnet.predict``
-like a model file. Eager parts, as in ``visnet.accel.compile``: input checks, the neighbour list (its
-self-loops moved last where needed), the coincident-atom check and the stress from the virial.
+The module implements ``visnet.model.interface.AtomisticModel`` (the call and outputs of
+``visnet.ViSNet``; cutoff, elements, metadata, dtype, device, ...; form "exported"), so the resolver
+hands it to the calculator, ``visnet md`` and ``visnet.predict`` like a model file. Eager parts, as in
+``visnet.accel.compile``: the call's opening (``visnet.model.call.open_call``: input checks, the
+neighbour list, its self-loops moved last where needed), the coincident-atom check and the stress
+from the virial.
 """
 
 from __future__ import annotations
@@ -13,34 +14,25 @@ import os
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from visnet.accel.compile import check_distances, self_loops_last
+from visnet.accel.compile import check_distances, self_loops_last, with_ghost_dimer
 from visnet.accel.export import ExportError, check_package_path, exported_metadata
 from visnet.devices import resolve_device, resolve_dtype
 from visnet.io.package_safety import check_archive, private_copy, require_trusted
-from visnet.model import validation
-from visnet.neighbors import NeighborList, radius_graph
+from visnet.model.call import open_call
+from visnet.model.interface import ModelForm, declared_elements
+from visnet.neighbors import NeighborList
 
-__all__ = ["ExportedHead", "ExportedViSNet", "load_exported"]
+__all__ = ["ExportedViSNet", "load_exported"]
 
 # The exported graph needs at least this many atoms and non-self-loop edges (its shapes were
 # traced with more); smaller inputs get a ghost dimer, a structure of its own whose outputs are dropped.
 MIN_ATOMS = 2
 MIN_PAIR_EDGES = 2
-
-
-class ExportedHead:
-    """What the head of an exported model is (``visnet.model.heads.Head``'s declaration): an
-    energy, reduced per molecule, with atom references, not vector-valued."""
-
-    is_energy = True
-    reduce_per_molecule = True
-    takes_prior = True
-    vector_valued = False
 
 
 class ExportedViSNet(nn.Module):
@@ -60,7 +52,6 @@ class ExportedViSNet(nn.Module):
         self.export_metadata = dict(metadata)
         self.label = label
         self.metadata = dict(metadata.get("model_metadata") or {})
-        self.output_model = ExportedHead()
         self.compute_dtype = _as_dtype(metadata["dtype"])
         self.io_dtype = dtype or self.compute_dtype
         self._device = torch.device(metadata["device"])
@@ -90,10 +81,20 @@ class ExportedViSNet(nn.Module):
     def device(self) -> torch.device:
         return self._device
 
+    @property
+    def elements(self) -> frozenset[int]:
+        """Atomic numbers the model may be used for: its metadata "elements", else 1..max_z−1."""
+        return declared_elements(self.metadata, self.max_z)
+
+    # An exported graph is always an energy model's (``export_model`` refuses the others): a
+    # potential reduced per molecule, with forces, whose outputs are not vectors.
     output_key = "energy"
     predicts_energy = True
     per_atom_output = False
+    vector_output = False
     derivative = True
+    form: ClassVar[ModelForm] = "exported"
+    eager_model = None  # a package holds compiled code, not weights
 
     def for_inputs(self, device: torch.device | None, dtype: torch.dtype | None) -> ExportedViSNet:
         """This package (shared, not copied) taking positions in ``dtype`` on ``device``.
@@ -127,25 +128,18 @@ class ExportedViSNet(nn.Module):
         "energy" (G,), "atomic_energy" (N,), "forces" (N, 3), "stress"/"virial" (G, 3, 3) when
         requested. Forces are computed inside the compiled graph: no autograd is needed (also
         under ``torch.inference_mode()``); the outputs carry no graph."""
-        z, pos, batch, cell, pbc, num_graphs = validation.model_inputs(
-            z, pos, batch, cell, pbc, self.max_z, self.io_dtype, self.device, not inputs_checked
-        )
-        periodic = cell is not None and bool(pbc.any())
-        if compute_stress and not periodic:
-            raise ValueError("stress requested but the structure has no periodic cell")
-        forces = self.derivative if compute_forces is None else compute_forces
-        pos = pos.detach().to(self.compute_dtype)
-        cell = cell.detach().to(self.compute_dtype) if periodic else None
-        if neighbors is None:
-            neighbors = radius_graph(pos, self.cutoff, batch, cell, pbc if periodic else None, self_loops=True)
-        neighbors = trailing_self_loops(neighbors, z.size(0))
-        check_distances(pos, cell, batch, neighbors)
-        graph_cell = cell if cell is not None else pos.new_zeros(num_graphs, 3, 3)
-        energy, atomic, grad_forces, virial = self._run(z, pos, batch, neighbors, graph_cell)
+        call = open_call(
+            self, z, pos, batch, cell, pbc, compute_forces, compute_stress, neighbors, inputs_checked,
+            compute_dtype=self.compute_dtype, autograd=False,
+        )  # fmt: skip
+        neighbors = trailing_self_loops(call.neighbors, call.z.size(0))
+        check_distances(call.pos, call.cell, call.batch, neighbors)
+        graph_cell = call.cell if call.cell is not None else call.pos.new_zeros(call.num_graphs, 3, 3)
+        energy, atomic, grad_forces, virial = self._run(call.z, call.pos, call.batch, neighbors, graph_cell)
         out = {"energy": energy, "atomic_energy": atomic}
-        if forces:
+        if call.forces:
             out["forces"] = grad_forces
-        if compute_stress:
+        if call.stress:
             out["virial"] = virial
             out["stress"] = -virial / torch.linalg.det(graph_cell).abs().view(-1, 1, 1)
         return {k: v.to(self.io_dtype) for k, v in out.items()}
@@ -159,31 +153,12 @@ class ExportedViSNet(nn.Module):
         num_atoms, num_graphs = z.size(0), cell.size(0)
         edge_index, offsets = neighbors.edge_index, neighbors.cell_offsets
         if num_atoms < MIN_ATOMS or edge_index.size(1) - num_atoms < MIN_PAIR_EDGES:
-            z, pos, batch, edge_index, offsets, cell = self._with_ghost_dimer(z, pos, batch, edge_index, offsets, cell)
+            lightest = min(int(e) for e in self.export_metadata["elements"])
+            z, pos, batch, edge_index, offsets, cell = with_ghost_dimer(
+                z, pos, batch, edge_index, offsets, cell, num_graphs, self.cutoff, element=lightest
+            )
         energy, atomic, forces, virial = self.runner(z, pos, batch, edge_index, offsets, cell)
         return energy[:num_graphs], atomic[:num_atoms], forces[:num_atoms], virial[:num_graphs]
-
-    def _with_ghost_dimer(
-        self, z: Tensor, pos: Tensor, batch: Tensor, edge_index: Tensor, offsets: Tensor, cell: Tensor
-    ) -> tuple[Tensor, ...]:
-        """Append a structure of two atoms (the lightest element, half a cutoff apart, zero cell)
-        with its two edges before the self-loops, which stay last in atom order."""
-        n, g = z.size(0), cell.size(0)
-        element = min(int(e) for e in self.export_metadata["elements"])
-        ghost_pos = pos.new_tensor([[0.0, 0.0, 0.0], [0.5 * self.cutoff, 0.0, 0.0]])
-        loops = torch.arange(n + 2, device=z.device)
-        pairs = torch.tensor([[n, n + 1], [n + 1, n]], device=z.device)
-        head = edge_index[:, : edge_index.size(1) - n]
-        head_offsets = offsets[: edge_index.size(1) - n]
-        zeros = offsets.new_zeros(2 + n + 2, 3)
-        return (
-            torch.cat([z, z.new_full((2,), element)]),
-            torch.cat([pos, ghost_pos]),
-            torch.cat([batch, batch.new_full((2,), g)]),
-            torch.cat([head, pairs, torch.stack([loops, loops])], dim=1),
-            torch.cat([head_offsets, zeros]),
-            torch.cat([cell, cell.new_zeros(1, 3, 3)]),
-        )
 
 
 def trailing_self_loops(neighbors: NeighborList, num_atoms: int) -> NeighborList:

@@ -256,7 +256,7 @@ def describe_model(model: nn.Module, label: str) -> ModelInfo:
         units=UnitConversion(energy=energy, length=length),
         elements=model_elements(model),
         per_atom=per_atom,
-        vector_output=bool(model.output_model.vector_valued) and not per_atom,
+        vector_output=bool(model.vector_output) and not per_atom,
         is_energy_model=is_energy,
         has_forces=is_energy and bool(model.derivative),
     )

@@ -17,14 +17,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from ase.data import chemical_symbols
 from torch import nn
 
-from visnet.accel.compile import CompiledViSNet
 from visnet.devices import resolve_device
 from visnet.files.atomic import atomic_open
+from visnet.io.packages import is_exported_file
 from visnet.model import ViSNet
 from visnet.model.hyperparameters import with_legacy_defaults
+from visnet.model.interface import AtomisticModel, model_form
+from visnet.model.interface import atomic_number as atomic_number  # its old home: kept importable
 from visnet.units import UnitConversion
 
 FORMAT = "visnet-model"
@@ -182,18 +183,19 @@ def save_model(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> Pa
 
 def _eager_model(model: nn.Module) -> ViSNet:
     """The ``ViSNet`` whose weights ``save_model`` writes: ``model`` itself or the eager model a
-    compiled wrapper holds; ValueError for anything else."""
-    if isinstance(model, CompiledViSNet):
-        model = model.model
+    compiled form holds; ValueError for anything else."""
     if isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile(model): an OptimizedModule
         model = model._orig_mod
-    if isinstance(model, ViSNet):
-        return model
-    if type(model).__name__ == "ExportedViSNet":
+    form = model_form(model)
+    if form == "exported":
         raise ValueError(
             "save_model: an exported package (.pt2) holds compiled code, not weights; "
             "save the model it was exported from (visnet export reads model files, not packages)"
         )
+    if form == "compiled":
+        model = model.eager_model
+    if isinstance(model, ViSNet):
+        return model
     raise ValueError(f"save_model: expected a visnet.ViSNet, got a {type(model).__name__}")
 
 
@@ -254,8 +256,6 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 def _refuse_package(path: Path) -> None:
     """ValueError for an exported package (recognised by content): not a model file, and not corrupted."""
-    from visnet.accel.export import is_exported_file
-
     if is_exported_file(path):
         raise ValueError(
             f"{path} is an exported package (visnet export), not a model file: load it with "
@@ -446,18 +446,7 @@ def from_pyg(pyg_model: nn.Module) -> ViSNet:
     return model
 
 
-def model_elements(model: nn.Module) -> frozenset[int]:
-    """Atomic numbers the model may be used for: metadata "elements" (numbers or symbols), else 1..max_z−1."""
-    listed = model_metadata(model).get("elements")
-    if listed is None:
-        return frozenset(range(1, int(model.max_z)))
-    return frozenset(atomic_number(e) for e in listed)
-
-
-def atomic_number(element: int | str) -> int:
-    """Atomic number of an entry of the metadata's "elements" (a number or a symbol)."""
-    if isinstance(element, str) and element in chemical_symbols[1:]:
-        return chemical_symbols.index(element)
-    if not isinstance(element, str) and 0 < int(element) < len(chemical_symbols):
-        return int(element)
-    raise ValueError(f"the model's metadata lists an unknown element {element!r} in 'elements'")
+def model_elements(model: AtomisticModel) -> frozenset[int]:
+    """Atomic numbers ``model`` may be used for: ``model.elements`` (metadata "elements", numbers or
+    symbols, else 1..max_z−1; ``visnet.model.interface.declared_elements``)."""
+    return model.elements

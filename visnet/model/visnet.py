@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from visnet.model import validation
-from visnet.model.forces import energy_and_derivatives
+from visnet.model.call import differentiate, open_call
+from visnet.model.description import ViSNetDescription
 from visnet.model.geometry import graph_geometry
 from visnet.model.heads import build_head
 from visnet.model.hyperparameters import check_atomref, check_hyperparameters, signature_arguments
@@ -18,13 +19,13 @@ from visnet.model.norms import VECTOR_NORM_EPS
 from visnet.model.priors import Atomref, IsolatedAtomReference, isolated_atom_outputs
 from visnet.model.readout import reduce_outputs
 from visnet.model.representation import ViSNetRepresentation
-from visnet.neighbors import NeighborList, radius_graph
+from visnet.neighbors import NeighborList
 
 # Distances below this (Å) between distinct atoms are treated as coincident atoms (an input error).
 MIN_DISTANCE = 1e-4
 
 
-class ViSNet(nn.Module):
+class ViSNet(ViSNetDescription, nn.Module):
     """ViSNet (Wang et al., Nat. Commun. 15, 313 (2024)) with energies, forces and stress.
 
     Hyperparameter names follow ``torch_geometric.nn.models.ViSNet``.
@@ -106,6 +107,7 @@ class ViSNet(nn.Module):
         self.reduce_op = reduce_op
         self.derivative = derivative
         self.isolated_atom_reference = isolated_atom_reference
+        self.metadata: dict[str, Any] = {}
         self.representation_model = ViSNetRepresentation(
             **{k: hp[k] for k in inspect.signature(ViSNetRepresentation).parameters}
         )
@@ -121,35 +123,6 @@ class ViSNet(nn.Module):
         self.prior_model.reset_parameters()
         self.isolated_reference.refresh()
 
-    @property
-    def hparams(self) -> dict[str, Any]:
-        """The architecture: constructor arguments but mean/std/atomref (a copy; read-only)."""
-        return dict(self._hparams)
-
-    @property
-    def output_key(self) -> str:
-        """Name of the main output in the returned dict (e.g. "energy", "gap")."""
-        return self._hparams["output_key"]
-
-    @property
-    def predicts_energy(self) -> bool:
-        """A potential energy (energy head, key "energy"): only such models may drive a calculator or
-        MD; property models (QM9's gap, mu, U0, trained at minima without forces) may not."""
-        return self.output_model.is_energy and self.output_key == "energy"
-
-    @property
-    def per_atom_output(self) -> bool:
-        """True when the main output is per atom ((N, 3) for the vector head), not per molecule."""
-        return not self.output_model.reduce_per_molecule
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.std.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.std.device
-
     def forward(
         self,
         z: Tensor,
@@ -163,55 +136,30 @@ class ViSNet(nn.Module):
         neighbors: NeighborList | None = None,
         inputs_checked: bool = False,
     ) -> dict[str, Tensor]:
-        """Predict energies (or the head's property), forces and stress.
+        """Predict energies (or the head's property), forces (by autograd) and stress: the call of
+        ``visnet.model.interface.AtomisticModel``, where the arguments are described.
 
-        Args:
-            z: (N,) int64 atomic numbers.
-            pos: (N, 3) Å positions, the model's dtype.
-            batch: (N,) int64 sorted molecule index (None: one molecule).
-            cell: (3, 3) or (G, 3, 3) Å lattice vectors as rows, or None.
-            pbc: (3,) or (G, 3) bool periodic directions (None with a cell: all periodic).
-            compute_forces: override the model's ``derivative`` setting.
-            compute_stress: also return the stress (needs a periodic cell).
-            neighbors: a precomputed radius graph of this structure **with** self-loops
-                (e.g. reused by the ASE calculator); built here when None.
-            inputs_checked: the caller has validated z and pos already (``visnet.structures.checks``, as the
-                calculator does): skip the species and finiteness checks. Coincident atoms, which
-                only the model's geometry sees, are always checked.
+        z (N,) int64, pos (N, 3) Å in the model's dtype, batch (N,) (None: one molecule), cell
+        (3, 3) or (G, 3, 3) Å, pbc (3,) or (G, 3); ``neighbors``: a radius graph **with** self-loops
+        (reused by the ASE calculator), built when None. ``inputs_checked`` skips the species and
+        finiteness checks; coincident atoms, which only the model's geometry sees, are always checked.
 
         Returns:
-            dict with ``output_key`` (G,) (e.g. "energy" in the training units), "atomic_<key>"
-            (N,) per-atom contributions (sum = output for "sum" reduction), "forces" (N, 3)
-            = −dE/dpos, "stress" (G, 3, 3) = (1/V) dE/dε and "virial" (G, 3, 3) = −dE/dε;
-            the dipole head adds "<key>_vector" (G, 3); the vector head returns "<key>" (N, 3).
+            ``output_key`` (G,) in the training units, "atomic_<key>" (N,) (sum = output for "sum"
+            reduction), "forces" (N, 3) = −dE/dpos, "stress" (G, 3, 3) = (1/V) dE/dε and "virial"
+            (G, 3, 3) = −dE/dε; the dipole head adds "<key>_vector" (G, 3); the vector head returns
+            "<key>" (N, 3).
         """
-        z, pos, batch, cell, pbc, num_graphs = validation.model_inputs(
-            z, pos, batch, cell, pbc, self.max_z, self.dtype, self.device, not inputs_checked
-        )
-        forces = self.derivative if compute_forces is None else compute_forces
-        periodic = cell is not None and bool(pbc.any())
-        if compute_stress and not periodic:
-            raise ValueError("stress requested but the structure has no periodic cell")
-        if (forces or compute_stress) and torch.is_inference_mode_enabled():
-            raise RuntimeError("forces need autograd: call the model outside torch.inference_mode()")
-        if neighbors is None:
-            neighbors = radius_graph(pos.detach(), self.cutoff, batch, cell, pbc, self_loops=True)
-        energy_fn = partial(self.energy, z, batch=batch, neighbors=neighbors, num_graphs=num_graphs)
-        cell = cell if periodic else None
-        kwargs = dict(key=self.output_key, forces=forces, stress=compute_stress, create_graph=self.training)
-        with torch.set_grad_enabled(torch.is_grad_enabled() or forces or compute_stress):
-            return energy_and_derivatives(energy_fn, pos, cell, batch, num_graphs, **kwargs)
+        call = open_call(self, z, pos, batch, cell, pbc, compute_forces, compute_stress, neighbors, inputs_checked)
+        energy_fn = partial(self.energy, call.z, batch=call.batch, neighbors=call.neighbors, num_graphs=call.num_graphs)
+        return differentiate(call, energy_fn, self.output_key, create_graph=self.training)
 
     def energy(
         self, z: Tensor, pos: Tensor, cell: Tensor | None, *, batch: Tensor, neighbors: NeighborList, num_graphs: int
     ) -> dict[str, Tensor]:
-        """Outputs without derivatives, differentiable in ``pos`` and ``cell`` (None: not periodic).
-
-        The isolated-atom table is looked up eagerly (``isolated_atom_table``), then
-        ``graph_energy`` runs with the coincident-atom check.
-
-        Args: z (N,), pos (N, 3) Å, cell (G, 3, 3) Å, batch (N,), neighbors: radius graph with self-loops.
-        """
+        """Outputs without derivatives, differentiable in pos (N, 3) Å and cell (G, 3, 3) Å (None: not
+        periodic): the isolated-atom table looked up eagerly (``isolated_atom_table``), then
+        ``graph_energy`` with the coincident-atom check. z, batch (N,); neighbors with self-loops."""
         isolated = None
         if self.uses_isolated_atom_reference:
             elements, inverse = torch.unique(z, return_inverse=True)
@@ -264,20 +212,10 @@ class ViSNet(nn.Module):
             per_atom = self.prior_model(per_atom, z)
         return reduce_outputs(head, per_atom, batch, num_graphs, self.output_key, self.reduce_op, self.mean)
 
-    @property
-    def uses_isolated_atom_reference(self) -> bool:
-        """The head's per-atom outputs are offset by each element's isolated-atom output."""
-        head = self.output_model
-        return bool(self.isolated_atom_reference and head.reduce_per_molecule and head.takes_prior)
-
     def isolated_atom_table(self, elements: Tensor | None = None) -> Tensor:
-        """(K, 1) head outputs of ``elements`` (K,) as atoms with no neighbours (default: every
-        atomic number 0..max_z−1, so ``table[z]`` indexes it), computed eagerly.
-
-        Cached in eval mode while the parameters keep their versions (see
-        ``IsolatedAtomReference.refresh``); in training mode recomputed, differentiable in the
-        weights.
-        """
+        """(K, 1) head outputs of ``elements`` (K,) as atoms with no neighbours (default: every atomic
+        number 0..max_z−1, so ``table[z]`` indexes it), computed eagerly; cached in eval mode while the
+        parameters keep their versions (``IsolatedAtomReference``), in training differentiable in the weights."""
         if elements is None:
             elements = torch.arange(self.max_z, device=self.device)
         lone = partial(isolated_atom_outputs, self.representation_model, self.output_model, self.lmax, self.dtype)
