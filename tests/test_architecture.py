@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "structures": 1,
     "model": 2,
     "data": 2,
+    "labelling": 2,
     "io": 3,
     "accel": 4,
     "inference": 5,
