@@ -30,6 +30,7 @@ commands:
   md         molecular dynamics with a ViSNet model (ASE)
   export     AOTInductor package of a model: visnet export model.pt model.pt2
   plot       learning curves (PNG) of run folders: visnet plot runs/<name>
+  label      energies and forces by GFN2-xTB or an ASE calculator: visnet label IN OUT.extxyz
 
 `visnet <command> --help` shows the options of a command."""
 
@@ -42,6 +43,7 @@ COMMANDS = {
     "md": "visnet.cli.md",
     "export": "visnet.cli.export",
     "plot": "visnet.cli.plot",
+    "label": "visnet.cli.label",
 }
 
 
