@@ -14,7 +14,7 @@ from conftest import REPO
 from visnet.cli import main as visnet_main
 from visnet.cli.main import USAGE
 
-COMMANDS = ("fit", "validate", "test", "predict", "evaluate", "md", "export", "plot")
+COMMANDS = ("fit", "validate", "test", "predict", "evaluate", "md", "export", "plot", "label")
 
 # command -> options its --help must name
 HELP_NAMES = {
@@ -26,6 +26,7 @@ HELP_NAMES = {
     "md": ("--ensemble", "--temperature", "--steps", "--model", "--check-nve", "--output-dir"),
     "export": ("model", "output", "--dtype", "--device"),
     "plot": ("runs",),
+    "label": ("input", "output", "--method", "--calculator", "--workers", "--charge"),
 }
 
 
@@ -74,6 +75,7 @@ def _user_errors(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "md": (["md", "ethanol", "--max-drift", "0.1", "--output-dir", str(tmp / "md")], "--max-drift needs"),
         "export": (["export", str(tmp / "nope.pt"), str(tmp / "x.pt2")], "nope.pt"),
         "plot": (["plot", str(tmp / "missing_run")], "is not a folder"),
+        "label": (["label", str(tmp / "missing.xyz"), str(tmp / "out.extxyz")], "missing.xyz does not exist"),
     }
 
 
