@@ -9,6 +9,7 @@ Examples::
     visnet test --config configs/rmd17_ethanol_cpu.yaml --ckpt_path runs/rmd17_ethanol_cpu/checkpoints/best.ckpt
     visnet fit --config configs/rmd17_ethanol_cpu.yaml --print_config          # the full resolved config
     visnet fit --config configs/rmd17_ethanol_cpu.yaml --ensemble 3            # 3 seeds: runs/<name>/member_k
+    visnet fit --config my_data.yaml --init default --freeze embedding        # fine-tune the bundled model
 
 The run folder is ``trainer.default_root_dir``: ``splits.npz``, ``checkpoints/{best,last}.ckpt``,
 ``logs/version_N/metrics.csv`` (plus TensorBoard files when tensorboard is installed) and, at the end
@@ -46,6 +47,7 @@ from visnet.io.model_files import read_checkpoint
 from visnet.training.callbacks import ElapsedTime, RunCheckpoint
 from visnet.training.ensemble import member_dir, pop_ensemble_size
 from visnet.training.export import export_best
+from visnet.training.finetune import adopt_start_architecture, member_spec
 from visnet.training.module import ViSNetModule
 from visnet.training.plots import plot_run
 from visnet.training.preflight import (
@@ -62,9 +64,14 @@ EARLY_STOPPING_DEFAULTS = {"monitor": "val_loss", "mode": "min", "patience": 150
 FIT_HELP = {
     "fit": {
         "epilog": "--ensemble N: train N members one after the other, each with seed seed_everything + k, "
-        "into <default_root_dir>/member_k (a committee for visnet md / predict)"
+        "into <default_root_dir>/member_k (a committee for visnet md / predict). "
+        "--init MODEL (= --model.init): fine-tune MODEL (a bundled name such as default, a model file or a run "
+        "folder; an ensemble folder gives member k its member k). "
+        "--freeze embedding|N (= --model.freeze): do not train the embeddings (and the first N layers)"
     }
 }
+# Fine-tuning options of `visnet fit` and the model options they stand for.
+FINE_TUNE_OPTIONS = {"--init": "--model.init", "--freeze": "--model.freeze"}
 
 
 def default_loggers(run_dir: str | os.PathLike) -> list[Logger]:
@@ -126,6 +133,8 @@ class ViSNetCLI(LightningCLI):
         config["trainer"]["default_root_dir"] = str(member_dir(root, self.member))
         if config["checkpoint"].get("dirpath") is not None:
             config["checkpoint"]["dirpath"] = str(member_dir(config["checkpoint"]["dirpath"], self.member))
+        if config["model"].get("init") is not None:
+            config["model"]["init"] = member_spec(config["model"]["init"], self.member)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.target", "model.target")
@@ -148,6 +157,7 @@ class ViSNetCLI(LightningCLI):
             check_fit_options(config["trainer"])
             check_run_paths(self._run_dir(), checkpoints)
             check_resume(config.get("ckpt_path"), checkpoints, config["trainer"].get("max_epochs"))
+        adopt_start_architecture(config["model"], self._given(str(self.subcommand), "model"))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
@@ -233,7 +243,7 @@ def lightning_main(argv: list[str]) -> int:
     checkpoints, ``--ensemble`` with another command, ...) raises a ``ValueError``, which
     ``visnet.cli.main``'s error boundary reports as ``visnet: error: ...`` with exit code 2.
     """
-    size, argv = pop_ensemble_size(argv)
+    size, argv = pop_ensemble_size(fine_tune_arguments(argv))
     if size is None:
         return _run_cli(argv)
     for k in range(size):
@@ -242,6 +252,31 @@ def lightning_main(argv: list[str]) -> int:
         if code != 0:
             return code
     return 0
+
+
+def fine_tune_arguments(argv: list[str]) -> list[str]:
+    """``argv`` with ``--init MODEL`` and ``--freeze X`` (or ``--init=MODEL``) written as
+    ``--model.init`` / ``--model.freeze`` at the end, so they override a config file's values.
+
+    Raises:
+        ValueError: an option without its value, or given to a command other than ``fit``.
+    """
+    moved, rest, i = [], [], 0
+    while i < len(argv):
+        name, has_value, value = argv[i].partition("=")
+        if name not in FINE_TUNE_OPTIONS:
+            rest.append(argv[i])
+        elif has_value:
+            moved += [FINE_TUNE_OPTIONS[name], value]
+        elif i + 1 < len(argv):
+            moved += [FINE_TUNE_OPTIONS[name], argv[i + 1]]
+            i += 1
+        else:
+            raise ValueError(f"{name} needs a value")
+        i += 1
+    if moved and (not rest or rest[0] != "fit"):
+        raise ValueError(f"{' and '.join(FINE_TUNE_OPTIONS)} work with `visnet fit` only")
+    return rest + moved
 
 
 def _run_cli(argv: list[str], member: int | None = None) -> int:
@@ -267,4 +302,4 @@ def _run_cli(argv: list[str], member: int | None = None) -> int:
     return 0
 
 
-__all__ = ["PredictionWriter", "ViSNetCLI", "default_loggers", "lightning_main"]
+__all__ = ["PredictionWriter", "ViSNetCLI", "default_loggers", "fine_tune_arguments", "lightning_main"]

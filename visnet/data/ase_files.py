@@ -2,11 +2,15 @@
 
 ASE's convention is eV and Å; other units must be given explicitly (``energy_unit``,
 ``length_unit``). Energies and forces are taken from ``atoms.info`` / ``atoms.arrays`` under the
-given keys (e.g. ``REF_energy``), else from the attached (single-point) calculator.
+given keys (e.g. ``REF_energy``), else from the attached (single-point) calculator. The level of
+theory each frame records in ``atoms.info["level_of_theory"]`` (what ``visnet label`` writes) goes
+into ``AtomsData.info``: ``"theory"`` when the frames agree, ``"levels_of_theory"`` (JSON list) when
+they do not (``visnet.data.loading`` then refuses the file unless mixed levels are allowed).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +18,9 @@ import numpy as np
 from visnet.data.structures import AtomsData
 from visnet.structures.read import read_atoms
 from visnet.units import canonical_unit
+
+LEVEL_OF_THEORY_KEY = "level_of_theory"  # atoms.info key of a frame's level of theory
+UNRECORDED = "unrecorded"  # the level of frames without that key, among frames that have it
 
 
 def read_ase_file(
@@ -61,8 +68,24 @@ def read_ase_file(
             "length": canonical_unit(length_unit or "Å", "length"),
         },
         source=str(path),
+        info=theory_info(frames),
     )
     return data.validate()
+
+
+def theory_info(frames: list) -> dict[str, str]:
+    """``{"theory": level}`` when every frame records the same ``info["level_of_theory"]``,
+    ``{"levels_of_theory": JSON list}`` when they differ (frames without it count as
+    ``"unrecorded"``), ``{}`` when none records one."""
+    levels = [atoms.info.get(LEVEL_OF_THEORY_KEY) for atoms in frames]
+    distinct = sorted({str(level) for level in levels if level is not None})
+    if not distinct:
+        return {}
+    if any(level is None for level in levels):
+        distinct.append(UNRECORDED)
+    if len(distinct) == 1:
+        return {"theory": distinct[0]}
+    return {"levels_of_theory": json.dumps(distinct)}
 
 
 def _energy(atoms, key: str, path: Path, frame: int) -> float:

@@ -19,7 +19,7 @@ from visnet.data.structures import AtomsData
 from visnet.files.atomic import atomic_open
 
 # Bump when the processed layout or the readers change meaning: old cache entries are then ignored.
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: ASE files record their level(s) of theory
 
 
 def default_cache_dir() -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,12 @@ from torch.utils.data import DataLoader
 
 from visnet.data.dataset import AtomsDataset, collate
 from visnet.data.duplicates import warn_split_overlap
-from visnet.data.loading import load_atoms_data
+from visnet.data.loading import convert_units, load_atoms_data
 from visnet.data.qm9 import check_qm9_target, is_extensive
 from visnet.data.splits import data_fingerprint, load_or_make_splits, read_splits
 from visnet.data.statistics import Statistics, compute_statistics
 from visnet.data.structures import AtomsData
+from visnet.units import canonical_unit
 
 
 class ViSNetDataModule(pl.LightningDataModule):
@@ -41,7 +43,10 @@ class ViSNetDataModule(pl.LightningDataModule):
         energy_key, forces_key: ``atoms.info`` / ``atoms.arrays`` keys (ASE files).
         atom_energies: per-element reference energies {symbol or Z: value} in the training unit
             (e.g. free-atom energies), used instead of the least-squares fit.
-        level_of_theory: recorded in the model's metadata (default: the file's ``theory`` key).
+        level_of_theory: recorded in the model's metadata (default: the file's ``theory`` key, or
+            the frames' ``info["level_of_theory"]``).
+        allow_mixed_theory: train on a file whose frames record different levels of theory
+            (refused by default: their energy references differ).
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class ViSNetDataModule(pl.LightningDataModule):
         forces_key: str = "forces",
         atom_energies: dict[str, float] | None = None,
         level_of_theory: str | None = None,
+        allow_mixed_theory: bool = False,
     ) -> None:
         super().__init__()
         if target != "energy":
@@ -97,8 +103,29 @@ class ViSNetDataModule(pl.LightningDataModule):
                 energy_key=h.energy_key,
                 forces_key=h.forces_key,
                 cache_dir=h.cache_dir,
+                allow_mixed_theory=h.allow_mixed_theory,
             )
         return self.data
+
+    def use_energy_unit(self, unit: str) -> None:
+        """Convert the energies and forces to ``unit`` (a fine-tuned model's own unit), splits kept.
+
+        Raises:
+            ValueError: ``output_energy_unit`` was set to another unit, or ``unit`` is unknown.
+        """
+        unit = canonical_unit(unit, "energy")
+        chosen = self.hparams.output_energy_unit
+        if chosen is not None and canonical_unit(chosen, "energy") != unit:
+            raise ValueError(
+                f"data.output_energy_unit {chosen!r} contradicts the start model's energy unit {unit!r}: "
+                "drop it (the data are converted to the model's unit)"
+            )
+        data = self.load()
+        if data.units["energy"] == unit:
+            return
+        self.data = convert_units(data, unit)
+        if self.split_indices is not None:
+            self.datasets = {name: AtomsDataset(self.data, idx) for name, idx in self.split_indices.items()}
 
     def prepare_data(self) -> None:
         self.load()  # fills the cache once per node
@@ -200,7 +227,7 @@ class ViSNetDataModule(pl.LightningDataModule):
                 "seed": h.seed,
                 "name": data.info.get("name"),
             },
-            "level_of_theory": h.level_of_theory or data.info.get("theory", "unknown"),
+            "level_of_theory": h.level_of_theory or data.info.get("theory") or _mixed(data) or "unknown",
         }
 
     # -------------------------------------------------------------- dataloaders
@@ -230,3 +257,9 @@ class ViSNetDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+
+def _mixed(data: AtomsData) -> str | None:
+    """ "mixed: A; B" for data allowed to mix levels of theory, else None."""
+    levels = data.info.get("levels_of_theory")
+    return "mixed: " + "; ".join(json.loads(levels)) if levels else None

@@ -3,11 +3,13 @@
 Formats: "md17" (sGDML or rMD17 npz), "qm9" (the shared ragged QM9 npz), "ase" (anything
 ``ase.io.read`` reads: extxyz, ASE db, ...); "auto" looks at the suffix and the npz keys.
 Positions always end in Å; energies and forces in ``output_energy_unit`` (default: the file's unit;
-QM9 energies are always eV).
+QM9 energies are always eV). A file whose frames record different levels of theory is refused
+unless ``allow_mixed_theory`` (energies of two methods differ by eV per atom: one fit cannot serve both).
 """
 
 from __future__ import annotations
 
+import json
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -56,6 +58,7 @@ def load_atoms_data(
     energy_key: str = "energy",
     forces_key: str = "forces",
     cache_dir: str | Path | None = None,
+    allow_mixed_theory: bool = False,
 ) -> AtomsData:
     """Read and check a data file; ASE formats are cached on disk (npz files are read directly).
 
@@ -68,6 +71,8 @@ def load_atoms_data(
         output_energy_unit: convert energies and forces to this unit (default: the file's).
         index, energy_key, forces_key: ASE-file options (frames to read, info/arrays keys).
         cache_dir: cache folder for processed ASE files (default ``~/.cache/visnet/data``).
+        allow_mixed_theory: accept frames recording different levels of theory
+            (``atoms.info["level_of_theory"]``); refused by default.
 
     Returns:
         ``AtomsData`` with positions in Å and energies/forces in the output unit.
@@ -82,9 +87,28 @@ def load_atoms_data(
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     with _errors_name_the_file(path):
-        return _load(
+        data = _load(
             path, format, target, energy_unit, length_unit, output_energy_unit, index, energy_key, forces_key, cache_dir
         )
+    if not allow_mixed_theory:
+        check_one_level_of_theory(data)
+    return data
+
+
+def check_one_level_of_theory(data: AtomsData) -> None:
+    """Refuse data whose frames record different levels of theory (``info["levels_of_theory"]``).
+
+    Raises:
+        ValueError: naming the file and the levels, and how to force it.
+    """
+    mixed = data.info.get("levels_of_theory")
+    if not mixed:
+        return
+    levels = " and ".join(repr(level) for level in json.loads(mixed))
+    raise ValueError(
+        f"{data.source} mixes levels of theory {levels} (info['level_of_theory'] of its frames): their energies "
+        "have different references; split the file, or set data.allow_mixed_theory true to train on both"
+    )
 
 
 @contextmanager

@@ -5,7 +5,8 @@ AdamW; a linear learning-rate warm-up over ``lr_warmup_steps`` optimizer steps, 
 ``ReduceLROnPlateau`` on ``val_loss``. Statistics of the training split (per-element references,
 scale) are put into the model's buffers when training starts. Checkpoints carry the architecture
 (``hyper_parameters["model_hparams"]`` = ``ViSNet.hparams``) and the metadata (units, data, level of
-theory), so ``visnet.load_model("x.ckpt")`` rebuilds the model.
+theory), so ``visnet.load_model("x.ckpt")`` rebuilds the model. With ``init`` the model starts from
+a trained one instead (fine-tuning, ``visnet.training.finetune``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
+from ase.data import chemical_symbols
 from torch import Tensor
 
 from visnet.data.qm9 import head_for_target
@@ -21,6 +24,15 @@ from visnet.data.statistics import Statistics
 from visnet.io.model_files import plain_metadata
 from visnet.model import ViSNet
 from visnet.model.hyperparameters import STATISTICS, with_legacy_defaults
+from visnet.training.finetune import (
+    StartModel,
+    architecture_conflicts,
+    check_elements,
+    freeze_layers,
+    load_start_model,
+    parse_freeze,
+    refit_energy_references,
+)
 from visnet.training.losses import loss_function, target_loss
 from visnet.training.metrics import mae, metric_names
 
@@ -51,6 +63,13 @@ class ViSNetModule(pl.LightningModule):
         model_hparams: a complete ``ViSNet.hparams`` (as stored in checkpoints); replaces the
             architecture arguments when given.
         metadata: extra metadata for the exported model (units etc. come from the data).
+        init: fine-tune this model (``visnet fit --init``): a bundled name ("default"), a model file
+            or a run folder. Its architecture, weights, mean and std are kept (architecture
+            arguments must agree with it), its per-element references are refitted to the training
+            split and the data converted to its energy unit; ``atomref_prior`` and
+            ``standardize`` do not apply. See ``visnet.training.finetune``.
+        freeze: with ``init``: "embedding" (the embeddings) or N (the embeddings and the first N
+            ViS-MP layers) are not trained (``requires_grad=False``, left out of the optimizer).
         **architecture: ``visnet.ViSNet`` keyword arguments (hidden_channels, num_layers, cutoff, ...).
     """
 
@@ -72,6 +91,8 @@ class ViSNetModule(pl.LightningModule):
         lr_min: float = 1e-7,
         model_hparams: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
+        init: str | None = None,
+        freeze: str | int | None = None,
         **architecture: Any,
     ) -> None:
         super().__init__()
@@ -81,8 +102,11 @@ class ViSNetModule(pl.LightningModule):
         given = sorted(set(architecture) & {*STATISTICS, "output_key", "derivative"})
         if given:
             raise ValueError(f"{given} are set from the data (target and training statistics), not by arguments")
+        self._start: StartModel | None = None
         try:
-            if model_hparams is not None:
+            if init is not None:
+                self.model = self._start_model(init, target, output_head, model_hparams, architecture)
+            elif model_hparams is not None:
                 self.model = ViSNet(**model_hparams)
             else:
                 self.model = ViSNet(
@@ -97,12 +121,43 @@ class ViSNetModule(pl.LightningModule):
         except TypeError as err:
             raise ValueError(f"invalid ViSNet hyperparameters: {err}") from None
         self.hparams["model_hparams"] = self.model.hparams
+        self._freeze(freeze)
         self.loss_fn = loss_function(loss, huber_delta)
         if energy_weight < 0 or force_weight < 0 or energy_weight + force_weight == 0:
             raise ValueError(
                 f"loss weights must be >= 0 and not both 0, got energy {energy_weight}, forces {force_weight}"
             )
         self._statistics_applied = False
+
+    def _start_model(
+        self,
+        init: str,
+        target: str,
+        output_head: str | None,
+        model_hparams: dict[str, Any] | None,
+        architecture: dict[str, Any],
+    ) -> ViSNet:
+        """The start model of a fine-tuning run (``init``), checked against the other arguments."""
+        if model_hparams is not None:
+            raise ValueError(f"init {init!r} and model_hparams both given: the start model's architecture is trained")
+        model, self._start = load_start_model(init)
+        conflicts = architecture_conflicts(model.hparams, {**architecture, "output_head": output_head})
+        if conflicts:
+            raise ValueError(
+                f"--init {init}: the arguments contradict the start model's architecture ({'; '.join(conflicts)}); "
+                "a fine-tuned model keeps its start model's architecture"
+            )
+        if model.output_key != target:
+            raise ValueError(f"--init {init} predicts {model.output_key!r}, but the data provide target {target!r}")
+        return model
+
+    def _freeze(self, freeze: str | int | None) -> None:
+        layers = parse_freeze(freeze, self.model.hparams["num_layers"])
+        if layers is None:
+            return
+        if self._start is None:
+            raise ValueError("--freeze needs --init: freezing the weights of an untrained model keeps them random")
+        freeze_layers(self.model, layers)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse to resume a checkpoint of another architecture, listing what differs (before any weight loads)."""
@@ -124,15 +179,42 @@ class ViSNetModule(pl.LightningModule):
         if datamodule is None or self._statistics_applied:
             return
         self._check_data(datamodule)
-        stats = datamodule.statistics(
-            self.model.max_z,
-            use_forces=self._trains_forces(datamodule.has_forces),
-            fit_references=self.hparams.atomref_prior,
-            standardize=self.hparams.standardize,
-        )
-        self.apply_statistics(stats)
-        self.hparams["metadata"] = plain_metadata({**datamodule.metadata(), **(self.hparams.metadata or {})})
+        if self._start is not None:
+            self._fit_start_model(datamodule)
+        else:
+            stats = datamodule.statistics(
+                self.model.max_z,
+                use_forces=self._trains_forces(datamodule.has_forces),
+                fit_references=self.hparams.atomref_prior,
+                standardize=self.hparams.standardize,
+            )
+            self.apply_statistics(stats)
+        metadata = datamodule.metadata()  # units: the start model's when fine-tuning
+        if self._start is not None:
+            metadata.update(elements=sorted(self._start.elements), fine_tuned_from=self._start.summary())
+        self.hparams["metadata"] = plain_metadata({**metadata, **(self.hparams.metadata or {})})
         self.model.metadata = dict(self.hparams["metadata"])
+
+    def _fit_start_model(self, datamodule) -> None:
+        """Fine-tuning: data in the start model's unit and elements, references refitted to the
+        training split (see ``visnet.training.finetune``)."""
+        start = self._start
+        source = datamodule.load().source
+        check_elements(datamodule.load().z, start, source)
+        unit_before = datamodule.load().units["energy"]
+        datamodule.use_energy_unit(start.energy_unit)
+        if datamodule.split_indices is None:
+            datamodule.setup("fit")
+        train = datamodule.load().subset(datamodule.split_indices["train"])
+        shift = refit_energy_references(self.model, train)
+        self._statistics_applied = True
+        if self._trainer is None or self.trainer.is_global_zero:
+            converted = f"; data converted from {unit_before}" if unit_before != start.energy_unit else ""
+            shifts = ", ".join(f"{chemical_symbols[z]} {shift[z]:+.4g}" for z in np.unique(train.z))
+            print(
+                f"fine-tuning {start.label} on {source}{converted}: per-element energy references refitted to "
+                f"{len(train)} training structures (shift {shifts} {start.energy_unit})"
+            )
 
     def _check_data(self, datamodule) -> None:
         target = getattr(datamodule.hparams, "target", self.model.output_key)
@@ -245,7 +327,8 @@ class ViSNetModule(pl.LightningModule):
     # ---------------------------------------------------------- optimisation
     def configure_optimizers(self) -> dict[str, Any]:
         h = self.hparams
-        optimizer = torch.optim.AdamW(self.parameters(), lr=h.lr, weight_decay=h.weight_decay)
+        trained = [p for p in self.parameters() if p.requires_grad]  # frozen weights (--freeze) left out
+        optimizer = torch.optim.AdamW(trained, lr=h.lr, weight_decay=h.weight_decay)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=h.lr_factor, patience=h.lr_patience, min_lr=h.lr_min
         )
