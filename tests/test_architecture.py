@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "_deprecated": 0,
     "neighbors": 1,
     "structures": 1,
+    "proteins": 1,
     "model": 2,
     "data": 2,
     "labelling": 2,

@@ -27,6 +27,7 @@ from visnet.inference.committee import (
     energy_reference_mismatch,
     level_of_theory_mismatch,
 )
+from visnet.inference.fragmented import FRAGMENTATIONS, FragmentedProtein, topology_key
 from visnet.inference.resolve import ModelInfo, ModelLike, ResolvedModel, resolve_models
 from visnet.io.model_files import model_metadata
 from visnet.neighbors import NeighborList, radius_graph
@@ -166,6 +167,12 @@ class ViSNetCalculator(Calculator):
         trust_package: load exported packages (``.pt2``) that were not built on this machine:
             a package holds native code that runs when it is loaded (like
             ``torch.load(weights_only=False)``); only for packages from a source you trust.
+        fragmentation: None (the whole structure in one model call) or "ai2bmd": a protein (atoms
+            with residue arrays, e.g. from ``visnet.proteins.read_protein``) split into capped
+            dipeptide and ACE-NME units (``visnet.inference.fragmented``); adds the result
+            ``residue_energies`` (R,) eV. Molecules in vacuum only (no stress).
+        nonbonded: with fragmentation, "amber14" (default: Amber14 Coulomb + Lennard-Jones between
+            atoms that share no unit) or None (units only).
         **kwargs: passed to ``ase.calculators.calculator.Calculator`` (e.g. ``label``).
 
     With none of ``model``, ``model_path`` or ``committee`` the bundled ``"default"`` model is
@@ -191,10 +198,16 @@ class ViSNetCalculator(Calculator):
         committee: Sequence[ModelLike] | None = None,
         compile: bool = False,
         trust_package: bool = False,
+        fragmentation: str | None = None,
+        nonbonded: str | None = "amber14",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._lock = threading.RLock()
+        if fragmentation is not None and fragmentation not in FRAGMENTATIONS:
+            raise ValueError(f"fragmentation must be None or one of {FRAGMENTATIONS}, got {fragmentation!r}")
+        self.fragmentation, self.nonbonded = fragmentation, nonbonded
+        self._protein: tuple[tuple, FragmentedProtein] | None = None  # (topology key, units) of the last protein
         if not skin >= 0:
             raise ValueError(f"skin must be >= 0 Å, got {skin}")
         resolved = resolve_models(
@@ -220,6 +233,9 @@ class ViSNetCalculator(Calculator):
             dtype=str(self.dtype).removeprefix("torch."),
             skin=float(skin),
         )
+        if fragmentation is not None:
+            self.implemented_properties = [*self.implemented_properties, "residue_energies"]
+            self.parameters.update(fragmentation=fragmentation, nonbonded=nonbonded)
 
     def __getstate__(self) -> dict[str, Any]:
         """Copies and pickles get a lock of their own (a lock cannot be copied)."""
@@ -267,6 +283,16 @@ class ViSNetCalculator(Calculator):
                 raise PropertyNotImplementedError(
                     f"stress needs a 3D-periodic system; atoms.pbc = {atoms.pbc.tolist()}"
                 )
+            if self.fragmentation is not None:
+                self._check_protein(atoms)
+                protein = self._units(atoms)
+                outputs = [
+                    protein.evaluate(m.model, m.info, atoms.positions, self.device, self.dtype) for m in self.members
+                ]
+                self.num_evaluations += 1
+                self.results = _combine(outputs)
+                self.results["free_energy"] = self.results["energy"]
+                return
             self.check_atoms(atoms)
             # A 3D-periodic system gets its stress from the same backward pass as the forces, so
             # get_forces() then get_stress() (NPT, cell relaxation) costs one model call.
@@ -275,6 +301,21 @@ class ViSNetCalculator(Calculator):
             self.num_evaluations += 1
             self.results = _combine(outputs)
             self._check_references(outputs, self.results)
+
+    def _check_protein(self, atoms: Atoms) -> None:
+        if atoms.pbc.any():
+            raise ValueError(
+                "fragmentation is for a protein in vacuum (pbc off); in water use ML/MM (README: Proteins)"
+            )
+        if not np.isfinite(atoms.positions).all():
+            raise ValueError("atom positions contain NaN or infinity")
+
+    def _units(self, atoms: Atoms) -> FragmentedProtein:
+        """The units of ``atoms``, built once per protein topology."""
+        key = topology_key(atoms)
+        if self._protein is None or self._protein[0] != key:
+            self._protein = (key, FragmentedProtein.build(atoms, self.elements, self.nonbonded))
+        return self._protein[1]
 
     def _warn_reference(self, message: str | None) -> None:
         """Warn once per calculator that the committee's energies mix references."""
@@ -327,6 +368,8 @@ class ViSNetCalculator(Calculator):
             whenever every image is 3D-periodic.
         """
         images = list(images)
+        if self.fragmentation is not None:
+            raise ValueError("calculate_batch does not fragment proteins: call calculate() per structure")
         if not images:
             return []
         for k, atoms in enumerate(images):
