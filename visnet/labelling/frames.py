@@ -41,6 +41,8 @@ def load_frames(inputs: str | os.PathLike | Sequence[Atoms]) -> list[Atoms]:
         if not path.exists():
             raise FileNotFoundError(f"structure file {path} does not exist")
         refuse_folder(path, "structure file")
+        if path.stat().st_size == 0:
+            raise ValueError(f"structure file {path} is empty")
         frames = read_atoms(path)
         where = f"structure file {path}"
     elif isinstance(inputs, Atoms):
