@@ -81,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--skin", type=float, default=DEFAULT_SKIN, help="neighbour-list skin, Å")
     p.add_argument(
+        "--fragmentation",
+        choices=("ai2bmd",),
+        default=None,
+        help="split a protein (PDB/mmCIF) into AI2BMD dipeptide and ACE-NME units (README: Proteins)",
+    )
+    p.add_argument(
+        "--nonbonded",
+        choices=("amber14", "none"),
+        default="amber14",
+        help="with --fragmentation: Amber14 Coulomb + LJ between atoms sharing no unit, or none",
+    )
+    p.add_argument(
         "--compile",
         action="store_true",
         help="compile the model (visnet.compile_model): ~1 min once, then faster steps; a .pt2 is already compiled",
@@ -153,6 +165,8 @@ def config_from_args(args: argparse.Namespace) -> MDConfig:
         equilibration_steps=args.equilibration_steps,
         max_force_std=args.max_force_std,
         stop_on_uncertain=args.stop_on_uncertain,
+        fragmentation=args.fragmentation,
+        nonbonded=None if args.nonbonded == "none" else args.nonbonded,
     )
 
 

@@ -20,6 +20,7 @@ from visnet.dynamics.plots import plot_energy, plot_temperature
 from visnet.dynamics.statistics import TemperatureStats, degrees_of_freedom, temperature_stats
 from visnet.dynamics.uncertainty import UncertainFrameStop, UncertaintyMonitor
 from visnet.inference.calculator import DEFAULT_SKIN, NonFiniteResultError, ViSNetCalculator
+from visnet.proteins.reading import is_protein_file, read_protein
 from visnet.structures.molecules import load_structure
 
 __all__ = ["MDConfig", "MDResult", "run_md", "prepare_system", "SMALL_SYSTEM_ATOMS"]
@@ -34,7 +35,8 @@ class MDConfig:
     """Settings of one MD run (units: K, fs, 1/ps, bar, Å, eV/Å).
 
     Attributes:
-        structure: file, bundled molecule name or SMILES (see ``load_structure``).
+        structure: file, bundled molecule name or SMILES (see ``load_structure``); a PDB/mmCIF
+            file is read as a protein (``visnet.proteins.read_protein``: hydrogens added).
         ensemble: "nve", "langevin", "bussi", "baoab" or "npt".
         temperature: target (thermostats) or initial (NVE) temperature, K.
         timestep: fs. steps: MD steps.
@@ -61,6 +63,7 @@ class MDConfig:
             force std is only logged (``<name>_uncertainty.log``) and plotted. Checked every
             ``log_interval`` steps.
         stop_on_uncertain: stop the run at the first such frame (``MDResult.stopped_uncertain``).
+        fragmentation / nonbonded: passed to ``ViSNetCalculator`` ("ai2bmd": a protein in units).
     """
 
     structure: str = "aspirin"
@@ -92,6 +95,8 @@ class MDConfig:
     equilibration_steps: int = 0
     max_force_std: float | None = None
     stop_on_uncertain: bool = False
+    fragmentation: str | None = None
+    nonbonded: str | None = "amber14"
 
     def limits(self) -> GuardLimits:
         """The blow-up guard bounds of this run."""
@@ -166,7 +171,7 @@ def prepare_system(
             ensemble/temperature/time step.
     """
     _check_config(config)
-    atoms = load_structure(config.structure, seed=config.seed, index=config.frame) if atoms is None else atoms
+    atoms = _load(config) if atoms is None else atoms
     check_ensemble(atoms, config.ensemble, config.temperature)
     if calculator is None:
         calculator = ViSNetCalculator(
@@ -176,12 +181,24 @@ def prepare_system(
             skin=config.skin,
             compile=config.compile,
             trust_package=config.trust_package,
+            fragmentation=config.fragmentation,
+            nonbonded=config.nonbonded,
         )
-    calculator.check_atoms(atoms)
+    if calculator.fragmentation is None:
+        calculator.check_atoms(atoms)
+    else:
+        calculator.get_potential_energy(atoms)  # builds the units: a bad protein fails before any step
     if config.max_force_std is not None and "forces_std" not in calculator.implemented_properties:
         raise ValueError("max_force_std needs a committee of at least 2 models (repeat --model, or a run folder)")
     atoms.calc = calculator
     return atoms, calculator
+
+
+def _load(config: MDConfig) -> Atoms:
+    """The starting structure: PDB/mmCIF files as proteins (``read_protein``: hydrogens added)."""
+    if is_protein_file(config.structure):
+        return read_protein(config.structure)
+    return load_structure(config.structure, seed=config.seed, index=config.frame)
 
 
 def _check_start(atoms: Atoms, config: MDConfig) -> None:

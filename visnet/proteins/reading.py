@@ -91,8 +91,8 @@ def openmm_protein(
         raise FileNotFoundError(f"protein file not found: {path}")
     fixer = _read(path)
     _warn_alternate_locations(path)
+    _nonstandard(fixer, fix)  # before heterogens: a modified residue is not a ligand
     _heterogens(fixer, heterogens)
-    _nonstandard(fixer, fix)
     _missing(fixer, fix)
     _check_chain_breaks(fixer.topology, fixer.positions)
     if add_hydrogens:
@@ -125,7 +125,7 @@ def _heterogens(fixer: Any, mode: str) -> None:
         return
     raise ValueError(
         f"{_label(foreign[0])}: water, ion or ligand ({len(foreign)} such residues); "
-        "heterogens='remove' (--heterogens remove) drops them"
+        "read_protein(..., heterogens='remove') drops them"
     )
 
 
