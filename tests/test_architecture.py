@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "dynamics": 6,
     "training": 6,
     "integrations": 6,
+    "explain": 6,
     "cli": 7,
     "__init__": 8,
 }

@@ -1,0 +1,6 @@
+"""Per-atom explanations of predictions: ``explain``, ``Explanation``, ``write_explanation``."""
+
+from visnet.explain.explain import explain
+from visnet.explain.explanation import Explanation
+
+__all__ = ["Explanation", "explain"]
