@@ -76,9 +76,6 @@ class ViSMPLayer(nn.Module):
             h, trainable=trainable_vecnorm, norm_type=vecnorm_type, norm_eps=vector_norm_eps
         )
         self.act = nn.SiLU()
-        # Identity tap on the (E, heads) attention weights: a forward hook on it reads them
-        # (visnet.explain); no parameters, so state dicts and PyG import are unchanged.
-        self.attention = nn.Identity()
         self.vec_proj = nn.Linear(h, 3 * h, bias=False)
         self.q_proj = nn.Linear(h, h)
         self.k_proj = nn.Linear(h, h)
@@ -206,7 +203,7 @@ class ViSMPLayer(nn.Module):
             )
         )
         attn = self.act((q.index_select(0, dst) * k.index_select(0, src) * dk).sum(dim=-1))
-        attn = self.attention(attn * cutoff.unsqueeze(-1))  # (E, heads)
+        attn = attn * cutoff.unsqueeze(-1)  # (E, heads)
         msg = (v.index_select(0, src) * dv * attn.unsqueeze(-1)).reshape(-1, self.hidden_channels)
         s1, s2 = torch.split(self.act(self.s_proj(msg)), self.hidden_channels, dim=-1)
         if self.vector_cutoff:  # cutoff on the (E, H) gates, not on the (E, M, H) message: same product
