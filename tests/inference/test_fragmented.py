@@ -31,7 +31,7 @@ def test_forces_are_minus_gradient_of_assembled_energy(peptide, nonbonded) -> No
     atoms.calc = _calc(nonbonded)
     forces = atoms.get_forces()
     # every atom that anchors or points a cap, plus side-chain and backbone atoms elsewhere
-    units = atoms.calc._units(atoms).units
+    units = atoms.calc.protein_units(atoms).units
     picked = sorted(
         set(units.source[units.is_cap].tolist()) | set(units.partner[units.is_cap].tolist()) | {0, 20, len(atoms) - 1}
     )

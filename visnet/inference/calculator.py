@@ -285,7 +285,7 @@ class ViSNetCalculator(Calculator):
                 )
             if self.fragmentation is not None:
                 self._check_protein(atoms)
-                protein = self._units(atoms)
+                protein = self.protein_units(atoms)
                 outputs = [
                     protein.evaluate(m.model, m.info, atoms.positions, self.device, self.dtype) for m in self.members
                 ]
@@ -310,8 +310,8 @@ class ViSNetCalculator(Calculator):
         if not np.isfinite(atoms.positions).all():
             raise ValueError("atom positions contain NaN or infinity")
 
-    def _units(self, atoms: Atoms) -> FragmentedProtein:
-        """The units of ``atoms``, built once per protein topology."""
+    def protein_units(self, atoms: Atoms) -> FragmentedProtein:
+        """The AI2BMD units of protein ``atoms`` (``fragmentation="ai2bmd"``), built once per topology."""
         key = topology_key(atoms)
         if self._protein is None or self._protein[0] != key:
             self._protein = (key, FragmentedProtein.build(atoms, self.elements, self.nonbonded))

@@ -13,7 +13,9 @@ from visnet.proteins.forcefield import attach_amber_parameters
 __all__ = ["peptide_from_sequence", "openmm_topology_from_bonds"]
 
 
-def peptide_from_sequence(sequence: str, caps: bool = True, seed: int = 0, amber: bool = True) -> Atoms:
+def peptide_from_sequence(
+    sequence: str, caps: bool = True, seed: int = 0, amber: bool = True, relax: bool = False
+) -> Atoms:
     """A 3D peptide from its one-letter sequence (RDKit ETKDG embedding, all hydrogens).
 
     Args:
@@ -22,6 +24,7 @@ def peptide_from_sequence(sequence: str, caps: bool = True, seed: int = 0, amber
             ends, as in AI2BMD's units); without, the termini are neutral NH2 and COOH.
         seed: embedding seed.
         amber: attach Amber14 non-bonded parameters (needs ``caps``: Amber has no neutral termini).
+        relax: minimise the embedded conformer with MMFF94 (RDKit), 2,000 steps at most.
 
     Returns:
         Atoms (Å) ordered residue by residue (each residue's heavy atoms, then its hydrogens) with
@@ -44,6 +47,8 @@ def peptide_from_sequence(sequence: str, caps: bool = True, seed: int = 0, amber
     params.useRandomCoords = mol.GetNumAtoms() > 300  # much faster for long chains
     if AllChem.EmbedMolecule(mol, params) != 0:
         raise ValueError(f"RDKit could not embed the peptide {sequence!r}")
+    if relax:
+        AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
     atoms, order = _to_atoms(mol)
     if amber:
         if not caps:
