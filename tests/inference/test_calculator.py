@@ -394,7 +394,7 @@ def test_bad_input_raises_before_any_evaluation(ethanol):
 def test_non_finite_model_output_raises(ethanol):
     calc = calc_for(small_model())
     with torch.no_grad():
-        next(calc.model.output_model.parameters()).fill_(float("nan"))
+        next(calc.model.eager_model.output_model.parameters()).fill_(float("nan"))  # the weights, in any form
     ethanol.calc = calc
     with pytest.raises(NonFiniteResultError, match="non-finite"):
         ethanol.get_potential_energy()

@@ -22,6 +22,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 from torch import Tensor, nn
 
+from visnet.accel.auto import AutoViSNet
 from visnet.inference.committee import (
     EnergyReferenceWarning,
     energy_reference_mismatch,
@@ -162,11 +163,13 @@ class ViSNetCalculator(Calculator):
             ``energy_std`` (eV) and ``forces_std`` (N, 3) eV/Å (population std over members).
             Members with different energy references (``visnet.inference.committee``) get one
             ``EnergyReferenceWarning``: their mean energy and energy_std are not meaningful.
-        compile: run the models through ``visnet.compile_model`` (a one-off compile of about a
-            minute on first use, then ~2x faster energy + forces on CPU). Default False.
+        compile: the same as ``accel="compile"`` (kept for existing code). Default False.
         trust_package: load exported packages (``.pt2``) that were not built on this machine:
             a package holds native code that runs when it is loaded (like
             ``torch.load(weights_only=False)``); only for packages from a source you trust.
+        accel: "auto" (default: eager at first, then the model's exported package from the cache
+            once the job is long enough, built in the background when missing; see
+            ``visnet.accel.auto``), "eager", "compile" or "export" (``resolve_models``).
         fragmentation: None (the whole structure in one model call) or "ai2bmd": a protein (atoms
             with residue arrays, e.g. from ``visnet.proteins.read_protein``) split into capped
             dipeptide and ACE-NME units (``visnet.inference.fragmented``); adds the result
@@ -200,6 +203,7 @@ class ViSNetCalculator(Calculator):
         trust_package: bool = False,
         fragmentation: str | None = None,
         nonbonded: str | None = "amber14",
+        accel: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -217,6 +221,7 @@ class ViSNetCalculator(Calculator):
             compile=compile,
             trust_package=trust_package,
             purpose="the calculator (and MD)",
+            accel=accel,
         )
         self.device, self.dtype = resolved[0].device, resolved[0].dtype
         self.members = [_member(r, float(skin)) for r in resolved]
@@ -251,6 +256,13 @@ class ViSNetCalculator(Calculator):
     def model(self) -> nn.Module:
         """The (first) model, as evaluated by the calculator (private copy)."""
         return self.members[0].model
+
+    def expect_calls(self, calls: int) -> None:
+        """Announce about ``calls`` more calculations (e.g. an MD run's steps): with
+        ``accel="auto"`` the models then judge after two calls whether their package pays."""
+        for member in self.members:
+            if isinstance(member.model, AutoViSNet):
+                member.model.expect_calls(calls)
 
     @property
     def num_neighbor_builds(self) -> int:

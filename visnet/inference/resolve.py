@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,16 +26,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from visnet.accel.compile import compile_model
+from visnet.accel.auto import AutoViSNet, FastPathWarning, exportable
+from visnet.accel.build import build_now
+from visnet.accel.cache import FastPathCache, cache_key
+from visnet.accel.compile import compile_available, compile_model
 from visnet.accel.export import is_exported_file
 from visnet.accel.exported import ExportedViSNet, load_exported
 from visnet.devices import resolve_device, resolve_dtype
 from visnet.inference.committee import expand_committee
 from visnet.io.bundles import bundle_members, bundle_path
 from visnet.io.model_files import load_model, model_elements, model_metadata
+from visnet.model.interface import model_form
 from visnet.units import UnitConversion, energy_unit, is_energy_unit
 
 __all__ = [
+    "ACCEL_CHOICES",
     "ModelInfo",
     "ModelLike",
     "ModelSpec",
@@ -48,7 +55,13 @@ __all__ = [
     "resolve_model",
     "resolve_models",
     "resolve_placement",
+    "resolve_accel",
 ]
+
+# The forms a model may run in (``accel=``): "auto" the exported package when it pays (built in
+# the background, see ``visnet.accel.auto``), "eager" the module itself, "compile" torch.compile,
+# "export" the exported package now (built in the foreground when missing).
+ACCEL_CHOICES = ("auto", "eager", "compile", "export")
 
 ModelLike = nn.Module | str | os.PathLike
 ModelSpec = ModelLike | Sequence[ModelLike]
@@ -140,6 +153,7 @@ def resolve_models(
     compile: bool = False,
     trust_package: bool = False,
     purpose: str | None = None,
+    accel: str | None = None,
 ) -> list[ResolvedModel]:
     """The runnable models ``spec`` names, in order (a committee or bundle gives several).
 
@@ -151,12 +165,18 @@ def resolve_models(
         device: where the models run (None/"auto": CUDA when available).
         dtype: "float32"/"float64" or a torch dtype; None: as saved. An exported package computes
             in its exported dtype and converts inputs and outputs.
-        compile: run each model through ``visnet.compile_model`` (an exported package is already
-            compiled: kept, with one warning).
+        compile: the same as ``accel="compile"`` (kept for existing code).
         trust_package: load exported packages not built on this machine (they run native code;
             see ``visnet.accel.exported.load_exported``).
         purpose: what needs an energy model (e.g. "the calculator (and MD)"); a model that
             predicts anything else is then refused naming its property.
+        accel: the form each model runs in (``ACCEL_CHOICES``; None: "eager", or "compile" with
+            ``compile=True``). "auto" wraps each exportable energy model in
+            ``visnet.accel.auto.AutoViSNet`` (eager until its exported package is ready; the entry
+            points' default); "compile" runs ``visnet.compile_model``; "export" loads the cached
+            package, building it first when missing (a minute or so). Property models, models
+            that cannot be exported and exported packages run as they are; any fault of the
+            fast path leaves the model eager with one ``FastPathWarning``.
 
     Raises:
         ValueError: a bad device or dtype; an empty list; a run folder without models; invalid
@@ -164,16 +184,68 @@ def resolve_models(
         FileNotFoundError: a missing model file, bundled model or bundle member.
         TypeError: ``spec`` is neither a module, a path/name nor a list of them.
     """
+    accel = resolve_accel(accel, compile)
     device, dtype = resolve_placement(device, dtype)
     resolved = []
     for entry in _entries(spec):
         item = _load(entry, device, dtype, trust_package)
         if purpose is not None:
             require_energy_model(item.info, purpose)
-        if compile:
-            item = replace(item, model=compile_model(item.model))
-        resolved.append(item)
+        resolved.append(_accelerate(item, accel))
     return resolved
+
+
+def resolve_accel(accel: str | None, compile: bool = False) -> str:
+    """The form asked for: ``accel`` checked against ``ACCEL_CHOICES`` (None: "eager"), with the
+    older ``compile=True`` meaning "compile".
+
+    Raises:
+        ValueError: an unknown ``accel``, or ``compile=True`` with accel "eager" or "export".
+    """
+    if accel is not None and accel not in ACCEL_CHOICES:
+        raise ValueError(f"accel must be one of {', '.join(ACCEL_CHOICES)}; got {accel!r}")
+    if compile:
+        if accel in ("eager", "export"):
+            raise ValueError(f"compile=True contradicts accel={accel!r}: give one of them (accel='compile')")
+        return "compile"
+    return accel or "eager"
+
+
+def _accelerate(item: ResolvedModel, accel: str) -> ResolvedModel:
+    """``item`` in the form ``accel`` asks for (see ``resolve_models``)."""
+    if accel == "compile":  # an exported package is kept, with compile_model's one warning
+        return replace(item, model=compile_model(item.model))
+    if accel == "eager" or model_form(item.model) != "eager":
+        return item  # an exported package is already the fastest form
+    if not exportable(item.model) or not item.info.is_energy_model:
+        return item
+    if accel == "auto":
+        return replace(item, model=AutoViSNet(item.model, item.info.label))
+    return replace(item, model=_exported_now(item.model, item.info.label))
+
+
+def _exported_now(model: nn.Module, label: str) -> nn.Module:
+    """``model``'s cached package, built in this process when missing; ``model`` itself (with one
+    ``FastPathWarning``) when it cannot be built or loaded."""
+    cache, key = FastPathCache(), cache_key(model)
+    try:
+        package = cache.lookup(key)
+        if package is None:
+            ok, reason = compile_available(model.device)
+            if not ok:
+                raise RuntimeError(reason)
+            print(f"visnet: exporting {label} to the cache (a minute or so, once)", file=sys.stderr)
+            outcome = build_now(cache, key, model, label)
+            package = cache.lookup(key)
+            if package is None:
+                raise RuntimeError(outcome.reason or f"the build ended {outcome.status} without a package")
+        return load_exported(package, device=model.device, dtype=model.dtype)
+    except Exception as err:  # a fault of the fast path never fails the run
+        reason = " ".join(f"{type(err).__name__}: {err}".split())[:400]
+        warnings.warn(
+            f"visnet: no exported package for {label} ({reason}); it runs eagerly", FastPathWarning, stacklevel=4
+        )
+        return model
 
 
 def resolve_model(spec: ModelSpec = "default", **options: Any) -> ResolvedModel:
@@ -226,6 +298,8 @@ def _load(entry: _Entry, device: torch.device, dtype: torch.dtype | None, trust_
         module = load_model(model, device=device, dtype=dtype)
     elif isinstance(model, ExportedViSNet):
         module = model.for_inputs(device, dtype)
+    elif isinstance(model, AutoViSNet):  # resolved before (e.g. handed on by visnet.predict): its weights
+        module = copy.deepcopy(model.eager_model).to(device=device, dtype=dtype)
     else:
         module = copy.deepcopy(model).to(device=device, dtype=dtype)
     module = module.eval().requires_grad_(False)
@@ -235,7 +309,7 @@ def _load(entry: _Entry, device: torch.device, dtype: torch.dtype | None, trust_
 
 def _spec_label(spec: Any) -> str:
     """A spec's name in messages: the file or name as given, a module's class name."""
-    if isinstance(spec, ExportedViSNet):
+    if isinstance(spec, (ExportedViSNet, AutoViSNet)):
         return spec.label
     return type(spec).__name__ if isinstance(spec, nn.Module) else str(spec)
 
