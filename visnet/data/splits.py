@@ -156,8 +156,8 @@ def read_splits(
         raise ValueError(
             f"{path} was made for other data: {made_from[1]} (fingerprint {made_from[0][:12]}), not {source} "
             f"(fingerprint {fingerprint[:12]}); its split indices would pick other structures. To train on "
-            "other data start a new run in another folder (--trainer.default_root_dir); fine-tuning a "
-            "checkpoint on new data (--init) is not available yet"
+            "other data start a new run in another folder (--trainer.default_root_dir); to fine-tune a "
+            "trained model on new data, start from it there with --init MODEL"
         )
     if request is not None and stored is not None and not np.array_equal(stored, request, equal_nan=True):
         labels = ("structures", "num_train", "num_val", "num_test", "seed")
