@@ -12,6 +12,7 @@ from visnet import _deprecated
 from visnet.accel.compile import compile_model
 from visnet.accel.export import export_model
 from visnet.accel.exported import load_exported
+from visnet.explain import Explanation, explain
 from visnet.inference.calculator import ViSNetCalculator
 from visnet.io.model_files import from_pyg, load_model, save_model
 from visnet.model import ViSNet
@@ -22,12 +23,14 @@ from visnet.prediction.results import Prediction, results_to_table, to_dataframe
 _deprecated.install()  # old module paths (before 0.2) keep importing, with a warning
 
 __all__ = [
+    "Explanation",
     "NeighborList",
     "Prediction",
     "ViSNet",
     "ViSNetCalculator",
     "__version__",
     "compile_model",
+    "explain",
     "export_model",
     "from_pyg",
     "load_exported",

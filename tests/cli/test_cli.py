@@ -14,7 +14,7 @@ from conftest import REPO
 from visnet.cli import main as visnet_main
 from visnet.cli.main import USAGE
 
-COMMANDS = ("fit", "validate", "test", "predict", "evaluate", "md", "export", "plot", "label")
+COMMANDS = ("fit", "validate", "test", "predict", "evaluate", "md", "export", "plot", "label", "explain")
 
 # command -> options its --help must name
 HELP_NAMES = {
@@ -27,6 +27,7 @@ HELP_NAMES = {
     "export": ("model", "output", "--dtype", "--device"),
     "plot": ("runs",),
     "label": ("input", "output", "--method", "--calculator", "--workers", "--charge"),
+    "explain": ("structure", "--model", "--property", "--method", "--output-dir", "--max-frames"),
 }
 
 
@@ -76,6 +77,7 @@ def _user_errors(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "export": (["export", str(tmp / "nope.pt"), str(tmp / "x.pt2")], "nope.pt"),
         "plot": (["plot", str(tmp / "missing_run")], "is not a folder"),
         "label": (["label", str(tmp / "missing.xyz"), str(tmp / "out.extxyz")], "missing.xyz does not exist"),
+        "explain": (["explain", str(tmp / "missing.xyz"), "--output-dir", str(tmp / "x")], "missing.xyz"),
     }
 
 

@@ -31,6 +31,7 @@ commands:
   export     AOTInductor package of a model: visnet export model.pt model.pt2
   plot       learning curves (PNG) of run folders: visnet plot runs/<name>
   label      energies and forces by GFN2-xTB or an ASE calculator: visnet label IN OUT.extxyz
+  explain    per-atom explanation of a prediction (CSV, 2D/3D pictures): visnet explain aspirin
 
 `visnet <command> --help` shows the options of a command."""
 
@@ -44,6 +45,7 @@ COMMANDS = {
     "export": "visnet.cli.export",
     "plot": "visnet.cli.plot",
     "label": "visnet.cli.label",
+    "explain": "visnet.cli.explain",
 }
 
 

@@ -83,7 +83,7 @@ class Explanation:
         """(name, (F, N) values, unit) the pictures colour by: the values relative to the free atoms
         when there are any (absolute per-atom energies are mostly each element's own energy), else the values."""
         if self.relative is not None:
-            return f"{self.property} − free atoms", self.relative, self.unit
+            return f"{self.property} - free atoms", self.relative, self.unit
         return self.property, self.values, self.unit
 
     def rows(self) -> list[dict[str, object]]:
