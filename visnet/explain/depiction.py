@@ -19,9 +19,12 @@ _BAR_STEPS = 64
 def molecule_2d(numbers: np.ndarray, positions: np.ndarray) -> Any:
     """An RDKit molecule of the atoms (N,) at positions (N, 3) Å: bonds from the distances
     (``rdDetermineBonds.DetermineConnectivity``), 2D coordinates for drawing; atoms keep their order."""
-    from rdkit import Chem
-    from rdkit.Chem import rdDepictor, rdDetermineBonds
-    from rdkit.Geometry import Point3D
+    try:
+        from rdkit import Chem
+        from rdkit.Chem import rdDepictor, rdDetermineBonds
+        from rdkit.Geometry import Point3D
+    except ImportError as err:  # pragma: no cover - rdkit is in the dev and explain extras
+        raise ImportError("the pictures of visnet explain need RDKit: pip install 'visnet[explain]'") from err
 
     mol = Chem.RWMol()
     for z in numbers:
@@ -75,6 +78,8 @@ def _edges(drawer: Any, mol: Any, edges: list[tuple[int, int, float]]) -> None:
     """Attention edges i–j over the molecule: width and darkness grow with |a| (strongest first)."""
     if not edges:
         return
+    from rdkit.Geometry import Point2D
+
     strongest = max(abs(a) for _, _, a in edges) or 1.0
     conformer = mol.GetConformer()
     for i, j, a in edges:
@@ -82,8 +87,6 @@ def _edges(drawer: Any, mol: Any, edges: list[tuple[int, int, float]]) -> None:
         drawer.SetColour((0.45, 0.1, 0.6, 0.25 + 0.6 * share))
         drawer.SetLineWidth(int(round(2 + 6 * share)))
         pi, pj = conformer.GetAtomPosition(i), conformer.GetAtomPosition(j)
-        from rdkit.Geometry import Point2D
-
         drawer.DrawLine(Point2D(pi.x, pi.y), Point2D(pj.x, pj.y))
 
 

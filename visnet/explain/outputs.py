@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from visnet.explain.colours import colour_scale
@@ -46,7 +47,7 @@ def _write_bytes(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def _write_picture(folder: Path, stem: str, draw: object) -> list[Path]:
+def _write_picture(folder: Path, stem: str, draw: Callable[[str], bytes | str]) -> list[Path]:
     """``draw(kind)`` as ``stem``.png and ``stem``.svg."""
     png, svg = folder / f"{stem}.png", folder / f"{stem}.svg"
     _write_bytes(png, draw("png"))
