@@ -20,6 +20,7 @@ from conftest import REPO, randomize_biases, shared_file
 
 import visnet
 from visnet.cli.fit import fine_tune_arguments, lightning_main
+from visnet.cli.main import main as cli_main
 from visnet.data.datamodule import ViSNetDataModule
 from visnet.data.loading import load_atoms_data
 from visnet.data.structures import AtomsData
@@ -266,16 +267,24 @@ def test_fine_tune_arguments():
         fine_tune_arguments(["fit", "--init"])
 
 
-def _fit(run_dir: Path, data: Path, *extra: str) -> int:
+def _fit(run_dir: Path, data: Path, *extra: str, config: str = TINY) -> int:
     return lightning_main(
-        ["fit", "--config", TINY, "--data.path", str(data), "--trainer.default_root_dir", str(run_dir)]
+        ["fit", "--config", config, "--data.path", str(data), "--trainer.default_root_dir", str(run_dir)]
         + ["--trainer.max_epochs", "1", *extra]
     )
 
 
+def _config_without_architecture(path: Path) -> str:
+    """configs/tiny.yaml without its ViSNet architecture keys: they come from the start model."""
+    lines = Path(TINY).read_text().splitlines()
+    path.write_text("\n".join(line for line in lines if line.strip().split(":")[0] not in TINY_ARCH) + "\n")
+    return str(path)
+
+
 def test_cli_fine_tunes_with_freeze_end_to_end(start_file, kcal_data, tmp_path):
     run = tmp_path / "run"
-    assert _fit(run, kcal_data, "--init", str(start_file), "--freeze", "embedding") == 0
+    config = _config_without_architecture(tmp_path / "no_arch.yaml")
+    assert _fit(run, kcal_data, "--init", str(start_file), "--freeze", "embedding", config=config) == 0
     tuned, start = visnet.load_model(run / "model.pt"), visnet.load_model(start_file)
     assert tuned.metadata["units"]["energy"] == "eV"
     assert tuned.metadata["fine_tuned_from"]["model"] == str(start_file)
@@ -285,6 +294,29 @@ def test_cli_fine_tunes_with_freeze_end_to_end(start_file, kcal_data, tmp_path):
     assert "output_model.output_network.0.update_net.0.weight" not in same
     config = (run / "logs" / "version_0" / "config.yaml").read_text()
     assert f"init: {start_file}" in config and "freeze: embedding" in config
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--init", "/nonexistent/start.pt"], "start.pt"),
+        (["--freeze", "7"], "--freeze '7'"),
+        (["--freeze", "embedding"], "--freeze needs --init"),
+    ],
+)
+def test_bad_fine_tuning_options_are_one_line_errors(start_file, kcal_data, tmp_path, capsys, extra, message):
+    if extra[0] == "--freeze" and extra[1] == "7":
+        extra = ["--init", str(start_file), *extra]
+    argv = ["fit", "--config", TINY, "--data.path", str(kcal_data), "--trainer.default_root_dir", str(tmp_path)]
+    assert cli_main([*argv, *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("visnet: error:") and message in err[0], err
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_init_with_another_command_is_refused(capsys):
+    assert cli_main(["test", "--config", TINY, "--init", "default"]) == 2
+    assert "work with `visnet fit` only" in capsys.readouterr().err
 
 
 def test_cli_refuses_contradicting_architecture(start_file, kcal_data, tmp_path):
