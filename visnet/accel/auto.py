@@ -133,11 +133,14 @@ class AutoViSNet(nn.Module):
     def _reset(self) -> None:
         """Runtime state: nothing decided, nothing running (also after a copy)."""
         self.calls = 0  # eager calls so far
+        self.total_calls = 0  # eager and exported
         self.eager_seconds = 0.0
         self.last_call_seconds = 0.0
         self.planned_calls: int | None = None
         self.state = "eager"  # eager | waiting (a build runs) | loading | fast | off
         self.switched_after: int | None = None  # eager calls before the switch
+        self.switched_at: float | None = None  # time.perf_counter() of the switch
+        self.built_here = False  # this model started the build it switched to
         self._key: CacheKey | None = None
         self._build: Any = None
         self._build_started = 0.0
@@ -251,6 +254,7 @@ class AutoViSNet(nn.Module):
             compute_forces=compute_forces, compute_stress=compute_stress, neighbors=neighbors,
             inputs_checked=inputs_checked,
         )  # fmt: skip
+        self.total_calls += 1
         if self._fast is not None:
             return self._fast(*args, **options)
         start = time.perf_counter()
@@ -312,6 +316,7 @@ class AutoViSNet(nn.Module):
             self._give_up(problem)
             return
         self._enter_waiting(self.launcher(self.cache, self._key, self.model, self.label))
+        self.built_here = True
 
     def _enter_waiting(self, build: Any) -> None:
         self._build, self._build_started = build, time.perf_counter()
@@ -356,6 +361,7 @@ class AutoViSNet(nn.Module):
             self._key, self.state = None, "eager"
             return
         self._fast, self.state, self.switched_after = fast, "fast", self.calls
+        self.switched_at = time.perf_counter()
         if self.verbose:
             built = (
                 f", built in the background in {time.perf_counter() - self._build_started:.0f} s"
@@ -379,6 +385,17 @@ class AutoViSNet(nn.Module):
                 FastPathWarning,
                 stacklevel=4,
             )
+
+    def describe(self) -> str:
+        """Which form ran, in a few words (for run summaries)."""
+        if self.state == "fast":
+            how = "built in the background during this run" if self.built_here else "from the cache"
+            return f"exported package ({how}) from call {self.switched_after + 1}"
+        return {
+            "waiting": "eager; its exported package is being built in the background for the next run",
+            "loading": "eager; its exported package was still loading",
+            "off": "eager (no exported package, see the warning)",
+        }.get(self.state, "eager (the run was too short for an exported package to pay)")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a running background build or load is over (tests, benchmarks); True when

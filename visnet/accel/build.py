@@ -66,6 +66,9 @@ def _write_job(cache: FastPathCache, key: CacheKey, model: nn.Module, label: str
 def build_now(cache: FastPathCache, key: CacheKey, model: nn.Module, label: str = "") -> BuildOutcome:
     """Build ``key``'s package of ``model`` in this process (``visnet cache build``,
     ``accel="export"``); never raises for the build's faults (see ``FastPathCache.build``)."""
+    problem = cache.writable()
+    if problem:
+        return BuildOutcome("failed", problem)
     try:
         job_file = _write_job(cache, key, model, label)
     except Exception as err:  # an unwritable or full cache folder, a model save_model refuses

@@ -20,6 +20,7 @@ from visnet.dynamics.nve import MIN_DRIFT_SAMPLES
 from visnet.dynamics.runner import MDConfig, MDResult, run_md
 from visnet.files.paths import check_output_folder
 from visnet.inference.calculator import DEFAULT_SKIN
+from visnet.inference.resolve import ACCEL_CHOICES
 from visnet.structures.molecules import named_structures
 
 __all__ = ["build_parser", "main"]
@@ -93,9 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --fragmentation: Amber14 Coulomb + LJ between atoms sharing no unit, or none",
     )
     p.add_argument(
+        "--accel",
+        choices=ACCEL_CHOICES,
+        default="auto",
+        help="the model's form: auto (eager, then its exported package from the cache once ready; built in "
+        "the background for runs long enough, see `visnet cache`), eager, compile or export (build it now)",
+    )
+    p.add_argument(
         "--compile",
         action="store_true",
-        help="compile the model (visnet.compile_model): ~1 min once, then faster steps; a .pt2 is already compiled",
+        help="the same as --accel compile (visnet.compile_model): ~1 min once, then faster steps",
     )
     p.add_argument(
         "--trust-package",
@@ -149,6 +157,7 @@ def config_from_args(args: argparse.Namespace) -> MDConfig:
         device=args.device,
         skin=args.skin,
         compile=args.compile,
+        accel=args.accel,
         trust_package=args.trust_package,
         output_dir=args.output_dir,
         name=args.name,
@@ -177,7 +186,7 @@ def _summary(result: MDResult, config: MDConfig) -> str:
     if result.equilibration_steps:
         head += f" after {result.equilibration_steps} equilibration steps"
     rate = f" ({steps / result.wall_time:.1f} steps/s)" if steps and result.wall_time > 0 else ""
-    lines = [f"{head} in {result.wall_time:.1f} s{rate}"]
+    lines = [f"{head} in {result.wall_time:.1f} s{rate}", f"model: {result.form}"]
     if result.temperature is not None:
         target = None if config.ensemble == "nve" else config.temperature
         lines.append(result.temperature.report(target, result.dof))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from visnet.files.paths import refuse_folder
+from visnet.inference.resolve import ACCEL_CHOICES
 from visnet.prediction.results import Prediction, results_to_table, write_csv, write_json
 
 # Columns left out of the printed table (kept in files, as are dipole vector components).
@@ -50,6 +51,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--trust-package",
         action="store_true",
         help="load exported packages (.pt2) not built on this machine: they run native code when loaded; only for packages you trust",
+    )
+    parser.add_argument(
+        "--accel",
+        choices=ACCEL_CHOICES,
+        default="auto",
+        help="energy models' form: auto (eager, then the exported package once ready; built in the background "
+        "for long predictions, see `visnet cache`), eager, compile or export (build it now)",
     )
     parser.add_argument("--relax", action="store_true", help="relax each structure with the energy model first")
     parser.add_argument("--seed", type=int, default=0, help="RDKit embedding seed for SMILES")
@@ -128,6 +136,7 @@ def run(args: argparse.Namespace) -> list[Prediction]:
         dtype=args.dtype,
         errors=args.errors,
         trust_package=args.trust_package,
+        accel=args.accel,
         relax=args.relax,
         seed=args.seed,
         progress=False if args.no_progress else None,

@@ -12,6 +12,7 @@ import torch
 from ase import Atoms
 from ase.md.md import MolecularDynamics
 
+from visnet.accel.auto import AutoViSNet
 from visnet.dynamics.guard import BlowUpGuard, GuardLimits, MDBlowUpError
 from visnet.dynamics.integrators import check_ensemble, init_velocities, make_integrator, prepare_constraints
 from visnet.dynamics.nve import MIN_DRIFT_SAMPLES, NVEDrift, nve_drift
@@ -20,6 +21,7 @@ from visnet.dynamics.plots import plot_energy, plot_temperature
 from visnet.dynamics.statistics import TemperatureStats, degrees_of_freedom, temperature_stats
 from visnet.dynamics.uncertainty import UncertainFrameStop, UncertaintyMonitor
 from visnet.inference.calculator import DEFAULT_SKIN, NonFiniteResultError, ViSNetCalculator
+from visnet.model.interface import model_form
 from visnet.proteins.reading import is_protein_file, read_protein
 from visnet.structures.molecules import load_structure
 
@@ -43,8 +45,9 @@ class MDConfig:
         friction: 1/ps (Langevin friction; Bussi/BAOAB time constant = 1/friction).
         pressure: bar (NPT). seed: velocities, thermostat noise and SMILES embedding.
         model: model file, bundled name, ViSNet module, or a list of those (committee).
-        dtype / device / skin / compile: passed to ``ViSNetCalculator`` (compile: the model runs
-            through ``visnet.compile_model``; a one-off compile, then faster steps).
+        dtype / device / skin / accel: passed to ``ViSNetCalculator`` (accel "auto": eager, then
+            the model's exported package once ready, built in the background for runs long
+            enough; "eager", "compile", "export"). compile: True is accel "compile".
         trust_package: load exported packages not built on this machine (``ViSNetCalculator``).
         output_dir / name: files go to ``output_dir/name.*`` (name: from the structure if None).
         log_interval / traj_interval: steps between log lines / trajectory frames.
@@ -79,6 +82,7 @@ class MDConfig:
     device: str | None = None
     skin: float = DEFAULT_SKIN
     compile: bool = False
+    accel: str = "auto"
     trust_package: bool = False
     output_dir: Path = Path("md_output")
     name: str | None = None
@@ -124,6 +128,8 @@ class MDResult:
         uncertain_steps: MD steps of the frames written to ``paths.uncertain``.
         stopped_uncertain: the run stopped at an uncertain frame (``stop_on_uncertain``); then
             ``message`` says where, and it is not an error.
+        form: which form of the (first) model ran, with the steps/s before and after a switch
+            to the exported package (``accel="auto"``).
     """
 
     atoms: Atoms
@@ -141,6 +147,7 @@ class MDResult:
     force_std: tuple[np.ndarray, np.ndarray] | None = None
     uncertain_steps: list[int] = field(default_factory=list)
     stopped_uncertain: bool = False
+    form: str = ""
 
 
 def _check_config(config: MDConfig) -> None:
@@ -180,6 +187,7 @@ def prepare_system(
             dtype=config.dtype,
             skin=config.skin,
             compile=config.compile,
+            accel=config.accel,
             trust_package=config.trust_package,
             fragmentation=config.fragmentation,
             nonbonded=config.nonbonded,
@@ -238,6 +246,7 @@ def run_md(config: MDConfig, atoms: Atoms | None = None, calculator: ViSNetCalcu
         frame written so far (all of them good) stays readable.
     """
     atoms, calculator = prepare_system(config, atoms, calculator)
+    calculator.expect_calls(config.steps + config.equilibration_steps)  # lets accel="auto" judge the run
     if not config.keep_velocities:
         init_velocities(atoms, config.temperature, config.seed)
     prepare_constraints(atoms, config.ensemble)
@@ -256,6 +265,8 @@ def _run_locked(
 ) -> MDResult:
     """Equilibration, production with the writers attached, and the result (``run_md``)."""
     message, stopped, start, threads = None, False, time.perf_counter(), torch.get_num_threads()
+    model = calculator.model
+    calls_at_start = model.total_calls if isinstance(model, AutoViSNet) else 0
     outputs: Outputs | None = None
     try:
         torch.set_num_threads(_threads(config, atoms, calculator))
@@ -279,7 +290,23 @@ def _run_locked(
     production = max(0, dyn.nsteps - config.equilibration_steps)
     result = _finish(config, atoms, production, message, outputs, time.perf_counter() - start)
     result.equilibration_steps, result.stopped_uncertain = min(dyn.nsteps, config.equilibration_steps), stopped
+    result.form = _form(model, start, start + result.wall_time, calls_at_start)
     return result
+
+
+def _form(model: object, start: float, end: float, calls_at_start: int) -> str:
+    """The model's form during the loop [start, end] (perf_counter s); for a switch to the
+    exported package (``accel="auto"``), the steps/s before and after it."""
+    if not isinstance(model, AutoViSNet):
+        return {"compiled": "compiled", "exported": "exported package"}.get(model_form(model) or "", "eager")
+    text = model.describe()
+    switched = model.switched_at
+    if switched is None or not start < switched < end:
+        return text
+    before, after = model.switched_after - calls_at_start, model.total_calls - model.switched_after
+    if before > 0 and after > 0:
+        text += f": {before / (switched - start):.1f} steps/s eager, {after / (end - switched):.1f} after"
+    return text
 
 
 def _attach(

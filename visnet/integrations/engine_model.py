@@ -24,15 +24,19 @@ def load_engine_model(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype = "float64",
     trust_package: bool = False,
+    accel: str = "auto",
 ) -> ResolvedModel:
     """``model`` resolved for an MD engine on ``device`` in ``dtype`` (``trust_package``: load an
-    exported package not built on this machine; it runs native code).
+    exported package not built on this machine; it runs native code; ``accel``: the model's form,
+    "auto" by default: eager, then its exported package once ready — see ``resolve_models``).
 
     Raises:
         ValueError: the model is a property model (not a potential), names several models, or
             its metadata is invalid; a bad device or dtype.
     """
-    return resolve_model(model, device=device, dtype=dtype, trust_package=trust_package, purpose=ENGINE_PURPOSE)
+    return resolve_model(
+        model, device=device, dtype=dtype, trust_package=trust_package, purpose=ENGINE_PURPOSE, accel=accel
+    )
 
 
 def check_species(numbers: Sequence[int], known: frozenset[int], names: Sequence[str] | None = None) -> None:

@@ -15,7 +15,9 @@ Example::
 Options (constructor or ``createSystem``/``createMixedSystem``; the latter win): ``device``
 ("cpu", "cuda", default: CUDA when available), ``dtype`` ("float64" default, or "float32"); and
 ``trust_package`` (constructor only): load an exported package (``.pt2``) not built on this
-machine, which runs its native code (see ``visnet.accel.exported.load_exported``).
+machine, which runs its native code (see ``visnet.accel.exported.load_exported``); ``accel``
+("auto" default: eager, then the model's exported package once ready, built in the background
+for long simulations; "eager", "compile", "export"; ``visnet.inference.resolve.resolve_models``).
 A periodic topology (or a system with periodic forces) is evaluated in the state's box.
 """
 
@@ -32,7 +34,7 @@ from ase import units as ase_units
 from openmm import app, unit
 from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 
-from visnet.inference.resolve import ModelSpec, ResolvedModel, resolve_placement
+from visnet.inference.resolve import ModelSpec, ResolvedModel, resolve_accel, resolve_placement
 from visnet.integrations.engine_model import check_species, load_engine_model
 
 KJ_PER_MOL_PER_EV = ase_units.mol / ase_units.kJ  # 96.485... kJ/mol in one eV
@@ -43,7 +45,7 @@ class ViSNetPotentialImplFactory(MLPotentialImplFactory):
     """Creates ``ViSNetPotentialImpl`` objects for the ``visnet`` entry point."""
 
     def createImpl(self, name: str, model: ModelSpec = "default", **args: Any) -> MLPotentialImpl:  # noqa: N802
-        """``MLPotential(name, model=..., device=..., dtype=..., trust_package=...)`` lands here."""
+        """``MLPotential(name, model=..., device=..., dtype=..., trust_package=..., accel=...)`` lands here."""
         return ViSNetPotentialImpl(name, model, **args)
 
 
@@ -56,9 +58,10 @@ class ViSNetPotentialImpl(MLPotentialImpl):
         device: default torch device ("cpu", "cuda"; None: CUDA when available).
         dtype: default floating-point type, "float64" or "float32".
         trust_package: load an exported package not built on this machine (it runs native code).
+        accel: the model's form: "auto" (default), "eager", "compile" or "export".
 
     Raises:
-        ValueError: a device this machine lacks (CUDA on a CPU-only torch, ...) or a bad dtype.
+        ValueError: a device this machine lacks (CUDA on a CPU-only torch, ...), a bad dtype or accel.
     """
 
     def __init__(
@@ -68,13 +71,16 @@ class ViSNetPotentialImpl(MLPotentialImpl):
         device: str | None = None,
         dtype: str = "float64",
         trust_package: bool = False,
+        accel: str = "auto",
     ) -> None:
         resolve_placement(device, dtype)  # a bad device or dtype fails here, in one line
+        resolve_accel(accel)
         self.name = name
         self.model = model
         self.device = device
         self.dtype = dtype
         self.trust_package = trust_package
+        self.accel = accel
 
     def getMLLongRange(self) -> bool:  # noqa: N802
         """ViSNet is local (a radial cutoff, no long-range electrostatics) in periodic systems too."""
@@ -88,10 +94,12 @@ class ViSNetPotentialImpl(MLPotentialImpl):
         forceGroup: int,  # noqa: N803
         device: str | None = None,
         dtype: str | None = None,
+        accel: str | None = None,
         **args: Any,
     ) -> None:
         """Add the ViSNet force for ``atoms`` (None: all) of ``topology`` to ``system``."""
-        engine = load_engine_model(self.model, device or self.device, dtype or self.dtype, self.trust_package)
+        accel = accel or self.accel
+        engine = load_engine_model(self.model, device or self.device, dtype or self.dtype, self.trust_package, accel)
         selected = list(topology.atoms())
         if atoms is not None:
             atoms = list(atoms)

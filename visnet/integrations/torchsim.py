@@ -54,6 +54,8 @@ class ViSNetModel(ModelInterface):
             False flag. Given: a state's pbc must agree with it (its single flag = all(pbc)).
         trust_package: load an exported package (``.pt2``) not built on this machine (it runs
             native code; see ``visnet.accel.exported.load_exported``). Default False.
+        accel: the model's form: "auto" (default: eager, then its exported package once ready,
+            built in the background for long simulations), "eager", "compile" or "export".
 
     Raises:
         ValueError: ``pbc`` is not one or three booleans.
@@ -69,10 +71,11 @@ class ViSNetModel(ModelInterface):
         compute_forces: bool = True,
         pbc: bool | Sequence[bool] | None = None,
         trust_package: bool = False,
+        accel: str = "auto",
     ) -> None:
         super().__init__()
         self._pbc = None if pbc is None else directions(pbc)
-        engine = load_engine_model(model, device, dtype, trust_package)
+        engine = load_engine_model(model, device, dtype, trust_package, accel)
         self.model = engine.model
         self.units = engine.info.units
         self.elements = engine.info.elements

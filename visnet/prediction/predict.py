@@ -21,6 +21,7 @@ import torch
 from ase import Atoms
 from torch import Tensor
 
+from visnet.accel.auto import AutoViSNet
 from visnet.inference.calculator import NonFiniteResultError
 from visnet.prediction.inputs import PendingStructure, as_list, check_structures, fail_structure, read_inputs
 from visnet.prediction.property_models import PropertyModel, load_property_models, select_models
@@ -127,6 +128,7 @@ def predict(
     progress: bool | None = None,
     compile: bool = False,
     trust_package: bool = False,
+    accel: str = "auto",
 ) -> list[Prediction]:
     """Predict every property the model(s) give for each input structure.
 
@@ -150,11 +152,13 @@ def predict(
             max |F| < ``relax_fmax`` eV/Å or ``relax_steps`` steps); the relaxed geometry is used.
         seed: RDKit embedding seed for SMILES (same seed, same geometry, same prediction).
         progress: show tqdm progress bars (None: when there are 100+ structures).
-        compile: run the models through ``visnet.compile_model`` (pays off for many structures:
-            a one-off compile of about a minute, then ~2x faster on CPU). Default False.
+        compile: the same as ``accel="compile"`` (kept for existing code). Default False.
         trust_package: load exported packages (``.pt2``) that were not built on this machine:
             a package holds native code that runs when it is loaded (like
             ``torch.load(weights_only=False)``); only for packages from a source you trust.
+        accel: "auto" (default: energy models run eagerly, then from their exported package once
+            it is ready, built in the background when the prediction is long enough; see
+            ``visnet.accel.auto``), "eager", "compile" or "export" (build the package now).
 
     Returns:
         One ``visnet.Prediction`` per structure, in input order (files expand to their frames):
@@ -175,15 +179,23 @@ def predict(
     items = as_list(inputs)
     if not items:
         return []
-    models, want = select_models(load_property_models(model, device, dtype, trust_package, compile), properties)
+    models, want = select_models(load_property_models(model, device, dtype, trust_package, compile, accel), properties)
     structures = read_inputs(items, seed, errors, _show(progress, len(items)))
     check_structures(structures, frozenset.intersection(*(m.elements for m in models)), errors)
     show = _show(progress, len(structures))
     if relax:
         relax_structures(structures, relaxation_model(models), relax_fmax, relax_steps, errors, show)
+    _announce_calls(models, sum(s.error is None for s in structures), batch_size)
     _predict_all(models, structures, want, batch_size, errors, show)
     units = {name: spec.unit for m in models for name, spec in m.outputs.items()}
     return [_result(k, s, units) for k, s in enumerate(structures)]
+
+
+def _announce_calls(models: list[PropertyModel], count: int, batch_size: int) -> None:
+    """Tell ``accel="auto"`` models how many batches are coming (they judge whether a package pays)."""
+    for m in models:
+        if isinstance(m.model, AutoViSNet):
+            m.model.expect_calls(-(-count // batch_size))
 
 
 def _show(progress: bool | None, count: int) -> bool:

@@ -85,6 +85,7 @@ def load_property_models(
     dtype: str | torch.dtype = "float64",
     trust_package: bool = False,
     compile: bool = False,
+    accel: str | None = None,
 ) -> list[PropertyModel]:
     """The models named by ``model`` (see ``predict``; ``visnet.inference.resolve.resolve_models``
     expands bundles, run folders and lists), ready for prediction.
@@ -94,7 +95,10 @@ def load_property_models(
         FileNotFoundError: a model file (or a bundle's member) is missing.
     """
     models, owner = [], {}
-    for resolved in resolve_models(model, device=device, dtype=dtype, compile=compile, trust_package=trust_package):
+    resolved_models = resolve_models(
+        model, device=device, dtype=dtype, compile=compile, trust_package=trust_package, accel=accel
+    )
+    for resolved in resolved_models:
         label, outputs = resolved.info.label, model_outputs(resolved.info)
         for name in outputs:
             if name in owner:
