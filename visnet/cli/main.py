@@ -29,6 +29,7 @@ commands:
   evaluate   MAE/RMSE table and parity plots of a model on a data file
   md         molecular dynamics with a ViSNet model (ASE)
   export     AOTInductor package of a model: visnet export model.pt model.pt2
+  cache      the fast-path cache of exported packages: visnet cache list | build MODEL | clear
   plot       learning curves (PNG) of run folders: visnet plot runs/<name>
   label      energies and forces by GFN2-xTB or an ASE calculator: visnet label IN OUT.extxyz
   explain    per-atom explanation of a prediction (CSV, 2D/3D pictures): visnet explain aspirin
@@ -43,6 +44,7 @@ COMMANDS = {
     "evaluate": "visnet.cli.evaluate",
     "md": "visnet.cli.md",
     "export": "visnet.cli.export",
+    "cache": "visnet.cli.cache",
     "plot": "visnet.cli.plot",
     "label": "visnet.cli.label",
     "explain": "visnet.cli.explain",
