@@ -33,6 +33,7 @@ from torch import Tensor, nn
 __all__ = [
     "DEFAULT_STEPS",
     "Attribution",
+    "check_steps",
     "free_atom_outputs",
     "integrated_gradients",
     "readout_terms",
@@ -119,6 +120,12 @@ def _quadrature(steps: int, dtype: torch.dtype, device: torch.device) -> tuple[T
     return as_tensor((nodes + 1) / 2), as_tensor(weights / 2)
 
 
+def check_steps(steps: int) -> None:
+    """ValueError unless ``steps`` (quadrature points) is between 2 and 512."""
+    if not 2 <= steps <= 512:
+        raise ValueError(f"steps must be between 2 and 512, got {steps}")
+
+
 def _path_points(model: nn.Module, z: Tensor, pos: Tensor, key: str, alphas: Tensor) -> tuple[Tensor, ...]:
     """F (g,) and ∂F/∂x (g, n, H) at the path points ``alphas`` (g,), with x − b (n, H), in one call."""
     n, copies = z.shape[0], alphas.shape[0]
@@ -144,8 +151,7 @@ def integrated_gradients(model: nn.Module, z: Tensor, pos: Tensor, key: str, ste
         ``Attribution`` with values (N,) summing to total − baseline (up to ``residual``);
         a one-atom structure has nothing to attribute (values 0, baseline = total).
     """
-    if not 2 <= steps <= 512:
-        raise ValueError(f"steps must be between 2 and 512, got {steps}")
+    check_steps(steps)
     n = z.shape[0]
     nodes, weights = _quadrature(steps, pos.dtype, pos.device)
     alphas = torch.cat([nodes, nodes.new_tensor([0.0, 1.0])])  # then the baseline and the input itself

@@ -24,6 +24,7 @@ from visnet.explain.attention import attention_weights
 from visnet.explain.attribution import (
     DEFAULT_STEPS,
     Attribution,
+    check_steps,
     free_atom_outputs,
     integrated_gradients,
     readout_terms,
@@ -176,6 +177,7 @@ def explain(
         ValueError: a property the model does not predict (the message lists those it does), an
             element the model does not cover (named), a periodic structure, frames with different atoms.
     """
+    check_steps(steps)
     frames, name = read_frames_to_explain(structure, seed)
     index, note = _subsample(frames, max_frames)
     frames = [frames[k] for k in index]
