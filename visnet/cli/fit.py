@@ -157,7 +157,8 @@ class ViSNetCLI(LightningCLI):
             check_fit_options(config["trainer"])
             check_run_paths(self._run_dir(), checkpoints)
             check_resume(config.get("ckpt_path"), checkpoints, config["trainer"].get("max_epochs"))
-        adopt_start_architecture(config["model"], self._given(str(self.subcommand), "model"))
+        if config["model"].get("init") is not None:  # fine-tuning: the start model's architecture
+            adopt_start_architecture(config["model"], self._given(str(self.subcommand), "model"))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
