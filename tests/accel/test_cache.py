@@ -27,6 +27,7 @@ from helpers import small_model
 import visnet
 from visnet.accel import auto as vauto
 from visnet.accel.auto import AutoPolicy, AutoViSNet, FastPathWarning
+from visnet.accel.build import start_build
 from visnet.accel.cache import FastPathCache, cache_key, content_hash
 from visnet.io.model_files import load_model, save_model
 
@@ -219,6 +220,21 @@ print(FastPathCache().build(cache_key(model), Path({str(file)!r}), export).statu
     statuses = sorted(run.communicate(timeout=120)[0].strip() for run in runs)
     assert statuses in (["built", "busy"], ["built", "exists"]), statuses
     assert len(FastPathCache().entries()) == 1
+
+
+def test_the_background_build_process_records_why_it_failed(tmp_path: Path) -> None:
+    """``python -m visnet.accel.build`` in its own process: a model export refuses (a property
+    model, refused before any tracing) exits 1 and leaves its reason in the cache."""
+    property_model = visnet.ViSNet(
+        hidden_channels=16, num_layers=1, num_rbf=8, num_heads=2, cutoff=4.0, max_z=10, output_head="scalar",
+        output_key="gap",
+    ).double()  # fmt: skip
+    property_model.metadata = {"units": {"gap": "eV", "length": "Å"}}
+    key = cache_key(property_model)
+    process = start_build(FastPathCache(), key, property_model, "gap model")
+    assert process.wait(timeout=300) == 1
+    assert "only energy models" in FastPathCache().failure(key)
+    assert not list(FastPathCache().staging.iterdir())  # its job folder (model file) removed
 
 
 def test_least_recently_used_entries_are_evicted_past_the_bound(tmp_path: Path) -> None:

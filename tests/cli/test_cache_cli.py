@@ -17,7 +17,7 @@ from visnet.accel.cache import FastPathCache
 from visnet.cli import main as visnet_main
 from visnet.cli.md import build_parser as md_parser
 from visnet.cli.md import config_from_args
-from visnet.io.model_files import save_model
+from visnet.io.model_files import load_model, save_model
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +30,7 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def fake_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     def fake_export(model_file: Path, package: Path, dtype: torch.dtype, device: torch.device) -> None:
-        package.write_bytes(b"not really a package" * 50)
+        package.write_bytes(repr(load_model(model_file).hparams).encode() * 50)  # reads the job's model file
 
     monkeypatch.setattr(vbuild, "export_file", fake_export)
 

@@ -14,7 +14,7 @@ from conftest import REPO
 from visnet.cli import main as visnet_main
 from visnet.cli.main import USAGE
 
-COMMANDS = ("fit", "validate", "test", "predict", "evaluate", "md", "export", "plot", "label", "explain")
+COMMANDS = ("fit", "validate", "test", "predict", "evaluate", "md", "export", "cache", "plot", "label", "explain")
 
 # command -> options its --help must name
 HELP_NAMES = {
@@ -23,8 +23,9 @@ HELP_NAMES = {
     "test": ("--config", "--ckpt_path"),
     "predict": ("--smiles", "--input", "--model", "--output", "--errors", "--config"),
     "evaluate": ("--model", "--data", "--split", "--out", "--max-structures"),
-    "md": ("--ensemble", "--temperature", "--steps", "--model", "--check-nve", "--output-dir"),
+    "md": ("--ensemble", "--temperature", "--steps", "--model", "--check-nve", "--output-dir", "--accel"),
     "export": ("model", "output", "--dtype", "--device"),
+    "cache": ("list", "build", "clear"),
     "plot": ("runs",),
     "label": ("input", "output", "--method", "--calculator", "--workers", "--charge"),
     "explain": ("structure", "--model", "--property", "--method", "--output-dir", "--max-frames"),
@@ -75,6 +76,7 @@ def _user_errors(tmp: Path) -> dict[str, tuple[list[str], str]]:
         ),
         "md": (["md", "ethanol", "--max-drift", "0.1", "--output-dir", str(tmp / "md")], "--max-drift needs"),
         "export": (["export", str(tmp / "nope.pt"), str(tmp / "x.pt2")], "nope.pt"),
+        "cache": (["cache", "build", str(tmp / "nope.pt")], "nope.pt"),
         "plot": (["plot", str(tmp / "missing_run")], "is not a folder"),
         "label": (["label", str(tmp / "missing.xyz"), str(tmp / "out.extxyz")], "missing.xyz does not exist"),
         "explain": (["explain", str(tmp / "missing.xyz"), "--output-dir", str(tmp / "x")], "missing.xyz"),

@@ -418,6 +418,8 @@ class FastPathCache:
     def _clean_staging(self) -> None:
         """Remove staging folders of builds whose process is gone (killed mid-build)."""
         for folder in _subfolders(self.staging, hidden=True):
+            if folder.name.startswith("job."):
+                continue  # a build's job (model file): removed by its build, or when an hour old
             parts = folder.name.split(".")
             pid = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
             if pid is None or not _alive(pid):
