@@ -206,7 +206,7 @@ def md_rate(model: Any, steps: int, warmup: int) -> dict[str, float]:
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
     atoms = aspirin_structure()
-    atoms.calc = visnet.ViSNetCalculator(model=model, dtype="float32")
+    atoms.calc = visnet.ViSNetCalculator(model=model, dtype="float32", accel="eager")  # the form given, as it is
     MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
     dyn = Langevin(atoms, 0.5 * units.fs, temperature_K=300, friction=0.01 / units.fs, rng=np.random.default_rng(1))
     inside = [0.0]

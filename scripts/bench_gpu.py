@@ -105,7 +105,8 @@ def ase_md_ms(model, atoms, device: str, steps: int, compile: bool) -> float:
     from ase.md.verlet import VelocityVerlet
 
     atoms = atoms.copy()
-    atoms.calc = visnet.ViSNetCalculator(model=model, device=device, dtype="float32", compile=compile)
+    accel = "compile" if compile else "eager"
+    atoms.calc = visnet.ViSNetCalculator(model=model, device=device, dtype="float32", accel=accel)
     dyn = VelocityVerlet(atoms, timestep=0.5 * units.fs)
     dyn.run(2)
     sync(device)

@@ -44,6 +44,7 @@ def benzene_box(nx: int = 6, ny: int = 5, nz: int = 3) -> Atoms:
 
 def steps_per_second(atoms: Atoms, dtype: str, steps: int) -> float:
     config = MDConfig(
+        accel="eager",  # the eager model throughout (accel="auto" could switch mid-run: scripts/bench_accel.py)
         ensemble="langevin",
         temperature=300,
         steps=steps,
@@ -68,7 +69,7 @@ def calculator_overhead(atoms: Atoms, repeats: int = 50) -> tuple[float, float]:
     model = load_model("default", dtype="float64")
     z = torch.as_tensor(atoms.numbers)
     pos = torch.as_tensor(atoms.positions)
-    calc = ViSNetCalculator(model=model)
+    calc = ViSNetCalculator(model=model, accel="eager")
     atoms = atoms.copy()
     atoms.calc = calc
 
@@ -86,6 +87,7 @@ def calculator_overhead(atoms: Atoms, repeats: int = 50) -> tuple[float, float]:
 
 def nve_drift(dtype: str, steps: int) -> str:
     config = MDConfig(
+        accel="eager",
         structure="aspirin",
         ensemble="nve",
         temperature=300,
