@@ -29,7 +29,7 @@ from visnet.prediction.relax import relax_structures, relaxation_model
 from visnet.prediction.results import Prediction
 from visnet.structures.batching import batch_inputs, find_faulty, split_outputs
 
-__all__ = ["PropertyModel", "load_property_models", "predict"]
+__all__ = ["PropertyModel", "evaluate_batch", "load_property_models", "make_result", "predict"]
 
 DEFAULT_BATCH_SIZE = 64
 # Inputs from which the progress bar shows when ``progress=None``.
@@ -70,7 +70,7 @@ def _evaluate(models: list[PropertyModel], atoms: list[Atoms], want: set[str]) -
     return merged
 
 
-def _evaluate_batch(models: list[PropertyModel], batch: list[PendingStructure], want: set[str], errors: str) -> None:
+def evaluate_batch(models: list[PropertyModel], batch: list[PendingStructure], want: set[str], errors: str) -> None:
     """Fill ``s.info["properties"]`` for the batch. On failure: with errors="raise" name the
     structure at fault (``visnet.structures.batching.find_faulty``); with "skip" evaluate the structures one
     by one and record the error of each that fails."""
@@ -84,7 +84,7 @@ def _evaluate_batch(models: list[PropertyModel], batch: list[PendingStructure], 
             raise find_faulty(batch, run_one, err, lambda _, s: s.label, catch=_MODEL_ERRORS) from None
         else:
             for s in batch:
-                _evaluate_batch(models, [s], want, errors)
+                evaluate_batch(models, [s], want, errors)
         return
     for s, props in zip(batch, values):
         s.info["properties"] = props
@@ -95,7 +95,8 @@ def _batches(items: list[PendingStructure], size: int) -> Iterator[list[PendingS
         yield items[start : start + size]
 
 
-def _result(index: int, s: PendingStructure, units: dict[str, str]) -> Prediction:
+def make_result(index: int, s: PendingStructure, units: dict[str, str]) -> Prediction:
+    """The ``Prediction`` of structure ``s`` (result ``index``; ``units``: property -> unit)."""
     props = s.info.pop("properties", {}) if s.error is None else {}
     info = {k: v for k, v in s.info.items() if k != "properties"}
     return Prediction(
@@ -188,7 +189,7 @@ def predict(
     _announce_calls(models, sum(s.error is None for s in structures), batch_size)
     _predict_all(models, structures, want, batch_size, errors, show)
     units = {name: spec.unit for m in models for name, spec in m.outputs.items()}
-    return [_result(k, s, units) for k, s in enumerate(structures)]
+    return [make_result(k, s, units) for k, s in enumerate(structures)]
 
 
 def _announce_calls(models: list[PropertyModel], count: int, batch_size: int) -> None:
@@ -216,5 +217,5 @@ def _predict_all(
     good = [s for s in structures if s.error is None]
     with tqdm(total=len(good), desc="predicting", unit="mol", disable=not progress) as bar:
         for batch in _batches(good, batch_size):
-            _evaluate_batch(models, batch, want, errors)
+            evaluate_batch(models, batch, want, errors)
             bar.update(len(batch))
