@@ -439,6 +439,23 @@ def test_two_models_of_one_key_build_once_and_both_switch() -> None:
     assert first.wait(10) and second.wait(10)
 
 
+def test_systems_too_large_for_an_unsliced_graph_run_eagerly_after_the_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = auto_model(ThreadLauncher())
+    call(model), call(model)
+    assert model.wait(10)
+    fast_calls = []
+    model._fast.register_forward_pre_hook(lambda *args: fast_calls.append(1))
+    z, pos = ethanol_inputs()
+    neighbors = visnet.neighbors.radius_graph(pos, model.cutoff, self_loops=True)
+    model(z, pos, neighbors=neighbors), model(z, pos)
+    assert len(fast_calls) == 2
+    monkeypatch.setattr(vauto, "EXPORTED_EDGE_BYTES", 1.0)  # every edge list is too large now
+    monkeypatch.setattr(vauto, "LARGE_ATOMS", 3)
+    eager_calls = model.calls
+    model(z, pos, neighbors=neighbors), model(z, pos)
+    assert len(fast_calls) == 2 and model.calls == eager_calls + 2
+
+
 def test_copies_start_afresh() -> None:
     model = auto_model(ThreadLauncher())
     call(model), call(model)

@@ -45,6 +45,11 @@ from visnet.neighbors import NeighborList
 __all__ = ["BUILD_SECONDS_ENV", "AutoPolicy", "AutoViSNet", "FastPathWarning", "exportable"]
 
 BUILD_SECONDS_ENV = "VISNET_ACCEL_BUILD_SECONDS"
+# An exported graph holds every edge's activations at once (it does not slice edges): calls whose
+# edge activations would pass this many bytes run eagerly (the eager model slices), as in
+# visnet.accel.compile; without a neighbour list to count, systems above LARGE_ATOMS do.
+EXPORTED_EDGE_BYTES = 2e9
+LARGE_ATOMS = 2000
 
 
 class FastPathWarning(UserWarning):
@@ -255,7 +260,7 @@ class AutoViSNet(nn.Module):
             inputs_checked=inputs_checked,
         )  # fmt: skip
         self.total_calls += 1
-        if self._fast is not None:
+        if self._fast is not None and self._fits(z, neighbors):
             return self._fast(*args, **options)
         start = time.perf_counter()
         out = self.model(*args, **options)
@@ -265,6 +270,16 @@ class AutoViSNet(nn.Module):
         if self.state != "off":
             self._advance()  # after the call: its time counts; a package found is used from the next call
         return out
+
+    def _fits(self, z: Tensor, neighbors: NeighborList | None) -> bool:
+        """Whether the exported graph may take this call (see ``EXPORTED_EDGE_BYTES``)."""
+        if neighbors is None:
+            return z.numel() <= LARGE_ATOMS
+        with torch.enable_grad():  # edge_chunk sizes a forces call
+            chunk = self.model.representation_model.edge_chunk(
+                neighbors.edge_index.size(1), self.model.dtype, budget=EXPORTED_EDGE_BYTES
+            )
+        return chunk is None
 
     # ----------------------------------------------------------------- the policy
     def expected_seconds(self) -> float:
