@@ -2,9 +2,10 @@
 
 The rule (``AutoPolicy``; README "The fastest form by default"):
 
-* The job's eager time is estimated after its second call: the time spent so far plus the last
-  call's time × the calls the caller announced (``expect_calls``: an MD run's steps, a prediction's
-  batches); without an announcement, the time spent so far.
+* The job's eager time is estimated from its calls so far: the time spent plus the last call's
+  time × the calls the caller announced (``expect_calls``: an MD run's steps, a prediction's
+  batches); without an announcement, the time spent so far. Loading a cached package is decided
+  from the first call on (it is cheap), building one from the second (the first carries one-off costs).
 * At ``load_seconds`` (default 2 s) it looks in the cache (``visnet.accel.cache``): a package
   for this model, dtype, device, torch and machine is loaded in a background thread and used from
   the call after it is ready. A single energy call never pays the ~1–2 s of CPU a load costs.
@@ -235,7 +236,7 @@ class AutoViSNet(nn.Module):
 
     def expect_calls(self, calls: int) -> None:
         """Announce that the job will make about ``calls`` more calls (an MD run's steps, a
-        prediction's batches): the policy then judges the whole job after its second call."""
+        prediction's batches): the policy then judges the whole job from its first calls."""
         self.planned_calls = self.calls + max(int(calls), 0)
 
     # ----------------------------------------------------------------- the call
@@ -282,10 +283,11 @@ class AutoViSNet(nn.Module):
         return chunk is None
 
     # ----------------------------------------------------------------- the policy
-    def expected_seconds(self) -> float:
+    def expected_seconds(self, after_calls: int = 2) -> float:
         """The job's expected eager time: spent so far plus the announced remaining calls at the
-        last call's time (0 before the second call: the first carries one-off costs)."""
-        if self.calls < 2:
+        last call's time; 0 before ``after_calls`` calls (the first carries one-off costs, so it
+        overestimates: enough to decide a cheap load, not a build)."""
+        if self.calls < after_calls:
             return 0.0
         remaining = max((self.planned_calls or 0) - self.calls, 0)
         return self.eager_seconds + self.last_call_seconds * remaining
@@ -304,8 +306,7 @@ class AutoViSNet(nn.Module):
                 self._give_up(f"{type(err).__name__}: {err}")
 
     def _decide(self) -> None:
-        expected = self.expected_seconds()
-        if expected < self.policy.load_seconds:
+        if self.expected_seconds(after_calls=1) < self.policy.load_seconds:
             return
         if self._key is None:
             self._key = cache_key(self.model)
@@ -313,7 +314,7 @@ class AutoViSNet(nn.Module):
         if package is not None:
             self._start_loading(package)
             return
-        if expected < self.policy.build_seconds:
+        if self.calls < 2 or self.expected_seconds() < self.policy.build_seconds:
             return
         failed = self.cache.failure(self._key)
         if failed:
