@@ -165,7 +165,7 @@ class AutoViSNet(nn.Module):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        super().__setstate__(state)
         keep = self.calls, self.eager_seconds, self.last_call_seconds, self.planned_calls
         self._reset()
         self.calls, self.eager_seconds, self.last_call_seconds, self.planned_calls = keep
