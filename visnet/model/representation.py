@@ -13,9 +13,11 @@ from visnet.model.norms import VECTOR_NORM_EPS
 from visnet.model.radial import RBF_CLASSES, make_cutoff
 
 # Inference on systems whose per-edge activations would exceed this (bytes) processes the edges of
-# each layer in slices of about this size and recomputes each slice in the backward pass: peak
-# memory stays ~constant in system size, for ~30 % more time. Training (double backward) never does.
-# Entry points that run such systems should also call ``visnet.model.allocator.use_fixed_mmap_threshold``.
+# each layer in slices, recomputed in the backward pass: peak memory grows with the system, not with
+# E x M x H per layer. Frozen weights (the resolver's models, compiled and exported forms) go through
+# the sliced-edge operator (``visnet.model.sliced_edges``, ``message_passing.SLICE_EDGES`` edges per
+# slice); weights that need gradients through checkpointed slices of about this many bytes.
+# Training (double backward) never slices.
 EDGE_CHUNK_BYTES = 5e8
 # Activations autograd keeps per edge and layer, in units of H values: ~24 (E, H)-sized tensors
 # (attention, gates, messages, edge-update operands) plus ~6 (E, M, H) ones; ~37 measured for lmax 1.
@@ -88,6 +90,8 @@ class ViSNetRepresentation(nn.Module):
             )
             for i in range(num_layers)
         )
+        # None: slice the edges of large systems (``edge_chunk``); True / False: always / never.
+        self.slice_edges: bool | None = None
         self.out_norm = nn.LayerNorm(hidden_channels)
         self.vec_out_norm = VecLayerNorm(
             hidden_channels, trainable=trainable_vecnorm, norm_type=vecnorm_type, norm_eps=vector_norm_eps
@@ -123,7 +127,7 @@ class ViSNetRepresentation(nn.Module):
         x = self.neighbor_embedding(z, x, edge_index[:, not_loop], rbf[not_loop], cutoff[not_loop])
         f_ij = self.edge_embedding(edge_index, rbf, x)
         vec = torch.zeros(x.size(0), self.num_vectors, x.size(1), dtype=x.dtype, device=x.device)
-        chunk = None if torch.compiler.is_compiling() else self.edge_chunk(edge_index.size(1), x.dtype)
+        chunk = self.edge_chunk(edge_index.size(1), x.dtype)
         for layer in self.vis_mp_layers:
             dx, dvec, df_ij = layer(
                 x, vec, edge_index, cutoff, f_ij, d_ij, edge_chunk=chunk, recompute=chunk is not None
@@ -135,15 +139,22 @@ class ViSNetRepresentation(nn.Module):
         return self.out_norm(x), self.vec_out_norm(vec)
 
     def edge_chunk(self, num_edges: int, dtype: torch.dtype, budget: float | None = None) -> int | None:
-        """Edges per slice when the edge activations of a forces call (bytes, as counted here)
-        would exceed ``budget`` (default ``EDGE_CHUNK_BYTES``), else None. Never in training, where forces need the
-        double-backward graph. A compiled graph never slices (``visnet.accel.compile`` runs systems
-        above its own budget eagerly instead)."""
-        if self.training or not torch.is_grad_enabled():
+        """Edges per slice when the edge activations of a call (bytes, as counted here) would exceed
+        ``budget`` (default ``EDGE_CHUNK_BYTES``), else None. Never in training, where forces need the
+        double-backward graph. ``slice_edges`` True or False overrides the size test (``visnet.accel.export``
+        traces one graph of each kind). Under ``torch.compile`` the size test is a guard: systems
+        above the budget get a graph of their own, which slices."""
+        if self.training or self.slice_edges is False:
             return None
+        chunk = self.slice_threshold(dtype, budget)
+        if self.slice_edges is None and num_edges <= chunk:
+            return None
+        return chunk
+
+    def slice_threshold(self, dtype: torch.dtype, budget: float | None = None) -> int:
+        """Edges whose activations (as counted here) fill ``budget`` bytes (default ``EDGE_CHUNK_BYTES``):
+        calls with more edges slice them (``edge_chunk``)."""
         per_edge = SCALAR_ACTIVATIONS_PER_EDGE + VECTOR_ACTIVATIONS_PER_EDGE * self.num_vectors
         per_edge *= self.hidden_channels * torch.empty((), dtype=dtype).element_size()
         budget = EDGE_CHUNK_BYTES if budget is None else budget
-        if num_edges * per_edge <= budget:
-            return None
         return max(1, int(budget // per_edge))
