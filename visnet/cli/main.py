@@ -31,6 +31,7 @@ commands:
   export     AOTInductor package of a model: visnet export model.pt model.pt2
   cache      the fast-path cache of exported packages: visnet cache list | build MODEL | clear
   plot       learning curves (PNG) of run folders: visnet plot runs/<name>
+  lammps     run a LAMMPS input with a ViSNet potential (mpiexec -n K visnet lammps in.lmp --model M)
   label      energies and forces by GFN2-xTB or an ASE calculator: visnet label IN OUT.extxyz
   explain    per-atom explanation of a prediction (CSV, 2D/3D pictures): visnet explain aspirin
 
@@ -46,6 +47,7 @@ COMMANDS = {
     "export": "visnet.cli.export",
     "cache": "visnet.cli.cache",
     "plot": "visnet.cli.plot",
+    "lammps": "visnet.cli.lammps",
     "label": "visnet.cli.label",
     "explain": "visnet.cli.explain",
 }
