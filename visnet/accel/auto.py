@@ -358,9 +358,18 @@ class AutoViSNet(nn.Module):
             self._give_up(reason)
 
     def _start_loading(self, package: Path) -> None:
-        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="visnet-load")
-        self._loading = executor.submit(self.loader, package, self.model.device, self.model.dtype)
-        executor.shutdown(wait=False)
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        device, dtype = self.model.device, self.model.dtype
+
+        def load() -> None:
+            try:
+                future.set_result(self.loader(package, device, dtype))
+            except BaseException as err:  # handed to _finish_loading
+                future.set_exception(err)
+
+        # a daemon thread: a run that ends while its package is still loading exits at once
+        threading.Thread(target=load, name="visnet-load", daemon=True).start()
+        self._loading = future
         self._loading_path = package
         self.state = "loading"
 
