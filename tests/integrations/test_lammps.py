@@ -290,3 +290,25 @@ def test_two_ranks_equal_one_at_every_step(tmp_path):
         np.testing.assert_allclose(two["energy"], one["energy"], rtol=ENERGY_RTOL)
         np.testing.assert_allclose(two["forces"], one["forces"], rtol=0, atol=FORCE_ATOL)
         np.testing.assert_allclose(two["virial"], one["virial"], rtol=1e-9, atol=1e-9)
+
+
+def test_visnet_lammps_runs_an_input_file(tmp_path, capsys):
+    from visnet.cli.main import main
+
+    lmp = new_lammps()
+    create_atoms(lmp, ethanol_box())
+    lmp.command(f"write_data {tmp_path / 'box.data'} nocoeff")
+    script = tmp_path / "in.lmp"
+    script.write_text(
+        f"units metal\natom_style atomic\nread_data {tmp_path / 'box.data'}\n"
+        "fix nve all nve\ntimestep 0.0005\nthermo 1\n"
+        f"run 2\nwrite_dump all custom {tmp_path / 'f.dump'} id fx fy fz modify sort id\n"
+    )
+    assert main(["lammps", str(script), "--elements", "C", "O", "H", "--log", "none", "--quiet"]) == 0
+    forces = np.loadtxt(tmp_path / "f.dump", skiprows=9)[:, 1:]
+    assert np.abs(forces).max() > 0.1  # the model's forces, not the zero pair style's
+
+    bad = tmp_path / "bad.lmp"
+    bad.write_text("units lj\natom_style atomic\nregion b block 0 5 0 5 0 5\ncreate_box 1 b\nmass 1 1.0\nrun 1\n")
+    assert main(["lammps", str(bad), "--log", "none", "--quiet"]) == 2
+    assert "visnet: error: LAMMPS 'units lj' is not supported" in capsys.readouterr().err
