@@ -2,7 +2,8 @@
 
 Public API: ``ViSNet``, ``save_model``, ``load_model``, ``from_pyg``,
 ``radius_graph``, ``ViSNetCalculator``, ``predict`` (with ``Prediction``, ``results_to_table``,
-``to_dataframe``, ``write_csv``, ``write_json``); compiled inference: ``compile_model``, ``export_model``
+``to_dataframe``, ``write_csv``, ``write_json``), ``screen`` (``predict`` over collections too large
+for memory: streamed, sharded, resumable, data-parallel); compiled inference: ``compile_model``, ``export_model``
 / ``load_exported`` (AOTInductor ``.pt2`` packages).
 """
 
@@ -19,6 +20,7 @@ from visnet.model import ViSNet
 from visnet.neighbors import NeighborList, radius_graph
 from visnet.prediction.predict import predict
 from visnet.prediction.results import Prediction, results_to_table, to_dataframe, write_csv, write_json
+from visnet.prediction.screen import ScreenSummary, screen
 
 _deprecated.install()  # old module paths (before 0.2) keep importing, with a warning
 
@@ -26,6 +28,7 @@ __all__ = [
     "Explanation",
     "NeighborList",
     "Prediction",
+    "ScreenSummary",
     "ViSNet",
     "ViSNetCalculator",
     "__version__",
@@ -39,6 +42,7 @@ __all__ = [
     "radius_graph",
     "results_to_table",
     "save_model",
+    "screen",
     "to_dataframe",
     "write_csv",
     "write_json",

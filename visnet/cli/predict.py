@@ -6,20 +6,26 @@
     visnet predict CCO --model energy.pt --model dipole.pt
 
 Writes CSV (``.csv``) or JSON with forces and geometries (``.json``) atomically; without
-``--output`` prints a table. ``visnet predict --config configs/<name>.yaml`` is LightningCLI's
+``--output`` prints a table. Files, directories and globs with ``--output`` a ``.csv``, ``.parquet``
+or ``.extxyz`` file are screened instead (``visnet.screen``: streamed, sharded, resumable, over
+``--devices`` processes): ``visnet predict "frames/*.xyz" --output results.parquet --devices 2``. ``visnet predict --config configs/<name>.yaml`` is LightningCLI's
 predict on a data set instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
 from visnet.files.paths import refuse_folder
 from visnet.inference.resolve import ACCEL_CHOICES
+from visnet.prediction.collection import is_collection_item
 from visnet.prediction.results import Prediction, results_to_table, write_csv, write_json
+from visnet.prediction.screen import DEFAULT_CHUNK_SIZE, ScreenSummary
+from visnet.prediction.screen_output import OUTPUT_SUFFIXES
 
 # Columns left out of the printed table (kept in files, as are dipole vector components).
 _HIDDEN = ("index", "input", "source", "frame", "smiles")
@@ -62,6 +68,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--relax", action="store_true", help="relax each structure with the energy model first")
     parser.add_argument("--seed", type=int, default=0, help="RDKit embedding seed for SMILES")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    screening = parser.add_argument_group(
+        "screening (files, directories or globs with --output .csv/.parquet/.extxyz: streamed, sharded, resumable)"
+    )
+    screening.add_argument("--devices", type=int, default=1, help="processes (GPUs) per node (Lightning DDP)")
+    screening.add_argument("--num-nodes", type=int, default=1, help="nodes (under SLURM or torchrun)")
+    screening.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE, help="structures per shard")
+    screening.add_argument("--keep-shards", action="store_true", help="keep <output>.shards/ after the output")
     return parser.parse_args(argv)
 
 
@@ -116,6 +129,66 @@ def write_results(results: list[Prediction], path: str) -> Path:
     raise ValueError(f"--output {path}: use a .csv or .json file name")
 
 
+def screens(args: argparse.Namespace) -> bool:
+    """The screening path: ``--output`` is a .csv/.parquet/.extxyz file and every input is a
+    file, directory or glob (no SMILES or molecule names).
+
+    Raises:
+        ValueError: screening options (--devices, --num-nodes, .parquet/.extxyz) without it.
+    """
+    inputs = [*args.inputs, *args.input]
+    suffix = Path(args.output).suffix.lower() if args.output else ""
+    eligible = bool(inputs) and not args.smiles and not args.smiles_file and all(map(is_collection_item, inputs))
+    if eligible and suffix in OUTPUT_SUFFIXES:
+        # without pyarrow (the ``screen`` extra) a CSV is written in memory, as before screening existed
+        return suffix != ".csv" or importlib.util.find_spec("pyarrow") is not None
+    if suffix in (".parquet", ".extxyz") or args.devices != 1 or args.num_nodes != 1:
+        raise ValueError(
+            "--devices, --num-nodes and .parquet/.extxyz outputs screen files, directories or globs: "
+            "give only those, with --output results.csv|.parquet|.extxyz"
+        )
+    return False
+
+
+def run_screen(args: argparse.Namespace) -> ScreenSummary:
+    """Screen the parsed arguments' files into ``args.output`` (``visnet.screen``)."""
+    from visnet.prediction.screen import screen
+
+    names = args.model or ["default"]
+    return screen(
+        [*args.inputs, *(Path(p) for p in args.input)],
+        args.output,
+        model=names[0] if len(names) == 1 else names,
+        properties=args.properties,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        devices=args.devices,
+        num_nodes=args.num_nodes,
+        device=args.device,
+        dtype=args.dtype,
+        accel=args.accel,
+        trust_package=args.trust_package,
+        relax=args.relax,
+        progress=False if args.no_progress else None,
+        keep_shards=args.keep_shards,
+    )
+
+
+def report_screen(summary: ScreenSummary) -> int:
+    """Print what a screen wrote (rank 0 only); 1 when every structure failed, else 0."""
+    if summary.output is None:
+        return 0
+    print(
+        f"{summary.structures - summary.failed} of {summary.structures} structures predicted; results written to {summary.output}"
+    )
+    if summary.errors_file is not None:
+        print(
+            f"visnet predict: {summary.failed} structure(s) without results, listed in {summary.errors_file}",
+            file=sys.stderr,
+        )
+    return 1 if summary.structures and summary.failed == summary.structures else 0
+
+
 def run(args: argparse.Namespace) -> list[Prediction]:
     """Predict for the parsed arguments; returns the results."""
     from visnet.prediction.predict import predict
@@ -147,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``visnet predict``; returns 0, or 1 when every structure failed (bad input reaches
     ``visnet.cli.main``'s error boundary: one line, exit code 2)."""
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    if screens(args):
+        return report_screen(run_screen(args))
     results = run(args)
     if args.output:
         path = write_results(results, args.output)
