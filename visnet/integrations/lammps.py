@@ -51,7 +51,7 @@ from visnet.integrations.lammps_domain import DomainMode, receptive_field
 from visnet.integrations.lammps_gather import Contribution, GatherMode
 from visnet.integrations.lammps_library import load_lammps
 
-__all__ = ["LAMMPS_UNITS", "MODES", "ViSNetLammps", "load_lammps", "type_numbers"]
+__all__ = ["LAMMPS_UNITS", "MODES", "ViSNetLammps", "load_lammps", "model_accel", "type_numbers"]
 
 # LAMMPS energy units per eV of each supported ``units`` style (lengths are Å in both).
 LAMMPS_UNITS = {"metal": 1.0, "real": ase_units.mol / ase_units.kcal}
@@ -72,7 +72,10 @@ class ViSNetLammps:
             each type's mass names its element.
         dtype: "float64" (default) or "float32". device: torch device (None: CUDA when available).
         mode: "auto", "gather" or "domain" (see the module docstring).
-        compile: run the model through ``visnet.compile_model`` (the fast path; compiles on the first step).
+        accel: the form the model runs in (``visnet.inference.resolve.ACCEL_CHOICES``). None: "auto"
+            in gather mode (the fast path: eager until its exported package is ready, as
+            ``ViSNetCalculator``), "eager" in domain mode, which differentiates per-atom energies
+            in Python and takes only "eager".
         trust_package: load an exported package not built on this machine (it runs native code).
         fix_id: ID of the ``fix external`` (and prefix of the halt fix and its variables).
 
@@ -91,7 +94,7 @@ class ViSNetLammps:
         dtype: str | torch.dtype = "float64",
         device: str | torch.device | None = None,
         mode: str = "auto",
-        compile: bool = False,
+        accel: str | None = None,
         trust_package: bool = False,
         fix_id: str = "visnet",
     ) -> None:
@@ -100,15 +103,20 @@ class ViSNetLammps:
         self.lmp = lmp
         self.fix_id = fix_id
         self.energy_unit = lammps_energy_unit(lmp)
-        self.engine = resolve_model(
-            model, device=device, dtype=dtype, compile=compile, trust_package=trust_package, purpose=ENGINE_PURPOSE
-        )
-        self.type_numbers = type_numbers(lmp, elements, self.engine.info.elements)
         ranks = int(lmp.extract_setting("world_size"))
         self.comm = lmp.get_mpi_comm() if ranks > 1 else None
         if ranks > 1 and self.comm is None:
             raise ValueError(f"LAMMPS runs on {ranks} MPI ranks: ViSNet needs mpi4py there (pip install mpi4py)")
         self.mode = ("gather" if ranks == 1 else "domain") if mode == "auto" else mode
+        self.engine = resolve_model(
+            model,
+            device=device,
+            dtype=dtype,
+            accel=model_accel(self.mode, accel),
+            trust_package=trust_package,
+            purpose=ENGINE_PURPOSE,
+        )
+        self.type_numbers = type_numbers(lmp, elements, self.engine.info.elements)
         self._gather = GatherMode(self.engine, self.type_numbers)
         self._domain = DomainMode(self.engine, self.type_numbers) if self.mode == "domain" else None
         self.error: Exception | None = None
@@ -195,6 +203,22 @@ class ViSNetLammps:
         if self.error is None:
             self.error = err if isinstance(err, ValueError) else ValueError(f"ViSNet force call failed: {err!r}")
         self.lmp.set_string_variable(f"{self.fix_id}_failed", "1")
+
+
+def model_accel(mode: str, accel: str | None) -> str:
+    """The ``accel`` form for ``mode``: None is "auto" in gather mode and "eager" in domain mode.
+
+    Raises:
+        ValueError: domain mode with a form other than "eager" (it needs per-atom energy gradients).
+    """
+    if accel is None:
+        return "auto" if mode == "gather" else "eager"
+    if mode == "domain" and accel != "eager":
+        raise ValueError(
+            f"mode='domain' differentiates per-atom energies in Python and runs the model eagerly: "
+            f"accel={accel!r} is for mode='gather' (or leave accel unset)"
+        )
+    return accel
 
 
 def lammps_energy_unit(lmp: Any) -> float:
