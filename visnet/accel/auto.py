@@ -378,9 +378,11 @@ class AutoViSNet(nn.Module):
             return
         try:
             fast = self._loading.result()
-        except Exception as err:
-            self.cache.discard(self._key)  # a package that does not load is rebuilt next time
-            self._give_up(f"its cached package did not load ({type(err).__name__}: {err})")
+        except Exception as err:  # an intact package that does not load here: not rebuilt for a day
+            reason = f"its cached package did not load ({type(err).__name__}: {err})"
+            self.cache.discard(self._key)
+            self.cache.record_failure(self._key, reason)
+            self._give_up(reason)
             return
         if content_hash(self.model) != self._key.content:  # the weights changed since the key
             self._key, self.state = None, "eager"

@@ -340,7 +340,7 @@ class FastPathCache:
                 self._stage_and_install(key, model_file, export, label, start)
         except Exception as err:  # any fault of the build: the caller runs eagerly
             reason = _one_line(err)
-            self._record_failure(key, reason)
+            self.record_failure(key, reason)
             return BuildOutcome("failed", reason)
         with contextlib.suppress(OSError):
             self.failure_path(key).unlink(missing_ok=True)
@@ -411,7 +411,8 @@ class FastPathCache:
             shutil.rmtree(extra, ignore_errors=True)
         return count
 
-    def _record_failure(self, key: CacheKey, reason: str) -> None:
+    def record_failure(self, key: CacheKey, reason: str) -> None:
+        """Remember why ``key`` could not be built or used (``failure`` reports it for a day)."""
         with contextlib.suppress(OSError):  # a full disk may refuse even this: the reason is returned anyway
             atomic_write_text(self.failure_path(key), json.dumps({"reason": reason, "time": time.time()}))
 
