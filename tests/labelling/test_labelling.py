@@ -171,3 +171,13 @@ def test_old_labels_of_the_input_are_replaced(tmp_path: Path) -> None:
     out = read(tmp_path / "out.extxyz")
     assert abs(out.get_potential_energy() - _direct(water).get_potential_energy()) < ENERGY_TOL
     assert "energy" not in out.info and "forces" not in out.arrays
+
+
+def test_the_command_labels_and_prints_one_summary_line(tmp_path: Path, capsys) -> None:
+    from visnet.cli import main as visnet_main
+
+    write(tmp_path / "in.xyz", _molecules())
+    code = visnet_main(["label", str(tmp_path / "in.xyz"), str(tmp_path / "out.extxyz"), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0 and out == f"labelled 3 frames -> {tmp_path / 'out.extxyz'}\n"
+    assert len(read(tmp_path / "out.extxyz", ":")) == 3
