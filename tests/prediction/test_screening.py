@@ -170,6 +170,10 @@ def test_unreadable_frames_are_listed_and_the_run_goes_on(model_file, tmp_path):
     energies = [float(r["energy [eV]"]) for r in rows if not r["error"]]
     np.testing.assert_allclose(energies, [r["energy"] for r in good], atol=1e-12)
     assert visnet_main(["predict", str(frames), "--model", str(model_file), "--output", str(out), "--no-progress"]) == 0
+    visnet.screen([frames, junk], tmp_path / "results.extxyz", model=model_file, chunk_size=3, progress=False)
+    written = read(tmp_path / "results.extxyz", ":")  # a row without atoms is an empty frame with its error
+    assert [len(a) for a in written] == [int(r["num_atoms"]) for r in rows]
+    assert "cannot read this frame" in written[1].info["error"] and "error" not in written[0].info
 
 
 class _Stop(Exception):

@@ -218,13 +218,15 @@ def screen(
         },
     }
     store = ShardStore.open(shards_folder(output), run, lambda: make_plan(files, chunk_size))
+    place = resolve_device(device)
+    reuse = models if place.type == "cpu" and form == "eager" else None  # else each rank resolves its own
     return _run(
         store,
         options,
         layout,
         output,
-        models,
-        resolve_device(device),
+        reuse,
+        place,
         devices,
         num_nodes,
         progress,
@@ -238,7 +240,7 @@ def _run(
     options: ScreenOptions,
     layout: Any,
     output: Path,
-    models: list[PropertyModel],
+    models: list[PropertyModel] | None,
     device: torch.device,
     devices: int,
     num_nodes: int,
@@ -271,7 +273,7 @@ def _run(
                 layout,
                 lambda n: bar.update(n - bar.n),
                 on_shard,
-                models if device.type == "cpu" else None,
+                models,
             )
             trainer.predict(module, return_predictions=False)
     rank, world = trainer.global_rank, trainer.world_size

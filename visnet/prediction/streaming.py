@@ -96,7 +96,7 @@ def read_chunk(plan: Plan, chunk: int) -> list[PendingStructure]:
     """The structures of ``chunk`` (``plan.chunk_range(chunk)``), in order.
 
     Raises:
-        RuntimeError: the files no longer hold what the plan counted (changed since it was made).
+        ValueError: the files no longer hold what the plan counted (changed during the run).
     """
     wanted = len(plan.chunk_range(chunk))
     out: list[PendingStructure] = []
@@ -105,5 +105,9 @@ def read_chunk(plan: Plan, chunk: int) -> list[PendingStructure]:
             break
         out.append(_structure(plan, file, frame, item))
     if len(out) != wanted:
-        raise RuntimeError(f"chunk {chunk}: found {len(out)} of its {wanted} structures; did the input files change?")
+        first = plan.files[plan.starts[chunk].file].path
+        raise ValueError(
+            f"chunk {chunk} (from {first}): found {len(out)} of its {wanted} structures; "
+            "the input files changed during the screen: delete its .shards folder to start over"
+        )
     return out
