@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from ase.calculators.fd import calculate_numerical_forces
 from helpers import small_model
 from scipy.spatial.transform import Rotation
@@ -21,14 +22,19 @@ def peptide():
     return peptide_from_sequence("APS", seed=2)
 
 
-def _calc(nonbonded="amber14") -> ViSNetCalculator:
-    return ViSNetCalculator(model=small_model(seed=3), fragmentation="ai2bmd", nonbonded=nonbonded, dtype="float64")
+def _calc(nonbonded="amber14", cutoff=12.0) -> ViSNetCalculator:
+    return ViSNetCalculator(
+        model=small_model(seed=3), fragmentation="ai2bmd", nonbonded=nonbonded, nonbonded_cutoff=cutoff, dtype="float64"
+    )
 
 
-@pytest.mark.parametrize("nonbonded", ["amber14", None])
-def test_forces_are_minus_gradient_of_assembled_energy(peptide, nonbonded) -> None:
+# cutoff 6 Å: many MM pairs sit near the cutoff of the 47-atom peptide (its extent is ~12 Å)
+@pytest.mark.parametrize(
+    ("nonbonded", "cutoff"), [("amber14", 12.0), ("amber14", 6.0), ("amber14", None), (None, 12.0)]
+)
+def test_forces_are_minus_gradient_of_assembled_energy(peptide, nonbonded, cutoff) -> None:
     atoms = peptide.copy()
-    atoms.calc = _calc(nonbonded)
+    atoms.calc = _calc(nonbonded, cutoff)
     forces = atoms.get_forces()
     # every atom that anchors or points a cap, plus side-chain and backbone atoms elsewhere
     units = atoms.calc.protein_units(atoms).units
@@ -72,6 +78,36 @@ def test_far_apart_chains_add_up(peptide) -> None:
     assert totals[2] == pytest.approx(totals[0] + totals[1], abs=1e-6)
 
 
+def test_cutoff_pairs_are_the_close_pairs_sharing_no_unit(peptide) -> None:
+    atoms = peptide.copy()
+    protein = _calc(cutoff=6.0).protein_units(atoms)
+    pos = torch.as_tensor(atoms.positions)
+    pairs = {tuple(p) for p in protein.mm_pairs(pos).tolist()}
+    shared = {tuple(p) for p in protein.excluded.tolist()}
+    n = len(atoms)
+    close = {(i, j) for i in range(n) for j in range(i + 1, n) if np.linalg.norm(pos[i] - pos[j]) < 6.0}
+    assert pairs == close - shared
+    assert len(pairs) > 100 and len(close & shared) > 100
+
+
+def test_cutoff_and_exact_mm_terms_agree_closely(peptide) -> None:
+    """At 12 Å the shifted-force term differs from the exact sum by a near-constant energy shift
+    (-2 k q_i q_j / r_c per pair at r << r_c), a constant force shift k q_i q_j / r_c^2 per pair and
+    the few pairs beyond 12 Å: measured here 3 % of a conformer energy change and 13 % of the
+    largest MM force."""
+    atoms = peptide.copy()
+    moved = atoms.copy()
+    moved.rattle(0.05, seed=1)
+    terms = {}
+    for cutoff in (None, 12.0):
+        protein = _calc(cutoff=cutoff).protein_units(atoms)
+        terms[cutoff] = [protein.nonbonded_terms(torch.as_tensor(a.positions)) for a in (atoms, moved)]
+    change = {c: float(t[1][0] - t[0][0]) for c, t in terms.items()}
+    assert change[12.0] == pytest.approx(change[None], rel=0.05)
+    exact, cut = terms[None][0][1], terms[12.0][0][1]
+    assert float((cut - exact).norm(dim=1).max()) < 0.2 * float(exact.norm(dim=1).max())
+
+
 def test_per_residue_and_per_atom_energies_sum_to_energy(peptide) -> None:
     atoms = peptide.copy()
     atoms.calc = _calc()
@@ -93,6 +129,9 @@ def test_single_residue_fragment_equals_whole_molecule() -> None:
 def test_bad_input_named(peptide) -> None:
     with pytest.raises(ValueError, match="fragmentation must be None or one of"):
         ViSNetCalculator(model=small_model(), fragmentation="fmo")
+    for bad in (0.0, -3.0, float("nan"), float("inf"), "12 Å"):
+        with pytest.raises(ValueError, match="nonbonded_cutoff must be a positive number of Å or None"):
+            ViSNetCalculator(model=small_model(), fragmentation="ai2bmd", nonbonded_cutoff=bad)
     atoms = peptide.copy()
     atoms.numbers[atoms.arrays["atomtypes"] == "OG"] = 16  # serine's O -> S (the model has max_z 10)
     atoms.calc = ViSNetCalculator(model="default", fragmentation="ai2bmd")

@@ -126,6 +126,8 @@ def test_visnet_md_fragmented_protein(tmp_path, pdb_lines) -> None:
                 str(path),
                 "--fragmentation",
                 "ai2bmd",
+                "--nonbonded-cutoff",
+                "9",
                 "--steps",
                 "4",
                 "--timestep",
@@ -137,3 +139,13 @@ def test_visnet_md_fragmented_protein(tmp_path, pdb_lines) -> None:
         )
     assert code in (0, None)
     assert any(out.iterdir())
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "nan", "twelve"])
+def test_visnet_md_bad_nonbonded_cutoff(tmp_path, pdb_lines, capsys, value) -> None:
+    from visnet.cli.main import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["md", str(_write(tmp_path, pdb_lines)), "--fragmentation", "ai2bmd", "--nonbonded-cutoff", value])
+    assert stop.value.code == 2
+    assert "--nonbonded-cutoff: a positive number of Å or 'none'" in capsys.readouterr().err

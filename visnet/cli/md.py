@@ -20,6 +20,7 @@ from visnet.dynamics.nve import MIN_DRIFT_SAMPLES
 from visnet.dynamics.runner import MDConfig, MDResult, run_md
 from visnet.files.paths import check_output_folder
 from visnet.inference.calculator import DEFAULT_SKIN
+from visnet.inference.fragmented import DEFAULT_NONBONDED_CUTOFF, check_nonbonded_cutoff
 from visnet.inference.resolve import ACCEL_CHOICES
 from visnet.structures.molecules import named_structures
 
@@ -92,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("amber14", "none"),
         default="amber14",
         help="with --fragmentation: Amber14 Coulomb + LJ between atoms sharing no unit, or none",
+    )
+    p.add_argument(
+        "--nonbonded-cutoff",
+        type=_cutoff,
+        default=DEFAULT_NONBONDED_CUTOFF,
+        help="Å: cutoff of that Amber term (shifted force, linear in the atoms); "
+        "'none': the exact sum over all pairs (O(N²))",
     )
     p.add_argument(
         "--accel",
@@ -176,7 +184,18 @@ def config_from_args(args: argparse.Namespace) -> MDConfig:
         stop_on_uncertain=args.stop_on_uncertain,
         fragmentation=args.fragmentation,
         nonbonded=None if args.nonbonded == "none" else args.nonbonded,
+        nonbonded_cutoff=args.nonbonded_cutoff,
     )
+
+
+def _cutoff(text: str) -> float | None:
+    """--nonbonded-cutoff: Å, or "none" (no cutoff)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return check_nonbonded_cutoff(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a positive number of Å or 'none', got {text!r}") from None
 
 
 def _summary(result: MDResult, config: MDConfig) -> str:

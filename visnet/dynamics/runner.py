@@ -21,6 +21,7 @@ from visnet.dynamics.plots import plot_energy, plot_temperature
 from visnet.dynamics.statistics import TemperatureStats, degrees_of_freedom, temperature_stats
 from visnet.dynamics.uncertainty import UncertainFrameStop, UncertaintyMonitor
 from visnet.inference.calculator import DEFAULT_SKIN, NonFiniteResultError, ViSNetCalculator
+from visnet.inference.fragmented import DEFAULT_NONBONDED_CUTOFF
 from visnet.model.interface import model_form
 from visnet.proteins.reading import is_protein_file, read_protein
 from visnet.structures.molecules import load_structure
@@ -66,7 +67,8 @@ class MDConfig:
             force std is only logged (``<name>_uncertainty.log``) and plotted. Checked every
             ``log_interval`` steps.
         stop_on_uncertain: stop the run at the first such frame (``MDResult.stopped_uncertain``).
-        fragmentation / nonbonded: passed to ``ViSNetCalculator`` ("ai2bmd": a protein in units).
+        fragmentation / nonbonded / nonbonded_cutoff: passed to ``ViSNetCalculator`` ("ai2bmd": a
+            protein in units; the Amber term between units with a cutoff in Å, None: all pairs).
     """
 
     structure: str = "aspirin"
@@ -101,6 +103,7 @@ class MDConfig:
     stop_on_uncertain: bool = False
     fragmentation: str | None = None
     nonbonded: str | None = "amber14"
+    nonbonded_cutoff: float | None = DEFAULT_NONBONDED_CUTOFF
 
     def limits(self) -> GuardLimits:
         """The blow-up guard bounds of this run."""
@@ -191,6 +194,7 @@ def prepare_system(
             trust_package=config.trust_package,
             fragmentation=config.fragmentation,
             nonbonded=config.nonbonded,
+            nonbonded_cutoff=config.nonbonded_cutoff,
         )
     if calculator.fragmentation is None:
         calculator.check_atoms(atoms)

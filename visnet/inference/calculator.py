@@ -28,7 +28,13 @@ from visnet.inference.committee import (
     energy_reference_mismatch,
     level_of_theory_mismatch,
 )
-from visnet.inference.fragmented import FRAGMENTATIONS, FragmentedProtein, topology_key
+from visnet.inference.fragmented import (
+    DEFAULT_NONBONDED_CUTOFF,
+    FRAGMENTATIONS,
+    FragmentedProtein,
+    check_nonbonded_cutoff,
+    topology_key,
+)
 from visnet.inference.resolve import ModelInfo, ModelLike, ResolvedModel, resolve_models
 from visnet.io.model_files import model_metadata
 from visnet.neighbors import NeighborList, radius_graph
@@ -176,6 +182,9 @@ class ViSNetCalculator(Calculator):
             ``residue_energies`` (R,) eV. Molecules in vacuum only (no stress).
         nonbonded: with fragmentation, "amber14" (default: Amber14 Coulomb + Lennard-Jones between
             atoms that share no unit) or None (units only).
+        nonbonded_cutoff: Å (default 12): the Amber term in its shifted-force form over a
+            neighbour list (linear in the atoms; ``visnet.proteins.nonbonded``); None: the exact
+            sum over all pairs (AI2BMD's, O(N^2): for small proteins).
         **kwargs: passed to ``ase.calculators.calculator.Calculator`` (e.g. ``label``).
 
     With none of ``model``, ``model_path`` or ``committee`` the bundled ``"default"`` model is
@@ -203,6 +212,7 @@ class ViSNetCalculator(Calculator):
         trust_package: bool = False,
         fragmentation: str | None = None,
         nonbonded: str | None = "amber14",
+        nonbonded_cutoff: float | None = DEFAULT_NONBONDED_CUTOFF,
         accel: str = "auto",
         **kwargs: Any,
     ) -> None:
@@ -211,6 +221,7 @@ class ViSNetCalculator(Calculator):
         if fragmentation is not None and fragmentation not in FRAGMENTATIONS:
             raise ValueError(f"fragmentation must be None or one of {FRAGMENTATIONS}, got {fragmentation!r}")
         self.fragmentation, self.nonbonded = fragmentation, nonbonded
+        self.nonbonded_cutoff = check_nonbonded_cutoff(nonbonded_cutoff)
         self._protein: tuple[tuple, FragmentedProtein] | None = None  # (topology key, units) of the last protein
         if not skin >= 0:
             raise ValueError(f"skin must be >= 0 Å, got {skin}")
@@ -240,7 +251,9 @@ class ViSNetCalculator(Calculator):
         )
         if fragmentation is not None:
             self.implemented_properties = [*self.implemented_properties, "residue_energies"]
-            self.parameters.update(fragmentation=fragmentation, nonbonded=nonbonded)
+            self.parameters.update(
+                fragmentation=fragmentation, nonbonded=nonbonded, nonbonded_cutoff=self.nonbonded_cutoff
+            )
 
     def __getstate__(self) -> dict[str, Any]:
         """Copies and pickles get a lock of their own (a lock cannot be copied)."""
@@ -326,7 +339,10 @@ class ViSNetCalculator(Calculator):
         """The AI2BMD units of protein ``atoms`` (``fragmentation="ai2bmd"``), built once per topology."""
         key = topology_key(atoms)
         if self._protein is None or self._protein[0] != key:
-            self._protein = (key, FragmentedProtein.build(atoms, self.elements, self.nonbonded))
+            self._protein = (
+                key,
+                FragmentedProtein.build(atoms, self.elements, self.nonbonded, self.nonbonded_cutoff),
+            )
         return self._protein[1]
 
     def _warn_reference(self, message: str | None) -> None:
