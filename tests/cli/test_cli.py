@@ -14,7 +14,7 @@ from conftest import REPO
 from visnet.cli import main as visnet_main
 from visnet.cli.main import USAGE
 
-COMMANDS = ("fit", "validate", "test", "predict", "evaluate", "md", "export", "cache", "plot", "label", "explain")
+COMMANDS = ("fit", "validate", "test", "predict", "evaluate", "md", "export", "cache", "plot", "lammps", "label", "explain")
 
 # command -> options its --help must name
 HELP_NAMES = {
@@ -27,6 +27,7 @@ HELP_NAMES = {
     "export": ("model", "output", "--dtype", "--device"),
     "cache": ("list", "build", "clear"),
     "plot": ("runs",),
+    "lammps": ("input", "--model", "--elements", "--mode", "--accel"),
     "label": ("input", "output", "--method", "--calculator", "--workers", "--charge"),
     "explain": ("structure", "--model", "--property", "--method", "--output-dir", "--max-frames"),
 }
