@@ -79,6 +79,7 @@ def _user_errors(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "export": (["export", str(tmp / "nope.pt"), str(tmp / "x.pt2")], "nope.pt"),
         "cache": (["cache", "build", str(tmp / "nope.pt")], "nope.pt"),
         "plot": (["plot", str(tmp / "missing_run")], "is not a folder"),
+        "lammps": (["lammps", str(tmp / "missing.lmp")], "missing.lmp"),
         "label": (["label", str(tmp / "missing.xyz"), str(tmp / "out.extxyz")], "missing.xyz does not exist"),
         "explain": (["explain", str(tmp / "missing.xyz"), "--output-dir", str(tmp / "x")], "missing.xyz"),
     }
