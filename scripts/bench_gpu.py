@@ -1,4 +1,4 @@
-"""GPU benchmark (issue 11): CUDA vs CPU parity and MD step times, eager and compiled.
+"""GPU benchmark (issues 11, 21): CUDA vs CPU parity, MD step times, large systems and training.
 
 Systems: a 138-atom peptide (GYDPETGTWG, chignolin-sized, built with RDKit) and a ~1,200-atom
 water cluster; model: a ~1.2M-parameter ViSNet (128 channels, 4 layers, lmax 1, random weights:
@@ -7,10 +7,16 @@ then ms per MD step with our own velocity-Verlet loop (neighbour list every step
 (``ViSNetCalculator`` + ``VelocityVerlet``), eager and ``visnet.compile_model``. Anchor: InstaDeep's
 JAX ViSNet (mlip) on one H100: 1.6 / 9.0 ms per step (JAX-MD), 7.0 / 24 ms (ASE).
 
+Issue 21 rows: energy + forces of 10k- and 50k-atom periodic water boxes at the PyG-default config
+(eager frozen model, i.e. the sliced-edge operator, and ``compile_model``; float32, and float64 at
+10k): time and peak device memory; training steps/s at the ``rmd17_ethanol_cpu`` architecture
+(batch of 8 ethanols, synthetic targets) eager against ``--model.compile true``'s compiled step.
+
 Usage::
 
     python scripts/bench_gpu.py                 # CUDA; prints "skipped" and exits 0 without it
-    python scripts/bench_gpu.py --device cpu --quick --no-write   # CPU smoke check of the whole script
+    python scripts/bench_gpu.py --dry-run       # CPU, tiny sizes, no compiles, nothing written (tested)
+    python scripts/bench_gpu.py --device cpu --quick --no-write   # CPU smoke check with compiles
     python scripts/bench_gpu.py --json bench_gpu.json             # also the raw figures as JSON
 
 The tables replace the bench_gpu section of BENCHMARKS.md (``benchlib.write_section``; ``--no-write``
@@ -34,6 +40,11 @@ import visnet
 PEPTIDE = "GYDPETGTWG"
 CONFIG = dict(hidden_channels=128, num_layers=4, lmax=1, num_rbf=32, cutoff=5.0)
 QUICK_CONFIG = dict(hidden_channels=16, num_layers=2, lmax=1, num_rbf=8, cutoff=4.0, num_heads=2)
+LARGE_CONFIG = dict(hidden_channels=128, num_layers=6, lmax=1)  # PyG's defaults (issue 21's large systems)
+LARGE_CASES = [(9999, "float32"), (49998, "float32"), (9999, "float64")]
+QUICK_LARGE_CASES = [(150, "float32"), (300, "float64")]
+# rmd17_ethanol_cpu's architecture (configs/rmd17_ethanol_cpu.yaml), batch 8
+TRAIN_CONFIG = dict(hidden_channels=64, num_layers=3, num_rbf=32, cutoff=5.0, lmax=2, num_heads=8, max_z=10)
 
 
 def peptide_atoms():
@@ -116,6 +127,116 @@ def ase_md_ms(model, atoms, device: str, steps: int, compile: bool) -> float:
     return (time.perf_counter() - start) / steps * 1e3
 
 
+def peak_memory_gb(device: str) -> float:
+    """Peak memory of this process so far: CUDA allocations on a GPU, resident memory on CPU."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 1e9
+    from benchlib import peak_gb
+
+    return peak_gb()
+
+
+def large_rows(device: str, quick: bool, compile: bool) -> list[dict]:
+    """E+F of periodic water boxes (PyG-default config; tiny sizes and model with ``quick``), eager
+    (frozen: the sliced-edge operator) and compiled: best of 2 calls after the first, peak memory."""
+    from benchlib import water_box
+
+    rows = []
+    for atoms_n, dtype_name in QUICK_LARGE_CASES if quick else LARGE_CASES:
+        atoms, dtype = water_box(atoms_n), getattr(torch, dtype_name)
+        torch.manual_seed(0)
+        model = visnet.ViSNet(**(QUICK_CONFIG if quick else LARGE_CONFIG)).to(device=device, dtype=dtype).eval()
+        model.requires_grad_(False)
+        inputs = dict(
+            z=torch.as_tensor(atoms.numbers, device=device),
+            pos=torch.as_tensor(atoms.positions, dtype=dtype, device=device),
+            cell=torch.as_tensor(atoms.cell.array, dtype=dtype, device=device).unsqueeze(0),
+            pbc=torch.ones(1, 3, dtype=torch.bool, device=device),
+        )
+        for form in ("eager", "compiled") if compile else ("eager",):
+            fast = visnet.compile_model(model, verbose=False) if form == "compiled" else model
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            times = []
+            for _ in range(3):
+                sync(device)
+                start = time.perf_counter()
+                fast(**inputs)
+                sync(device)
+                times.append(time.perf_counter() - start)
+            row = {"atoms": len(atoms), "dtype": dtype_name, "form": form, "first_s": times[0]}
+            row.update(seconds=min(times[1:]), peak_gb=peak_memory_gb(device))
+            rows.append(row)
+            print(json.dumps({"large": row}), flush=True)
+    return rows
+
+
+def ethanol_batch(device: str, frames: int = 8) -> dict:
+    """A batch of ``frames`` randomly displaced ethanols with synthetic energies and forces (float32)."""
+    from ase.build import molecule
+
+    ethanol = molecule("CH3CH2OH")
+    generator = torch.Generator().manual_seed(0)
+    base = torch.as_tensor(ethanol.positions, dtype=torch.float32)
+    pos = base + 0.05 * torch.randn(frames, len(ethanol), 3, generator=generator)
+    n = len(ethanol)
+    batch = {
+        "z": torch.as_tensor(ethanol.numbers).repeat(frames),
+        "pos": pos.reshape(-1, 3),
+        "batch": torch.arange(frames).repeat_interleave(n),
+        "forces": torch.randn(frames * n, 3, generator=generator),
+        "y": torch.randn(frames, generator=generator),
+    }
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def train_step(lit, optimizer: torch.optim.Optimizer, batch: dict) -> None:
+    """One force-training step: loss (as ``ViSNetModule``'s default weights), backward, optimizer step."""
+    out = lit(batch, compute_forces=True)
+    loss = 0.05 * lit.loss_fn(out["energy"], batch["y"]) + 0.95 * lit.loss_fn(out["forces"], batch["forces"])
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
+def sliced_parity(atoms, device: str, quick: bool) -> dict:
+    """``parity`` with every layer's edges through the sliced-edge operator (slices forced small)."""
+    from visnet.model import representation
+
+    previous = representation.EDGE_CHUNK_BYTES
+    representation.EDGE_CHUNK_BYTES = 1e5
+    try:
+        return parity(atoms, device, quick)
+    finally:
+        representation.EDGE_CHUNK_BYTES = previous
+
+
+def training_rows(device: str, quick: bool, compile: bool, steps: int) -> list[dict]:
+    """Optimizer steps/s of force training (loss, backward, AdamW step) eager and compiled; the
+    first step (which compiles) is reported apart."""
+    from visnet.training.module import ViSNetModule
+
+    batch = ethanol_batch(device)
+    rows = []
+    for form in ("eager", "compiled") if compile else ("eager",):
+        torch.manual_seed(0)
+        lit = ViSNetModule(compile=form == "compiled", **(QUICK_CONFIG if quick else TRAIN_CONFIG)).to(device).train()
+        optimizer = torch.optim.AdamW(lit.parameters(), lr=1e-4)
+
+        start = time.perf_counter()
+        train_step(lit, optimizer, batch)
+        sync(device)
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        for _ in range(steps):
+            train_step(lit, optimizer, batch)
+        sync(device)
+        row = {"form": form, "first_step_s": first, "steps_per_s": steps / (time.perf_counter() - start)}
+        rows.append(row)
+        print(json.dumps({"training": row}), flush=True)
+    return rows
+
+
 def markdown(report: dict, command: str) -> str:
     """The bench_gpu section of BENCHMARKS.md from the run's report."""
     device = report.get("gpu", report["device"])
@@ -144,6 +265,38 @@ def markdown(report: dict, command: str) -> str:
         "",
         "Anchor: InstaDeep's JAX ViSNet (mlip) on one H100: 1.6 / 9.0 ms per step (JAX-MD), 7.0 / 24 ms (ASE).",
     ]
+    if report.get("sliced_parity"):
+        sliced = report["sliced_parity"]
+        lines += [
+            "",
+            f"Sliced-edge operator (edges in slices forced small), 60-atom water, float64 device − CPU: ΔE "
+            f"{sliced['energy']:.1e} eV, ΔF {sliced['forces']:.1e} eV/Å, Δstress {sliced['stress']:.1e}.",
+        ]
+    if report.get("large"):
+        lines += [
+            "",
+            "Large systems (issue 21): energy + forces of periodic water boxes, PyG-default config; best of 2 "
+            "calls after the first; peak = `torch.cuda.max_memory_allocated`.",
+            "",
+            "| atoms | dtype | form | E+F s | first call s | peak GB |",
+            "|---:|---|---|---:|---:|---:|",
+        ]
+        for row in report["large"]:
+            lines.append(
+                f"| {row['atoms']:,} | {row['dtype']} | {row['form']} | {row['seconds']:.3f} | "
+                f"{row['first_s']:.1f} | {row['peak_gb']:.2f} |"
+            )
+    if report.get("training"):
+        lines += [
+            "",
+            "Training (issue 21): `rmd17_ethanol_cpu` architecture, batch of 8 ethanols, float32, loss + backward "
+            "+ AdamW step.",
+            "",
+            "| form | steps/s | first step s |",
+            "|---|---:|---:|",
+        ]
+        for row in report["training"]:
+            lines.append(f"| {row['form']} | {row['steps_per_s']:.1f} | {row['first_step_s']:.1f} |")
     return "\n".join(lines)
 
 
@@ -155,8 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures to this JSON file")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="CPU, tiny sizes, no compiles, nothing written (a check of the script)"
+    )
     add_output_arguments(parser)
     args = parser.parse_args(argv)
+    if args.dry_run:
+        args.device, args.quick, args.no_compile, args.no_write, args.steps = "cpu", True, True, True, 2
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("bench_gpu: skipped (no CUDA device)")
         return 0
@@ -179,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
             row[f"ase_md_ms_{label}"] = ase_md_ms(model, atoms, args.device, steps, compiled)
         report[name] = row
         print(json.dumps({name: row}), flush=True)
+    report["sliced_parity"] = sliced_parity(systems(True)["water"], args.device, args.quick)
+    print(json.dumps({"sliced_parity": report["sliced_parity"]}), flush=True)
+    report["large"] = large_rows(args.device, args.quick, not args.no_compile)
+    report["training"] = training_rows(args.device, args.quick, not args.no_compile, 3 if args.quick else 50)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     write_section(__file__, markdown(report, command_line(__file__, argv)), args)
