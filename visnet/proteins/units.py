@@ -75,8 +75,14 @@ class Units:
         """(P, 2) sorted unique pairs i < j of protein atoms that share a dipeptide unit (every pair
         an ACE-NME unit holds is also in a dipeptide): the pairs the model's units describe."""
         pairs = []
-        for u in np.flatnonzero(self.kind == DIPEPTIDE):
-            atoms = np.sort(self.unit_atoms(int(u)))
+        real = ~self.is_cap
+        batch, source = self.batch[real], self.source[real]
+        # batch is sorted: one split gives every unit's real atoms (linear, not units x atoms)
+        starts = np.flatnonzero(np.r_[True, batch[1:] != batch[:-1]]) if len(batch) else np.zeros(0, dtype=int)
+        for start, atoms in zip(starts, np.split(source, starts[1:])):
+            if self.kind[batch[start]] != DIPEPTIDE:
+                continue
+            atoms = np.sort(atoms)
             i, j = np.triu_indices(len(atoms), k=1)
             pairs.append(atoms[i] * self.num_atoms + atoms[j])
         keys = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, dtype=np.int64)
