@@ -33,7 +33,7 @@ SUMMARY = re.compile(r"(\d+) steps in ([\d.]+) s \(([\d.]+) steps/s\)")
 
 def run_md(args: argparse.Namespace, dtype: str, accel: str | None, cache: Path, out: Path) -> dict:
     """One ``visnet md aspirin`` process: wall s, CPU s, MD-loop steps/s and the form it reports."""
-    command = [sys.executable, "-m", "visnet.cli.main", "md", "aspirin", "--steps", str(args.steps)]
+    command = [sys.executable, "-m", "visnet.cli", "md", "aspirin", "--steps", str(args.steps)]
     command += ["--dtype", dtype, "--no-progress", "--no-plots", "--output-dir", str(out)]
     command += ["--accel", accel] if accel else []
     env = dict(os.environ, VISNET_CACHE_DIR=str(cache), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
