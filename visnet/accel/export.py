@@ -12,9 +12,13 @@ checks stay eager in the loaded module, as in ``visnet.accel.compile``.
 How the graph is built: (1) ``torch.export`` of ``ViSNet.graph_energy`` (the model's own energy
 function; the isolated-atom table is a constant of the graph), (2) ``make_fx`` of energy + the
 autograd wrapper of ``visnet.model.forces`` around that exported energy, which unrolls the
-backward into plain ops, (3) ``torch.export`` of that graph with dynamic shapes, (4)
-``torch._inductor.aoti_compile_and_package``. A molecule passes a zero cell: its periodic shifts
-and strain vanish, so one graph serves molecules and periodic systems (stress included).
+backward into plain ops, (3) ``torch.export`` of that graph with dynamic shapes, (4) AOTInductor.
+A molecule passes a zero cell: its periodic shifts and strain vanish, so one graph serves molecules
+and periodic systems (stress included). The package holds two such programs: "model", the whole
+graph fused, and "sliced" (``SLICED_MODEL``), in which every layer's edge work is the sliced-edge
+operator of ``visnet.model.sliced_edges`` (one node per layer and direction, calling back into
+Python: the package then needs ``visnet`` imported, as ``load_exported`` does); the loader runs
+"sliced" for systems above ``sliced_above_edges`` edges, so memory stays bounded at any size.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ __all__ = [
 ]
 
 EXPORT_FORMAT = "visnet-aoti"
+SLICED_MODEL = "sliced"  # the package's second program: every layer's edges in slices (large systems)
 EXPORT_FORMAT_VERSION = 1
 METADATA_KEY = "visnet"  # the same JSON in AOTInductor's own metadata (read by C++ loaders)
 
@@ -151,14 +156,40 @@ def _dynamic_shapes() -> tuple[dict[int, Any], ...]:
     return ({0: atoms}, {0: atoms}, {0: atoms}, {1: edges}, {0: edges}, {0: graphs})
 
 
-def trace_energy_forces(model: nn.Module) -> torch.export.ExportedProgram:
-    """The exported program of energy, atomic energies, forces and virial of ``model`` (stages 1–3)."""
+@contextlib.contextmanager
+def _edges_sliced(model: nn.Module, sliced: bool) -> Iterator[None]:
+    """The model's representation forced to slice its edges (``sliced``) or not, restored on exit."""
+    representation = model.representation_model
+    previous = representation.slice_edges
+    representation.slice_edges = sliced
+    try:
+        yield
+    finally:
+        representation.slice_edges = previous
+
+
+def trace_energy_forces(model: nn.Module, sliced: bool = False) -> torch.export.ExportedProgram:
+    """The exported program of energy, atomic energies, forces and virial of ``model`` (stages 1–3);
+    ``sliced``: every layer's edges through the sliced-edge operator (``visnet.model.sliced_edges``),
+    the program for systems above ``sliced_above_edges`` edges."""
     inputs = example_inputs(model)
-    with torch.no_grad():
+    with torch.no_grad(), _edges_sliced(model, sliced):
         energy = torch.export.export(_EnergyGraph(model), inputs, dynamic_shapes=_dynamic_shapes())
     with _no_duck_shapes():
         graph = make_fx(_derivatives_fn(energy.module()), tracing_mode="symbolic", _allow_non_fake_inputs=True)(*inputs)
     return torch.export.export(graph, inputs, dynamic_shapes=_dynamic_shapes())
+
+
+def _compile_programs(programs: dict[str, torch.export.ExportedProgram], package: str, text: str) -> None:
+    """AOTInductor-compile each program and package them under their names in ``package`` (.pt2)."""
+    from torch._inductor.package import package_aoti
+
+    options = {"aot_inductor.package": True, "aot_inductor.metadata": {METADATA_KEY: text}}
+    files = {}
+    for name, program in programs.items():
+        args, kwargs = program.example_inputs
+        files[name] = torch._inductor.aot_compile(program.module(check_guards=False), args, kwargs, options=options)
+    package_aoti(package, files)
 
 
 def export_metadata(model: nn.Module) -> dict[str, Any]:
@@ -183,6 +214,8 @@ def export_metadata(model: nn.Module) -> dict[str, Any]:
         "visnet_version": package_version(),
         "inputs": list(INPUT_NAMES),
         "outputs": ["energy", "atomic_energy", "forces", "virial"],
+        # Calls with more edges (self-loops included) run the program SLICED_MODEL: memory bounded.
+        "sliced_above_edges": int(model.representation_model.slice_threshold(model.dtype)),
     }
 
 
@@ -232,7 +265,7 @@ def export_model(
         raise ExportError(f"cannot export the model for {device.type}: {reason}; the eager model file still works")
     model = copy.deepcopy(model).to(device=device, dtype=dtype or model.dtype).eval().requires_grad_(False)
     start = time.perf_counter()
-    program = trace_energy_forces(model)
+    programs = {"model": trace_energy_forces(model), SLICED_MODEL: trace_energy_forces(model, sliced=True)}
     meta = export_metadata(model)
     text = json.dumps(meta, sort_keys=True)
     if len(text.encode()) > MAX_METADATA_BYTES:  # never write a package its loader refuses
@@ -242,9 +275,7 @@ def export_model(
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         package = os.path.join(tmp, path.name)
-        torch._inductor.aoti_compile_and_package(
-            program, package_path=package, inductor_configs={"aot_inductor.metadata": {METADATA_KEY: text}}
-        )
+        _compile_programs(programs, package, text)
         _add_metadata(package, text)
         try:
             record_package(package, name=path)  # built here: loads without trust_package

@@ -18,9 +18,10 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch._inductor.package import load_package
 
 from visnet.accel.compile import check_distances, self_loops_last, with_ghost_dimer
-from visnet.accel.export import ExportError, check_package_path, exported_metadata
+from visnet.accel.export import SLICED_MODEL, ExportError, check_package_path, exported_metadata
 from visnet.devices import resolve_device, resolve_dtype
 from visnet.io.package_safety import check_archive, private_copy, require_trusted
 from visnet.model.call import open_call
@@ -44,11 +45,21 @@ class ExportedViSNet(nn.Module):
         label: the file it came from (for messages).
         dtype: the dtype callers pass positions in (default: the exported dtype). Computation
             always runs in the exported dtype; inputs and outputs are converted.
+        sliced_runner: the package's program for large systems (edges in slices), run above
+            ``metadata["sliced_above_edges"]`` edges; None (packages without one): ``runner`` always.
     """
 
-    def __init__(self, runner: Any, metadata: dict[str, Any], label: str, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        runner: Any,
+        metadata: dict[str, Any],
+        label: str,
+        dtype: torch.dtype | None = None,
+        sliced_runner: Any = None,
+    ) -> None:
         super().__init__()
         self.runner = runner
+        self.sliced_runner = sliced_runner
         self.export_metadata = dict(metadata)
         self.label = label
         self.metadata = dict(metadata.get("model_metadata") or {})
@@ -103,7 +114,9 @@ class ExportedViSNet(nn.Module):
             ExportError: ``device`` is not the device it was exported for.
         """
         _check_device(self.export_metadata, device, self.label)
-        return ExportedViSNet(self.runner, self.export_metadata, self.label, dtype or self.io_dtype).eval()
+        return ExportedViSNet(
+            self.runner, self.export_metadata, self.label, dtype or self.io_dtype, self.sliced_runner
+        ).eval()
 
     def train(self, mode: bool = True) -> ExportedViSNet:
         if mode:
@@ -157,7 +170,10 @@ class ExportedViSNet(nn.Module):
             z, pos, batch, edge_index, offsets, cell = with_ghost_dimer(
                 z, pos, batch, edge_index, offsets, cell, num_graphs, self.cutoff, element=lightest
             )
-        energy, atomic, forces, virial = self.runner(z, pos, batch, edge_index, offsets, cell)
+        runner = self.runner
+        if self.sliced_runner is not None and edge_index.size(1) > self.export_metadata["sliced_above_edges"]:
+            runner = self.sliced_runner
+        energy, atomic, forces, virial = runner(z, pos, batch, edge_index, offsets, cell)
         return energy[:num_graphs], atomic[:num_atoms], forces[:num_atoms], virial[:num_graphs]
 
 
@@ -223,7 +239,10 @@ def load_exported(
             )
         index = wanted.index if wanted.index is not None else -1
         runner = torch._inductor.aoti_load_package(os.fspath(copy), device_index=index)
-    return ExportedViSNet(runner, meta, label, dtype).eval()
+        sliced = None
+        if isinstance(meta.get("sliced_above_edges"), int):
+            sliced = load_package(os.fspath(copy), SLICED_MODEL, device_index=index)
+    return ExportedViSNet(runner, meta, label, dtype, sliced).eval()
 
 
 def _check_device(meta: dict[str, Any], device: str | torch.device | None, label: str) -> torch.device:

@@ -15,8 +15,11 @@ from visnet.model.sliced_edges import sliced_edges
 
 # Edges per slice of the sliced-edge operator: small enough for the CPU caches, large enough to
 # amortise the per-slice calls. Measured on a 1,029-atom water box (PyG-default config, float32,
-# compiled slice kernels, 1 thread): 1,024 / 2,048 / 4,096 / 8,192 edges took x / 3.28 / y / z s.
+# 1 thread, one process, load ~4): eager slice kernels 512 / 2,048 / 8,192 / 32,768 edges took
+# 6.0 / 5.5 / 5.5 / 6.4 s; compiled slice kernels 2,048 edges 3.3 s. A GPU needs far larger slices
+# to fill it (each slice is ~30 kernel launches): SLICE_EDGES_CUDA, not measured yet.
 SLICE_EDGES = 2048
+SLICE_EDGES_CUDA = 65536
 
 
 def fused_linear(x: Tensor, linears: tuple[nn.Linear, ...]) -> Tensor:
@@ -186,7 +189,8 @@ class ViSMPLayer(nn.Module):
             return self._edge_slice(edge_index, cutoff, f_ij, d_ij, *nodes)
         weights = self.edge_weights()
         if not (torch.is_grad_enabled() and any(w.requires_grad for w in weights)):
-            chunk, compiled = min(edge_chunk, SLICE_EDGES), torch.compiler.is_compiling()
+            per_slice = SLICE_EDGES if f_ij.device.type == "cpu" else SLICE_EDGES_CUDA
+            chunk, compiled = min(edge_chunk, per_slice), torch.compiler.is_compiling()
             return sliced_edges(
                 edge_index, cutoff, f_ij, d_ij, list(nodes), weights, self.vector_cutoff, chunk, compiled
             )

@@ -27,9 +27,10 @@ __all__ = ["sliced_edges"]
 
 
 def _padded(t: Tensor, rows: int) -> Tensor:
-    """``t`` (e, ...) with zero rows appended up to ``rows``."""
-    missing = rows - t.size(0)
-    return t if missing == 0 else torch.cat([t, t.new_zeros(missing, *t.shape[1:])])
+    """A new tensor: ``t`` (e, ...) with zero rows appended up to ``rows`` (always a copy, never a
+    view). The compiled kernels still recompile once, on the second call of a compiled model, for
+    a dispatch-key guard on their inputs (seconds; stable after that)."""
+    return torch.cat([t, t.new_zeros(rows - t.size(0), *t.shape[1:])])
 
 
 def _slices(
