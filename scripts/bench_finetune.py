@@ -156,7 +156,8 @@ def section(rows: list[dict], args: argparse.Namespace, start) -> str:
         f"Command: `{command_line(__file__)}`  ",
         f"Machine: {machine()}  ",
         f"Start model: `{args.init}` ({start.hparams['hidden_channels']} channels, {start.hparams['num_layers']} "
-        f"layers, lmax {start.hparams['lmax']}; level of theory: {meta.get('level_of_theory', 'unknown')}). Data: "
+        f"layers, lmax {start.hparams['lmax']}; trained on `{(meta.get('training_data') or {}).get('file', '?')}`, "
+        f"level of theory: {meta.get('level_of_theory', 'unknown')}). Data: "
         f"PBE/def2-SVP formation energies of `{Path(args.data).name}`; {NUM_TEST} held-out test and {NUM_VAL} "
         f"validation frames, the same for every size; {args.minutes:g} wall-clock minutes per run "
         "(`trainer.max_time`), same options and architecture for both runs. Energy references: refitted to "
