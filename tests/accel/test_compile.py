@@ -55,25 +55,34 @@ def test_fallback_without_cxx_compiler_warns_once_and_runs_eagerly(monkeypatch: 
     assert len(caught) == 1 and "C++ compiler" in str(caught[0].message)
 
 
-def test_systems_too_large_for_the_compiled_graph_run_eagerly_sliced(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Above ``COMPILED_EDGE_BYTES`` (the compiled graph does not slice its edges) a forces call
-    runs the eager model, which slices, with one warning; nothing is compiled for it, and the
-    results are the eager model's exactly."""
+@pytest.mark.slow  # two compiles of the tiny model (unsliced and sliced graphs) plus the slice kernels
+def test_compiled_graph_slices_large_systems_and_equals_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above ``EDGE_CHUNK_BYTES`` (forced small here) the compiled model builds a graph of its own in
+    which each layer's edges go through the sliced-edge operator: energies, forces and stress equal
+    the unsliced eager model's (float64, 1e-10 relative), and the small-system graph stays in use."""
     import visnet.model.representation as representation
 
-    monkeypatch.setattr(vcompile, "COMPILED_EDGE_BYTES", 1e3)
-    monkeypatch.setattr(representation, "EDGE_CHUNK_BYTES", 1e5)  # the eager call slices too
+    torch.set_num_threads(1)
     model = tiny_model(torch.float64)
     compiled = vcompile.CompiledViSNet(model, verbose=False)
-    z, pos = molecule(torch.float64, n=12)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        first, second = compiled(z, pos), compiled(z, pos + 0.01)
-    assert len(caught) == 1 and "too many for the compiled graph" in str(caught[0].message)
-    assert compiled.compiles == 0  # nothing was compiled for it
-    eager = model(z, pos)
-    assert torch.equal(first["energy"], eager["energy"]) and torch.equal(first["forces"], eager["forces"])
-    assert not torch.equal(second["forces"], first["forces"])
+    z, pos = molecule(torch.float64, n=14)
+    cell = torch.eye(3, dtype=torch.float64).unsqueeze(0) * 6.0
+    pbc = torch.ones(1, 3, dtype=torch.bool)
+    expected = model(z, pos, cell=cell, pbc=pbc, compute_stress=True)
+    small = compiled(z, pos, cell=cell, pbc=pbc, compute_stress=True)
+    monkeypatch.setattr(representation, "EDGE_CHUNK_BYTES", 2e4)  # ~30 edges per slice
+    assert model.representation_model.edge_chunk(200, torch.float64) is not None
+    sliced = compiled(z, pos, cell=cell, pbc=pbc, compute_stress=True)
+    assert compiled.compiles == 2  # the sliced graph is a second graph
+    again = compiled(z, pos + 0.01, cell=cell, pbc=pbc, compute_stress=True)  # its slice kernels: once more
+    stable = compiled.compiles
+    compiled(z, pos + 0.02, cell=cell, pbc=pbc, compute_stress=True)
+    assert stable <= 3 and compiled.compiles == stable  # no recompile per size or call
+    for key in ("energy", "forces", "stress"):
+        scale = expected[key].abs().max().clamp(min=1.0)
+        assert ((small[key] - expected[key]).abs().max() / scale).item() < 1e-10
+        assert ((sliced[key] - expected[key]).abs().max() / scale).item() < 1e-10
+    assert not torch.equal(again["forces"], sliced["forces"])
 
 
 def test_compiled_model_refuses_training() -> None:

@@ -10,8 +10,11 @@ the sizes ``torch.compile`` specialises on — and a single atom, isolated atoms
 reuse the graph of any other size. Compiling happens on the first call of each kind (molecules
 or periodic cells, forces, stress, dtype; about a minute on one CPU core) and every compile's time
 is printed; inductor's on-disk caches (``TORCHINDUCTOR_CACHE_DIR``, default
-``~/.cache/visnet/inductor``) make a second process start faster. Training is never compiled
-(forces training needs a double backward).
+``~/.cache/visnet/inductor``) make a second process start faster. Systems whose edge activations
+exceed ``visnet.model.representation.EDGE_CHUNK_BYTES`` get a graph of their own (a size guard)
+in which each layer's edges go through the sliced-edge operator (``visnet.model.sliced_edges``,
+its slice kernels compiled by inductor for one slice shape): memory grows with the system, not
+with a whole (E, M, H) temporary per layer. Training is compiled by ``visnet.training``, not here.
 """
 
 from __future__ import annotations
@@ -41,12 +44,6 @@ from visnet.neighbors import NeighborList
 MIN_DISTANCE = 1e-4
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "visnet" / "inductor"
-
-# The compiled graph never slices its edges (dynamo cannot trace the checkpointed slices), so
-# systems whose edge activations (as ``ViSNetRepresentation.edge_chunk`` counts them) exceed this
-# run eagerly, sliced. 2 GB counted is ~90k edges at 128 channels, lmax 1, float32; the periodic
-# water box of 1,029 atoms (55k edges, 1.2 GB counted) peaked at 5.0 GB compiled.
-COMPILED_EDGE_BYTES = 2e9
 
 
 def cxx_compiler() -> str | None:
@@ -215,7 +212,7 @@ class CompiledViSNet(nn.Module):
             raise RuntimeError("a compiled ViSNet is for inference: call model.eval() first")
         call = open_call(self, z, pos, batch, cell, pbc, compute_forces, compute_stress, neighbors, inputs_checked)
         neighbors = call.neighbors
-        if not self_loops_last(neighbors, call.z.size(0)) or self._too_large(neighbors, call.forces or call.stress):
+        if not self_loops_last(neighbors, call.z.size(0)):
             return model(
                 call.z, call.pos, call.batch, call.cell, call.pbc,
                 compute_forces=call.forces, compute_stress=call.stress, neighbors=neighbors,
@@ -226,17 +223,23 @@ class CompiledViSNet(nn.Module):
         graphs_before, start = compiled_graph_count(), time.perf_counter()
         out = differentiate(call, energy_fn, model.output_key)
         if compiled_graph_count() > graphs_before:
-            self._report_compile(time.perf_counter() - start, call.periodic, call.forces, call.stress, call.pos.dtype)
+            sliced = model.representation_model.edge_chunk(neighbors.edge_index.size(1), call.pos.dtype) is not None
+            kind = (call.periodic, call.forces, call.stress, sliced, call.pos.dtype)
+            self._report_compile(time.perf_counter() - start, *kind)
         return out
 
-    def _report_compile(self, seconds: float, periodic: bool, forces: bool, stress: bool, dtype: torch.dtype) -> None:
+    def _report_compile(
+        self, seconds: float, periodic: bool, forces: bool, stress: bool, sliced: bool, dtype: torch.dtype
+    ) -> None:
         """Count a compile and print it (one line) when verbose; a second compile of one kind is a
-        recompile (which the ghost dimer and shapes without duck-sizing should prevent) and says so."""
+        recompile (which the ghost dimer and shapes without duck-sizing should prevent) and says so.
+        Large systems (``sliced``: edges in slices) get a graph of their own."""
         self.compiles += 1
         kind = ", ".join(
             ["periodic cells" if periodic else "molecules"]
             + ["forces"] * forces
             + ["stress"] * stress
+            + ["edges in slices"] * sliced
             + [str(dtype).removeprefix("torch.")]
         )
         again = kind in self._kinds
@@ -247,24 +250,6 @@ class CompiledViSNet(nn.Module):
                 f"visnet: {verb} the model for {kind} in {seconds:.1f} s (compile {self.compiles} of this model)",
                 file=sys.stderr,
             )
-
-    def _too_large(self, neighbors: NeighborList, derivatives: bool) -> bool:
-        """True (with one warning per wrapper) when a forces call's unsliced edge activations would
-        exceed ``COMPILED_EDGE_BYTES``: such systems run eagerly, where the model slices its edges."""
-        if not derivatives:
-            return False
-        num_edges = neighbors.edge_index.size(1)
-        representation = self.model.representation_model
-        if representation.edge_chunk(num_edges, self.model.dtype, budget=COMPILED_EDGE_BYTES) is None:
-            return False
-        if not self._warned_large:
-            self._warned_large = True
-            warnings.warn(
-                f"visnet: {num_edges} edges are too many for the compiled graph's memory (it does not slice "
-                "its edges); running this system eagerly, sliced",
-                stacklevel=3,
-            )
-        return True
 
     def _compiled_energy(
         self, z: Tensor, batch: Tensor, graph: tuple, pos: Tensor, cell: Tensor | None

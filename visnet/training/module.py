@@ -24,6 +24,7 @@ from visnet.data.statistics import Statistics
 from visnet.io.model_files import plain_metadata
 from visnet.model import ViSNet
 from visnet.model.hyperparameters import STATISTICS, with_legacy_defaults
+from visnet.training.compiled_step import CompiledTraining, compiled_training
 from visnet.training.finetune import (
     StartModel,
     architecture_conflicts,
@@ -70,6 +71,9 @@ class ViSNetModule(pl.LightningModule):
             ``standardize`` do not apply. See ``visnet.training.finetune``.
         freeze: with ``init``: "embedding" (the embeddings) or N (the embeddings and the first N
             ViS-MP layers) are not trained (``requires_grad=False``, left out of the optimizer).
+        compile: compile the force-training step (``visnet.training.compiled_step``: energy and
+            forces in one ``torch.compile`` graph, the loss's backward an ordinary one); validation
+            and test stay eager. Falls back to eager training, with one line, where compiling is impossible.
         **architecture: ``visnet.ViSNet`` keyword arguments (hidden_channels, num_layers, cutoff, ...).
     """
 
@@ -93,6 +97,7 @@ class ViSNetModule(pl.LightningModule):
         metadata: dict[str, Any] | None = None,
         init: str | None = None,
         freeze: str | int | None = None,
+        compile: bool = False,
         **architecture: Any,
     ) -> None:
         super().__init__()
@@ -128,6 +133,7 @@ class ViSNetModule(pl.LightningModule):
                 f"loss weights must be >= 0 and not both 0, got energy {energy_weight}, forces {force_weight}"
             )
         self._statistics_applied = False
+        self._compiled: CompiledTraining | None = None
 
     def _start_model(
         self,
@@ -248,7 +254,13 @@ class ViSNetModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- steps
     def forward(self, batch: dict[str, Tensor], compute_forces: bool) -> dict[str, Tensor]:
-        """Model outputs for a collated batch (see ``visnet.data.dataset``)."""
+        """Model outputs for a collated batch (see ``visnet.data.dataset``); training forces through
+        the compiled step when ``compile`` is set."""
+        if self.hparams.compile and self.training and compute_forces:
+            if self._compiled is None:
+                self._compiled = compiled_training(self.model)
+            if self._compiled is not None:
+                return self._compiled(batch["z"], batch["pos"], batch["batch"], batch.get("cell"), batch.get("pbc"))
         return self.model(
             batch["z"], batch["pos"], batch["batch"], batch.get("cell"), batch.get("pbc"), compute_forces=compute_forces
         )
