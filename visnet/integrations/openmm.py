@@ -19,6 +19,11 @@ machine, which runs its native code (see ``visnet.accel.exported.load_exported``
 ("auto" default: eager, then the model's exported package once ready, built in the background
 for long simulations; "eager", "compile", "export"; ``visnet.inference.resolve.resolve_models``).
 A periodic topology (or a system with periodic forces) is evaluated in the state's box.
+
+``fragmentation="ai2bmd"`` (constructor or ``createSystem``/``createMixedSystem``) evaluates a
+protein as AI2BMD units plus the Amber14 term between units (``nonbonded`` "amber14" or None,
+``nonbonded_cutoff`` Å or None), through ``ViSNetCalculator``
+(``visnet.integrations.openmm_protein``): e.g. the protein of a solvated system in ML/MM.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ from ase import units as ase_units
 from openmm import app, unit
 from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 
+from visnet.inference.fragmented import DEFAULT_NONBONDED_CUTOFF, FRAGMENTATIONS, check_nonbonded_cutoff
 from visnet.inference.resolve import ModelSpec, ResolvedModel, resolve_accel, resolve_placement
 from visnet.integrations.engine_model import check_species, load_engine_model
+from visnet.integrations.openmm_protein import fragmented_protein_force
 
 KJ_PER_MOL_PER_EV = ase_units.mol / ase_units.kJ  # 96.485... kJ/mol in one eV
 ANGSTROM_PER_NM = 10.0
@@ -59,9 +66,12 @@ class ViSNetPotentialImpl(MLPotentialImpl):
         dtype: default floating-point type, "float64" or "float32".
         trust_package: load an exported package not built on this machine (it runs native code).
         accel: the model's form: "auto" (default), "eager", "compile" or "export".
+        fragmentation: None (one model call on the ML atoms) or "ai2bmd" (a protein in units).
+        nonbonded / nonbonded_cutoff: with fragmentation, as ``ViSNetCalculator``.
 
     Raises:
-        ValueError: a device this machine lacks (CUDA on a CPU-only torch, ...), a bad dtype or accel.
+        ValueError: a device this machine lacks (CUDA on a CPU-only torch, ...), a bad dtype, accel,
+            fragmentation or cutoff.
     """
 
     def __init__(
@@ -72,9 +82,16 @@ class ViSNetPotentialImpl(MLPotentialImpl):
         dtype: str = "float64",
         trust_package: bool = False,
         accel: str = "auto",
+        fragmentation: str | None = None,
+        nonbonded: str | None = "amber14",
+        nonbonded_cutoff: float | None = DEFAULT_NONBONDED_CUTOFF,
     ) -> None:
         resolve_placement(device, dtype)  # a bad device or dtype fails here, in one line
         resolve_accel(accel)
+        _check_fragmentation(fragmentation)
+        self.fragmentation = fragmentation
+        self.nonbonded = nonbonded
+        self.nonbonded_cutoff = check_nonbonded_cutoff(nonbonded_cutoff)
         self.name = name
         self.model = model
         self.device = device
@@ -95,10 +112,28 @@ class ViSNetPotentialImpl(MLPotentialImpl):
         device: str | None = None,
         dtype: str | None = None,
         accel: str | None = None,
+        fragmentation: str | None = None,
         **args: Any,
     ) -> None:
         """Add the ViSNet force for ``atoms`` (None: all) of ``topology`` to ``system``."""
         accel = accel or self.accel
+        fragmentation = fragmentation or self.fragmentation
+        if fragmentation is not None:
+            _check_fragmentation(fragmentation)
+            calculator_args = dict(
+                model=self.model,
+                device=device or self.device,
+                dtype=dtype or self.dtype,
+                trust_package=self.trust_package,
+                accel=accel,
+                fragmentation=fragmentation,
+                nonbonded=args.get("nonbonded", self.nonbonded),
+                nonbonded_cutoff=check_nonbonded_cutoff(args.get("nonbonded_cutoff", self.nonbonded_cutoff)),
+            )
+            force = fragmented_protein_force(topology, system, None if atoms is None else list(atoms), calculator_args)
+            force.setForceGroup(forceGroup)
+            system.addForce(force)
+            return
         engine = load_engine_model(self.model, device or self.device, dtype or self.dtype, self.trust_package, accel)
         selected = list(topology.atoms())
         if atoms is not None:
@@ -115,6 +150,11 @@ class ViSNetPotentialImpl(MLPotentialImpl):
         if atoms is not None:
             force.setParticles(atoms)
         system.addForce(force)
+
+
+def _check_fragmentation(fragmentation: str | None) -> None:
+    if fragmentation is not None and fragmentation not in FRAGMENTATIONS:
+        raise ValueError(f"fragmentation must be None or one of {FRAGMENTATIONS}, got {fragmentation!r}")
 
 
 def compute_visnet(state: openmm.State, engine: ResolvedModel, z: torch.Tensor, periodic: bool) -> tuple[float, Any]:

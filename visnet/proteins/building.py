@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms
 
+from visnet.files.atomic import atomic_write_text
 from visnet.proteins.forcefield import attach_amber_parameters
 
-__all__ = ["peptide_from_sequence", "openmm_topology_from_bonds"]
+__all__ = ["peptide_from_sequence", "peptide_pdb", "openmm_topology_from_bonds"]
 
 
 def peptide_from_sequence(
@@ -33,6 +36,38 @@ def peptide_from_sequence(
     Raises:
         ValueError: a letter RDKit does not know, or an embedding failure.
     """
+    from rdkit.Chem import AllChem
+
+    mol = _embedded(sequence, caps, seed)
+    if relax:
+        AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
+    atoms, order = _to_atoms(mol)
+    if amber:
+        if not caps:
+            raise ValueError("Amber14 parameters need capped peptides (caps=True): Amber has no neutral termini")
+        attach_amber_parameters(atoms, openmm_topology_from_bonds(atoms, _bonds(mol, order)))
+    return atoms
+
+
+def peptide_pdb(sequence: str, path: str | os.PathLike, caps: bool = True, seed: int = 0) -> Path:
+    """Write the heavy atoms of an embedded peptide (as ``peptide_from_sequence``) to a PDB file.
+
+    For OpenMM: ``read_protein`` / ``openmm_protein`` then add the hydrogens of the Amber templates
+    at a pH (charged side chains at pH 7, unlike ``peptide_from_sequence``'s neutral ones), e.g. to
+    solvate the peptide. Returns ``path``.
+    """
+    from rdkit import Chem
+
+    heavy = Chem.RemoveHs(_embedded(sequence, caps, seed))
+    # residue by residue (the caps were appended last): a PDB residue must be contiguous
+    order = sorted(
+        range(heavy.GetNumAtoms()), key=lambda i: heavy.GetAtomWithIdx(i).GetPDBResidueInfo().GetResidueNumber()
+    )
+    return atomic_write_text(path, Chem.MolToPDBBlock(Chem.RenumberAtoms(heavy, order)))
+
+
+def _embedded(sequence: str, caps: bool, seed: int) -> Any:
+    """The RDKit molecule of the peptide, all hydrogens, one ETKDG conformer."""
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
@@ -47,14 +82,7 @@ def peptide_from_sequence(
     params.useRandomCoords = mol.GetNumAtoms() > 300  # much faster for long chains
     if AllChem.EmbedMolecule(mol, params) != 0:
         raise ValueError(f"RDKit could not embed the peptide {sequence!r}")
-    if relax:
-        AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
-    atoms, order = _to_atoms(mol)
-    if amber:
-        if not caps:
-            raise ValueError("Amber14 parameters need capped peptides (caps=True): Amber has no neutral termini")
-        attach_amber_parameters(atoms, openmm_topology_from_bonds(atoms, _bonds(mol, order)))
-    return atoms
+    return mol
 
 
 def _add_caps(Chem: Any, mol: Any, n: int) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,14 @@ from ase import Atoms
 from visnet.proteins.forcefield import attach_amber_parameters
 from visnet.proteins.residues import AMINO_ACIDS, CAPS
 
-__all__ = ["PROTEIN_SUFFIXES", "AlternateLocationWarning", "is_protein_file", "read_protein", "openmm_protein"]
+__all__ = [
+    "PROTEIN_SUFFIXES",
+    "AlternateLocationWarning",
+    "atoms_from_openmm",
+    "is_protein_file",
+    "read_protein",
+    "openmm_protein",
+]
 
 PROTEIN_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdbx")
 HETEROGENS = ("error", "remove")
@@ -196,10 +204,16 @@ def _warn_alternate_locations(path: Path) -> None:
         )
 
 
-def atoms_from_openmm(topology: Any, positions: Any) -> Atoms:
-    """``ase.Atoms`` (Å) with residue arrays from an OpenMM topology and positions."""
-    pos = np.asarray(positions.value_in_unit(positions.unit), dtype=np.float64) * _to_angstrom(positions)
+def atoms_from_openmm(topology: Any, positions: Any | None, indices: Sequence[int] | None = None) -> Atoms:
+    """``ase.Atoms`` (Å) with residue arrays from an OpenMM topology and positions (a quantity;
+    None: all zeros), of all atoms or only those at ``indices`` (positions then of those only)."""
     atoms_list = list(topology.atoms())
+    if indices is not None:
+        atoms_list = [atoms_list[i] for i in indices]
+    if positions is None:
+        pos = np.zeros((len(atoms_list), 3))
+    else:
+        pos = np.asarray(positions.value_in_unit(positions.unit), dtype=np.float64) * _to_angstrom(positions)
     atoms = Atoms(numbers=[a.element.atomic_number for a in atoms_list], positions=pos)
     atoms.set_array("residuenames", np.array([a.residue.name for a in atoms_list], dtype="U4"))
     atoms.set_array("residuenumbers", np.array([_number(a.residue) for a in atoms_list], dtype=np.int64))
