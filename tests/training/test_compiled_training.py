@@ -68,3 +68,16 @@ def test_compiled_step_equals_eager_on_a_fixed_batch() -> None:
     compiled.eval()  # validation: the eager model (no compiled graph for eval)
     out = compiled(ethanol_batch([1, 2]), compute_forces=True)
     assert out["forces"].shape == (18, 3)
+
+
+def test_config_key_model_compile(capsys: pytest.CaptureFixture) -> None:
+    """``visnet fit ... --model.compile true`` is the config key ``model.compile`` (default false)."""
+    from conftest import REPO
+
+    from visnet.cli.fit import lightning_main
+
+    config = str(REPO / "configs" / "rmd17_ethanol_cpu.yaml")
+    assert lightning_main(["fit", "--config", config, "--print_config"]) == 0
+    assert "compile: false" in capsys.readouterr().out
+    assert lightning_main(["fit", "--config", config, "--model.compile", "true", "--print_config"]) == 0
+    assert "compile: true" in capsys.readouterr().out
