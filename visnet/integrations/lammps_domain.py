@@ -128,7 +128,7 @@ class DomainMode:
             error = err
         raise_collectively(comm, error)
         owned = forces[:nlocal] + self._ghost_forces(comm, tags[index[nlocal:]], forces[nlocal:], tags[:nlocal])
-        total = energy if comm is None else comm.allreduce(energy)
+        total, virial = (energy, virial) if comm is None else comm.allreduce((energy, virial), op=_sum_pairs)
         return Contribution(total + self.mean, owned, voigt(virial))
 
     def _owned(
@@ -175,3 +175,8 @@ class DomainMode:
         if parallel:
             comm.Allreduce(MPI.IN_PLACE, summed)
         return summed[owned_tags]
+
+
+def _sum_pairs(a: tuple[float, np.ndarray], b: tuple[float, np.ndarray], _: object = None) -> tuple[float, np.ndarray]:
+    """(energy, virial) + (energy, virial): the reduction of ``comm.allreduce`` over ranks."""
+    return a[0] + b[0], a[1] + b[1]

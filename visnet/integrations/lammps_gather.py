@@ -35,8 +35,9 @@ class Contribution:
         energy: total potential energy of the whole system (eV), the same on every rank (LAMMPS adds
             a fix's energy after summing the ranks' pair energies).
         forces: (nlocal, 3) eV/Å on this rank's own atoms, in LAMMPS's local order.
-        virial: (6,) eV, this rank's share of the global virial W = Σ r ⊗ f (xx yy zz xy xz yz;
-            LAMMPS sums the ranks' shares).
+        virial: (6,) eV, the global virial W = Σ r ⊗ f (xx yy zz xy xz yz), the same on every
+            rank: measured with 2 ranks, LAMMPS 22 Jul 2025 reports the mean of the ranks' values
+            set through ``fix_external_set_virial_global`` (a rank's share alone gave half).
     """
 
     energy: float
@@ -118,10 +119,9 @@ class GatherMode:
             energy, (forces,), virial = result
             return Contribution(energy, forces, voigt(virial))
         energy, pieces, virial = result if result is not None else (None, None, None)
-        energy = comm.bcast(energy, root=0)
+        energy, virial = comm.bcast((energy, virial), root=0)
         forces = comm.scatter(pieces, root=0)
-        share = voigt(virial) if virial is not None else np.zeros(6)
-        return Contribution(energy, forces, share)
+        return Contribution(energy, forces, voigt(virial))
 
     def _evaluate(
         self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], box: LammpsBox
