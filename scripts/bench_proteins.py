@@ -33,6 +33,7 @@ def protein(copies: int, base):
     parts = []
     for k in range(copies):
         part = base.copy()
+        del part.arrays["chainids"]  # set_array would keep the old one-character dtype
         part.set_array("chainids", np.full(len(part), str(k), dtype="U8"))
         part.positions += spacing * np.array([k % side, (k // side) % side, k // side**2])
         parts.append(part)

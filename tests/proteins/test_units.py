@@ -125,6 +125,8 @@ def test_shared_pairs_cover_each_unit(tripeptide) -> None:
             lambda a: a.arrays["atomtypes"].__setitem__(np.flatnonzero(a.arrays["atomtypes"] == "CA")[0], "XX"),
             "ALA 1: missing backbone atom(s) CA",
         ),
+        # a second copy of the peptide with the same chain id: its residues would merge with the first's
+        (lambda a: a.extend(a.copy()), "chain A ACE 0 appears twice (its atoms are not together)"),
     ],
 )
 def test_topology_errors_name_the_residue(tripeptide, edit, message) -> None:

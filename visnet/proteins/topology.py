@@ -104,8 +104,15 @@ def _residues(
     atoms: Atoms, names: np.ndarray, numbers: np.ndarray, chainids: np.ndarray, atomtypes: np.ndarray
 ) -> tuple[list[Residue], np.ndarray, np.ndarray]:
     keys: dict[tuple[str, int, str], list[int]] = {}
+    last = None
     for i, key in enumerate(zip(chainids.tolist(), numbers.tolist(), names.tolist())):
+        if key != last and key in keys:
+            raise ValueError(
+                f"chain {key[0]} {key[2]} {key[1]} appears twice (its atoms are not together): "
+                "give every residue of a chain its own number, and every chain its own id"
+            )
         keys.setdefault(key, []).append(i)
+        last = key
     residues, bonds = [], []
     residue_index = np.empty(len(atoms), dtype=np.int64)
     for r, ((chain, number, name), members) in enumerate(keys.items()):
