@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo lint test test-all bench clean
+.PHONY: setup demo lint test test-all bench clean docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +27,14 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
-test: setup lint
+test: setup lint docs
 	@$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: the suite is missing or every test was deselected"; fi; \
 	exit $$rc
+
+# The documentation site (docs/, mkdocs.yml) into site/; --strict fails on any broken link or reference.
+docs: setup
+	OMP_NUM_THREADS=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 test-all: setup
 	$(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
@@ -39,7 +43,7 @@ bench: setup
 	$(PY) scripts/bench_pyg.py
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) outputs .pytest_cache site
 
 # MACE as a peer row (issue 11): a separate env, outside the package's dependencies. torch is pinned
 # first and again with mace-torch, so pip never swaps in a CUDA build. Measured to install together:

@@ -166,7 +166,8 @@ def explain(
         max_frames: trajectories with more frames are subsampled evenly to this many (with a
             ``SubsampledWarning`` and a note).
         output_dir: also write the CSV and pictures there (``visnet.explain.outputs.write_explanation``).
-        device, dtype: where and in which precision the models run (default float64).
+        device: where the models run ("cpu", "cuda"; None: CUDA when available).
+        dtype: the models' precision, "float64" (default) or "float32".
         trust_package: as ``visnet.predict`` (exported packages are refused here anyway: explain needs the layers).
 
     Returns:

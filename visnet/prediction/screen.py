@@ -165,14 +165,21 @@ def screen(
         output: the results file: ``.csv`` (as ``visnet.write_csv`` writes it), ``.parquet`` (the
             same columns) or ``.extxyz`` (geometry, properties in ``info`` and per-atom ones such
             as forces in ``arrays``). Its shards live in ``<output>.shards/`` until it is written.
-        model, properties, batch_size, dtype, trust_package, relax, relax_fmax, relax_steps: as
-            for ``visnet.predict``.
+        model: as for ``visnet.predict``: a model file, bundled name ("default"), bundle ("qm9"),
+            run folder or list of these.
+        properties: names to predict (None: all the models predict), as for ``visnet.predict``.
+        batch_size: structures per model call.
         chunk_size: structures per shard (the unit written, resumed and shared out). Part of
             the run: a rerun with another chunk size is refused.
         devices: processes per node (GPUs with a CUDA device, else CPU processes).
         num_nodes: nodes (launched by SLURM/torchrun, see the README); ``output`` must then be
             on a file system every node sees.
         device: "cpu", "cuda" or None (CUDA when available).
+        dtype: "float64" (default) or "float32".
+        trust_package: load exported packages (``.pt2``) not built on this machine.
+        relax: first relax each structure with the energy model (ASE BFGS), as ``visnet.predict``.
+        relax_fmax: the relaxation's force threshold, eV/Å.
+        relax_steps: the relaxation's maximum number of steps.
         accel: "eager" (default), "compile" or "export" (the exported package, built first when
             missing). "auto" means "eager" here: a switch of form in the middle of a run would
             make rows depend on when it happened.
