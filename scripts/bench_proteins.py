@@ -92,10 +92,11 @@ def main() -> None:
     from visnet.proteins.building import peptide_from_sequence
 
     base = peptide_from_sequence(SEQUENCE, seed=0)
-    rows, per_atom = [], {}
+    rows, per_atom, floor_per_atom = [], {}, {}
     for copies in sorted(args.copies):
         m = measure(protein(copies, base), args.dtype, args.calls, args.budget)
         per_atom[m["atoms"]] = m["total"] / m["atoms"]
+        floor_per_atom[m["atoms"]] = m["floor"] / m["atoms"]
         rows.append(
             f"| {m['atoms']:,} | {copies} | {m['units']:,} | {m['unit_atoms']:,} | {m['total']:.2f} | "
             f"{m['floor']:.2f} | {m['total'] / m['floor']:.2f} | {m['mm']:.3f} | {m['pairs'] / m['atoms']:.0f} | "
@@ -104,6 +105,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     sizes = sorted(per_atom)
     ratio = per_atom[sizes[-1]] / per_atom[sizes[0]]
+    floor_ratio = floor_per_atom[sizes[-1]] / floor_per_atom[sizes[0]]
     body = "\n".join(
         [
             "## Proteins: fragmented E+F scaling (AI2BMD units, issue 23)",
@@ -123,7 +125,8 @@ def main() -> None:
             *rows,
             "",
             f"Time per atom at {sizes[-1]:,} atoms / at {sizes[0]:,}: **{ratio:.2f}×** (goal ≤ 1.3×; "
-            "memory goal ≤ 4 GB).",
+            f"memory goal ≤ 4 GB). The model call alone on the same units grows {floor_ratio:.2f}× per atom: the "
+            "growth is the model's on a larger batch, not the fragmentation's (units, caps, chain rule, MM).",
         ]
     )
     write_section(__file__, body, args)
