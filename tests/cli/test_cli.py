@@ -14,7 +14,20 @@ from conftest import REPO
 from visnet.cli import main as visnet_main
 from visnet.cli.main import USAGE
 
-COMMANDS = ("fit", "validate", "test", "predict", "evaluate", "md", "export", "cache", "plot", "lammps", "label", "explain")
+COMMANDS = (
+    "fit",
+    "validate",
+    "test",
+    "predict",
+    "evaluate",
+    "md",
+    "export",
+    "cache",
+    "plot",
+    "lammps",
+    "label",
+    "explain",
+)
 
 # command -> options its --help must name
 HELP_NAMES = {
