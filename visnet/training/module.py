@@ -36,6 +36,7 @@ from visnet.training.finetune import (
 )
 from visnet.training.losses import loss_function, target_loss
 from visnet.training.metrics import mae, metric_names
+from visnet.training.nonfinite import NonFiniteSteps
 
 
 class ViSNetModule(pl.LightningModule):
@@ -134,6 +135,8 @@ class ViSNetModule(pl.LightningModule):
             )
         self._statistics_applied = False
         self._compiled: CompiledTraining | None = None
+        self._nonfinite = NonFiniteSteps()
+        self._batch_structures: Tensor | None = None
 
     def _start_model(
         self,
@@ -306,6 +309,7 @@ class ViSNetModule(pl.LightningModule):
                 )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        self._batch_structures = batch.get("index")
         loss = self._step(batch, "train")
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=1)
         return loss
@@ -348,6 +352,11 @@ class ViSNetModule(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss", "interval": "epoch", "strict": False},
         }
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Drops a step whose gradients are not finite (``visnet.training.nonfinite``)."""
+        trained = [p for group in optimizer.param_groups for p in group["params"]]
+        self._nonfinite.check(trained, self._batch_structures, self.trainer.global_step)
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
         """Linear warm-up of the learning rate over the first ``lr_warmup_steps`` optimizer steps."""
