@@ -21,7 +21,7 @@ __all__ = ["ProteinTopology", "Residue", "has_residue_arrays", "RESIDUE_ARRAYS"]
 RESIDUE_ARRAYS = ("residuenames", "residuenumbers", "atomtypes")
 # Two heavy atoms are bonded when closer than this factor times the sum of covalent radii.
 BOND_FACTOR = 1.2
-MAX_X_H = 1.35  # Å, longest X-H bond accepted when attaching a hydrogen to its heavy atom
+MAX_X_H = 1.35  # Å, longest X-H bond accepted when attaching a hydrogen to its heavy atom (C, N, O)
 MAX_PEPTIDE_BOND = 2.0  # Å, a longer C(i)-N(i+1) distance is a chain break
 MAX_DISULFIDE = 2.5  # Å, SG-SG distance of a disulfide bond
 
@@ -147,8 +147,10 @@ def _residue(
     bonds.extend(zip(heavy[a].tolist(), heavy[b].tolist()))
     to_heavy = np.linalg.norm(pos[hydrogens, None] - pos[None, heavy], axis=-1)
     nearest = to_heavy.argmin(axis=1)
-    for h, k in zip(hydrogens.tolist(), nearest.tolist()):
-        if to_heavy[hydrogens.tolist().index(h), k] > MAX_X_H:
+    # S-H is longer than C/N/O-H (1.34 Å; 1.42 Å as RDKit builds it): the limit scales with the radii
+    longest = np.maximum(MAX_X_H, BOND_FACTOR * (radii + covalent_radii[1]))
+    for row, (h, k) in enumerate(zip(hydrogens.tolist(), nearest.tolist())):
+        if to_heavy[row, k] > longest[k]:
             raise ValueError(f"{label}: hydrogen {atomtypes[h]} is bonded to no heavy atom of its residue")
         groups[h] = groups[int(heavy[k])]
         bonds.append((int(heavy[k]), h))
