@@ -208,7 +208,9 @@ def test_torchsim_goes_through_the_resolver_with_trust_package(monkeypatch: pyte
 
     calls = spy_resolve_model(monkeypatch)
     torchsim.ViSNetModel(model, device="cpu", trust_package=True)
-    assert calls == [{"device": "cpu", "dtype": "float64", "trust_package": True, "purpose": "an MD engine"}]
+    assert calls == [
+        {"device": "cpu", "dtype": "float64", "trust_package": True, "purpose": "an MD engine", "accel": "auto"}
+    ]
 
 
 def test_openmm_goes_through_the_resolver_with_trust_package(monkeypatch: pytest.MonkeyPatch, model: ViSNet) -> None:
@@ -221,7 +223,9 @@ def test_openmm_goes_through_the_resolver_with_trust_package(monkeypatch: pytest
     for symbol in "OHH":
         topology.addAtom(symbol, app.Element.getBySymbol(symbol), residue)
     openmmml.MLPotential("visnet", model=model, trust_package=True).createSystem(topology, device="cpu")
-    assert calls == [{"device": "cpu", "dtype": "float64", "trust_package": True, "purpose": "an MD engine"}]
+    assert calls == [
+        {"device": "cpu", "dtype": "float64", "trust_package": True, "purpose": "an MD engine", "accel": "auto"}
+    ]
 
 
 def spy_resolve_model(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:

@@ -8,10 +8,10 @@ process builds its own (calculators hold native handles that cannot be shared or
 from __future__ import annotations
 
 import importlib
-import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 from ase.calculators.calculator import Calculator
@@ -162,7 +162,7 @@ def check_xtb_elements(numbers: np.ndarray, frame: int) -> None:
 def check_picklable(factory: CalculatorFactory) -> None:
     """ValueError when ``factory`` cannot be sent to worker processes (a lambda, a local function)."""
     try:
-        pickle.dumps(factory)
+        ForkingPickler.dumps(factory)  # what a spawned worker's start-up does with it
     except Exception as err:
         raise ValueError(
             f"calculator factory {level_of_theory(factory)} cannot be sent to worker processes "
