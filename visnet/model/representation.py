@@ -123,11 +123,11 @@ class ViSNetRepresentation(nn.Module):
             not_loop = slice(0, edge_index.size(1) - z.size(0))
         else:
             not_loop = ~geometry.self_loop
+        chunk = self.edge_chunk(edge_index.size(1), rbf.dtype)
         x = self.embedding(z)
-        x = self.neighbor_embedding(z, x, edge_index[:, not_loop], rbf[not_loop], cutoff[not_loop])
-        f_ij = self.edge_embedding(edge_index, rbf, x)
+        x = self.neighbor_embedding(z, x, edge_index[:, not_loop], rbf[not_loop], cutoff[not_loop], chunk)
+        f_ij = self.edge_embedding(edge_index, rbf, x, chunk)
         vec = torch.zeros(x.size(0), self.num_vectors, x.size(1), dtype=x.dtype, device=x.device)
-        chunk = self.edge_chunk(edge_index.size(1), x.dtype)
         for layer in self.vis_mp_layers:
             dx, dvec, df_ij = layer(
                 x, vec, edge_index, cutoff, f_ij, d_ij, edge_chunk=chunk, recompute=chunk is not None

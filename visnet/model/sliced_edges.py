@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from visnet.model.edge_messages import GATHER_BY, edge_outputs, gather_nodes
+from visnet.model.sliced_map import EdgeKind, register_kind, sliced_map
 
 __all__ = ["sliced_edges"]
 
@@ -150,6 +151,55 @@ def _(grad_x, grad_vec, grad_df, edge_index, cutoff, f_ij, d_ij, nodes, weights,
     return [torch.empty_like(cutoff), torch.empty_like(f_ij), torch.empty_like(d_ij)] + [
         torch.empty_like(t) for t in nodes
     ]
+
+
+def _messages(
+    vector_cutoff: bool, weights: list[Tensor], cutoff: Tensor, f_ij: Tensor, d_ij: Tensor, *gathered: Tensor
+):
+    """``edge_outputs`` with the per-edge inputs first: the slice function of ``sliced_map``'s kinds
+    "edge_messages" (vector_cutoff True) and "edge_messages_plain"."""
+    return edge_outputs(gathered, cutoff, f_ij, d_ij, weights, vector_cutoff)
+
+
+def _message_shapes(inputs: list[Tensor], weights: list[Tensor], num_edges: int) -> list[tuple[int, ...]]:
+    f_ij, d_ij, num_nodes = inputs[1], inputs[2], inputs[3].size(0)
+    shapes = [(num_nodes, f_ij.size(-1)), (num_nodes, d_ij.size(-1), f_ij.size(-1))]
+    return shapes + [tuple(f_ij.shape)] * (len(inputs) > 7)
+
+
+for _name, _vector_cutoff in (("edge_messages", True), ("edge_messages_plain", False)):
+    register_kind(_name, EdgeKind(functools.partial(_messages, _vector_cutoff), _message_shapes))
+
+
+def _message_roles(num_nodes: int) -> tuple[str, str]:
+    """``sliced_map`` roles of the messages: inputs cutoff, f_ij, d_ij, nodes; outputs x_agg, vec_agg (, df_ij)."""
+    return "eee" + "".join(end[0] for end in GATHER_BY[:num_nodes]), "dd" + "e" * (num_nodes > 4)
+
+
+def _setup_backward_context(ctx, inputs, output) -> None:  # noqa: ANN001
+    grad_x, grad_vec, grad_df, edge_index, cutoff, f_ij, d_ij, nodes, weights, vector_cutoff, chunk, _ = inputs
+    ctx.save_for_backward(grad_x, grad_vec, grad_df, edge_index, cutoff, f_ij, d_ij, *nodes, *weights)
+    ctx.num_nodes, ctx.options = len(nodes), (vector_cutoff, chunk)
+
+
+def _double_backward(ctx, grads: list[Tensor]) -> tuple:  # noqa: ANN001
+    """Derivative of the backward (Hessians, force losses through frozen weights): the second-order
+    map of ``sliced_map`` over the same slices (eager slice kernels)."""
+    grad_x, grad_vec, grad_df, edge_index, cutoff, f_ij, d_ij, *rest = ctx.saved_tensors
+    nodes, weights = rest[: ctx.num_nodes], list(rest[ctx.num_nodes :])
+    vector_cutoff, chunk = ctx.options
+    in_roles, out_roles = _message_roles(len(nodes))
+    upstream = [grad_x, grad_vec] + [grad_df] * (len(nodes) > 4)
+    inputs = [cutoff, f_ij, d_ij, *nodes, *upstream]
+    cotangents = [torch.zeros_like(t) if g is None else g for g, t in zip(grads, inputs, strict=False)]
+    kind = "edge_messages" if vector_cutoff else "edge_messages_plain"
+    out = sliced_map(edge_index, inputs + cotangents, weights, kind, in_roles, out_roles, chunk, order=2)
+    num = 3 + len(nodes)
+    grad_upstream = out[num:] + [None] * (len(nodes) <= 4)
+    return (*grad_upstream, None, out[0], out[1], out[2], out[3:num], [None] * len(weights), None, None, None)
+
+
+_sliced_edges_backward.register_autograd(_double_backward, setup_context=_setup_backward_context)
 
 
 def _setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
