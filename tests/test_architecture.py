@@ -40,8 +40,9 @@ LAYERS: dict[str, int] = {
     "training": 6,
     "integrations": 6,
     "explain": 6,
-    "cli": 7,
-    "__init__": 8,
+    "learning": 7,
+    "cli": 8,
+    "__init__": 9,
 }
 MAX_TOP_LEVEL_MODULES = 6
 

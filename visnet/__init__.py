@@ -4,7 +4,8 @@ Public API: ``ViSNet``, ``save_model``, ``load_model``, ``from_pyg``,
 ``radius_graph``, ``ViSNetCalculator``, ``predict`` (with ``Prediction``, ``results_to_table``,
 ``to_dataframe``, ``write_csv``, ``write_json``), ``screen`` (``predict`` over collections too large
 for memory: streamed, sharded, resumable, data-parallel); compiled inference: ``compile_model``, ``export_model``
-/ ``load_exported`` (AOTInductor ``.pt2`` packages).
+/ ``load_exported`` (AOTInductor ``.pt2`` packages); ``learn`` (active learning: committee MD, labelling,
+fine-tuning in rounds).
 """
 
 __version__ = "0.1.0"
@@ -16,6 +17,7 @@ from visnet.accel.exported import load_exported
 from visnet.explain import Explanation, explain
 from visnet.inference.calculator import ViSNetCalculator
 from visnet.io.model_files import from_pyg, load_model, save_model
+from visnet.learning import learn
 from visnet.model import ViSNet
 from visnet.neighbors import NeighborList, radius_graph
 from visnet.prediction.predict import predict
@@ -37,6 +39,7 @@ __all__ = [
     "export_model",
     "from_pyg",
     "load_exported",
+    "learn",
     "load_model",
     "predict",
     "radius_graph",

@@ -34,6 +34,7 @@ commands:
   lammps     run a LAMMPS input with a ViSNet potential (mpiexec -n K visnet lammps in.lmp --model M)
   label      energies and forces by GFN2-xTB or an ASE calculator: visnet label IN OUT.extxyz
   explain    per-atom explanation of a prediction (CSV, 2D/3D pictures): visnet explain aspirin
+  learn      active learning: committee MD, uncertain frames labelled, committee fine-tuned, in rounds
 
 `visnet <command> --help` shows the options of a command."""
 
@@ -50,6 +51,7 @@ COMMANDS = {
     "lammps": "visnet.cli.lammps",
     "label": "visnet.cli.label",
     "explain": "visnet.cli.explain",
+    "learn": "visnet.cli.learn",
 }
 
 

@@ -1,0 +1,222 @@
+"""Active learning (``visnet learn``) with a tiny random start model, EMT as the oracle and a
+one-epoch training config: two rounds run, round 1's frames are in round 2's training set, a run
+continued with more rounds redoes nothing finished, changed options are refused, one report row
+per round; bad input gives one-line errors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import ase.io
+import learn_oracles
+import numpy as np
+import pytest
+import torch
+from conftest import randomize_biases
+
+import visnet
+import visnet.labelling
+from visnet.cli.fit import lightning_main
+from visnet.cli.main import main as cli_main
+from visnet.errors import VisnetError
+from visnet.learning import learn
+
+TINY_ARCH = dict(hidden_channels=16, num_layers=2, num_rbf=8, num_heads=2, lmax=1, cutoff=4.0, max_z=10)
+ORACLE = "learn_oracles:counting_emt"
+COMMITTEE = 2
+FRAMES_PER_ROUND = 3
+TRAIN_CONFIG = """\
+trainer:
+  max_epochs: 1
+data:
+  batch_size: 2
+"""
+
+
+def _start_model(path: Path) -> Path:
+    torch.manual_seed(0)
+    model = randomize_biases(visnet.ViSNet(**TINY_ARCH), scale=0.2, seed=0)
+    return visnet.save_model(model, path, units={"energy": "eV", "length": "Å"}, elements=[1, 6, 8])
+
+
+class CountingFit:
+    """Runs ``visnet fit`` in this process and keeps each command line."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: list[str]) -> int:
+        self.calls.append(argv)
+        return lightning_main(argv)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("learn")
+    config = root / "train.yaml"
+    config.write_text(TRAIN_CONFIG)
+    reference = root / "reference.extxyz"
+    visnet.labelling.label([_rattled(seed) for seed in range(2)], reference, calculator=ORACLE, progress=False)
+    model = str(_start_model(root / "start.pt"))
+    return {"model": model, "config": str(config), "out": str(root / "run"), "test": str(reference)}
+
+
+def _rattled(seed: int):
+    from visnet.structures.molecules import load_structure
+
+    atoms = load_structure("ethanol")
+    atoms.rattle(0.03, seed=seed)
+    return atoms
+
+
+def _options(setup: dict) -> dict:
+    return dict(
+        model=setup["model"],
+        committee=COMMITTEE,
+        md_steps=20,
+        temperature=100.0,  # an untrained committee's MD stays within the blow-up guard's bounds longer
+        check_interval=5,
+        max_force_std=1e-4,  # every checked frame of an untrained committee is uncertain
+        max_frames_per_round=FRAMES_PER_ROUND,
+        train_config=setup["config"],
+        calculator=ORACLE,
+        test=setup["test"],
+        out=setup["out"],
+        progress=False,
+    )
+
+
+def _cli_args(setup: dict, rounds: int) -> list[str]:
+    o = _options(setup)
+    return [
+        "learn",
+        "ethanol",
+        f"--model={o['model']}",
+        f"--committee={COMMITTEE}",
+        f"--rounds={rounds}",
+        "--md-steps=20",
+        "--temperature=100",
+        "--check-interval=5",
+        "--max-force-std=1e-4",
+        f"--max-frames-per-round={FRAMES_PER_ROUND}",
+        f"--train-config={o['train_config']}",
+        f"--calculator={ORACLE}",
+        f"--test={setup['test']}",
+        f"--out={setup['out']}",
+        "--no-progress",
+    ]
+
+
+@pytest.fixture(scope="module")
+def two_runs(setup) -> dict:
+    """``visnet learn --rounds 1`` on the command line, then ``learn(rounds=2)`` with counters."""
+    assert cli_main(_cli_args(setup, rounds=1)) == 0
+    first_run_files = {p: p.stat().st_mtime_ns for p in Path(setup["out"], "round_001").rglob("*") if p.is_file()}
+    learn_oracles.COMPUTED.clear()
+    fit = CountingFit()
+    result = learn("ethanol", rounds=2, fit_runner=fit, **_options(setup))
+    return {"result": result, "fit": fit, "computed": list(learn_oracles.COMPUTED), "first": first_run_files}
+
+
+def test_two_rounds_make_a_committee_per_round(two_runs, setup):
+    result = two_runs["result"]
+    assert [s.index for s in result.rounds] == [0, 1, 2] and not result.converged
+    for state in result.rounds:
+        assert state.trained and len(state.members) == COMMITTEE
+        assert all(Path(m).is_file() for m in state.members)
+    assert result.members == [Path(m) for m in result.rounds[2].members]
+    assert len({Path(m).parent.parent for m in result.members}) == 1  # one committee folder
+
+
+def test_round_one_frames_are_in_round_two_training_set(two_runs, setup):
+    out = Path(setup["out"])
+    round1 = ase.io.read(out / "round_001" / "labels.extxyz", ":")
+    train2 = ase.io.read(out / "round_002" / "train.extxyz", ":")
+    assert len(round1) == FRAMES_PER_ROUND
+    labelled = [len(ase.io.read(out / f"round_{i:03d}" / "labels.extxyz", ":")) for i in range(3)]
+    assert len(train2) == sum(labelled) and labelled[:2] == [FRAMES_PER_ROUND] * 2  # all of rounds 0, 1 and 2
+    for frame in round1:
+        assert any(np.allclose(frame.positions, t.positions, atol=1e-6) for t in train2)
+        assert frame.info["level_of_theory"] == ORACLE
+
+
+def test_members_start_from_their_previous_round_self(two_runs, setup):
+    calls = two_runs["fit"].calls
+    starts = [argv[argv.index("--init") + 1] for argv in calls]
+    previous = two_runs["result"].rounds[1].members
+    assert starts == previous  # member k of round 2 from member k of round 1
+    seeds = {argv[[a.startswith("--seed_everything") for a in argv].index(True)] for argv in calls}
+    assert len(seeds) == COMMITTEE
+
+
+def test_continued_run_redoes_nothing_finished(two_runs, setup):
+    assert len(two_runs["fit"].calls) == COMMITTEE  # round 2's members only
+    ethanol_atoms = 9
+    added = two_runs["result"].rounds[2].labelled
+    assert two_runs["computed"] == [ethanol_atoms] * added  # round 2's frames only
+    changed = [p for p, t in two_runs["first"].items() if p.stat().st_mtime_ns != t]
+    assert changed == []
+
+
+def test_report_has_one_row_per_round(two_runs, setup):
+    out = Path(setup["out"])
+    with open(out / "report.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["round"] for r in rows] == ["0", "1", "2"]
+    added = [int(r["frames_added"]) for r in rows]
+    assert added[:2] == [FRAMES_PER_ROUND] * 2 and 1 <= added[2] <= FRAMES_PER_ROUND
+    assert [int(r["total_frames"]) for r in rows] == list(np.cumsum(added))
+    assert float(rows[1]["max_force_std"]) >= float(rows[1]["mean_force_std"]) > 1e-4
+    assert (out / "report.png").stat().st_size > 0
+    assert all(float(r["test_force_mae_meV_per_A"]) > 0 for r in rows)
+
+
+def test_test_errors_are_those_of_the_committee_mean(two_runs, setup):
+    """The reported force MAE equals the committee mean's, recomputed here (float64 calculator)."""
+    state = two_runs["result"].rounds[2]
+    calc = visnet.ViSNetCalculator(model=state.members, accel="eager")
+    errors = []
+    for reference in ase.io.read(setup["test"], ":"):
+        atoms = reference.copy()
+        atoms.calc = calc
+        errors.append(np.abs(atoms.get_forces() - reference.get_forces()))
+    assert state.test["force_mae"] == pytest.approx(np.mean(errors), rel=1e-9)
+
+
+def test_rerun_of_a_finished_run_does_nothing(two_runs, setup):
+    fit = CountingFit()
+    learn_oracles.COMPUTED.clear()
+    result = learn("ethanol", rounds=2, fit_runner=fit, **_options(setup))
+    assert fit.calls == [] and learn_oracles.COMPUTED == []
+    assert len(result.rounds) == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "flag"),
+    [({"temperature": 400.0}, "--temperature"), ({"max_frames_per_round": 5}, "--max-frames-per-round")],
+)
+def test_changed_options_are_refused(two_runs, setup, change, flag):
+    with pytest.raises(VisnetError, match=flag):
+        learn("ethanol", rounds=2, fit_runner=CountingFit(), **{**_options(setup), **change})
+
+
+def test_changed_structure_is_refused(two_runs, setup):
+    with pytest.raises(VisnetError, match="STRUCTURE"):
+        learn("CCO", rounds=2, fit_runner=CountingFit(), **_options(setup))
+
+
+def test_given_ensemble_converges_without_training(setup, tmp_path):
+    """An ensemble folder is the round-0 committee as it is; a threshold above any force std
+    harvests nothing, so round 1 converges: no label, no fit."""
+    for k in range(COMMITTEE):
+        _start_model(tmp_path / "ensemble" / f"member_{k}" / "model.pt")
+    options = {**_options(setup), "model": str(tmp_path / "ensemble"), "out": str(tmp_path / "run")}
+    options.update(max_force_std=1e3, test=None)
+    fit = CountingFit()
+    learn_oracles.COMPUTED.clear()
+    result = learn("ethanol", rounds=3, fit_runner=fit, **options)
+    assert result.converged and [s.index for s in result.rounds] == [0, 1]
+    assert fit.calls == [] and learn_oracles.COMPUTED == []
+    assert result.members == sorted((tmp_path / "ensemble").glob("member_*/model.pt"))
+    assert result.rounds[1].uncertain_frames == 0 and result.rounds[1].checked_frames > 0
