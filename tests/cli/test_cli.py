@@ -27,6 +27,7 @@ COMMANDS = (
     "lammps",
     "label",
     "explain",
+    "learn",
 )
 
 # command -> options its --help must name
@@ -43,6 +44,7 @@ HELP_NAMES = {
     "lammps": ("input", "--model", "--elements", "--mode", "--accel"),
     "label": ("input", "output", "--method", "--calculator", "--workers", "--charge"),
     "explain": ("structure", "--model", "--property", "--method", "--output-dir", "--max-frames"),
+    "learn": ("structure", "--model", "--committee", "--rounds", "--max-force-std", "--calculator", "--out"),
 }
 
 
@@ -95,6 +97,7 @@ def _user_errors(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "lammps": (["lammps", str(tmp / "missing.lmp")], "missing.lmp"),
         "label": (["label", str(tmp / "missing.xyz"), str(tmp / "out.extxyz")], "missing.xyz does not exist"),
         "explain": (["explain", str(tmp / "missing.xyz"), "--output-dir", str(tmp / "x")], "missing.xyz"),
+        "learn": (["learn", "ethanol", "--rounds", "0", "--out", str(tmp / "learn")], "rounds must be"),
     }
 
 
