@@ -15,7 +15,9 @@ before the page is rendered:
   signature and the docstring's Args section).
 * ``<!-- visnet:configs -->``: every ``configs/*.yaml`` with its header comment.
 * ``<!-- visnet:readme HEADING -->``: the README's section under ``HEADING`` (its text up to the next
-  heading), for text that lives in the README.
+  heading), for the little text that lives in the README (the front page) and the site alike.
+* ``<!-- visnet:runnable -->``: the ``python`` block right below runs as printed
+  (``tests/test_docs.py``); it renders as nothing.
 
 An unknown marker, a missing benchmark section or a failing command stops the build.
 """
@@ -206,6 +208,8 @@ def _render(match: re.Match[str]) -> str:
         return configs()
     if kind == "readme":
         return _repo_links(readme(arg))
+    if kind == "runnable":
+        return ""
     raise KeyError(f"unknown docs marker visnet:{kind}")
 
 

@@ -1,6 +1,6 @@
 """``accel="auto"``: a model that runs eagerly until its exported package is ready, then switches.
 
-The rule (``AutoPolicy``; README "The fastest form by default"):
+The rule (``AutoPolicy``; docs/tutorials/export.md, "The rule of auto"):
 
 * The job's eager time is estimated from its calls so far: the time spent plus the last call's
   time × the calls the caller announced (``expect_calls``: an MD run's steps, a prediction's

@@ -172,8 +172,8 @@ def screen(
         chunk_size: structures per shard (the unit written, resumed and shared out). Part of
             the run: a rerun with another chunk size is refused.
         devices: processes per node (GPUs with a CUDA device, else CPU processes).
-        num_nodes: nodes (launched by SLURM/torchrun, see the README); ``output`` must then be
-            on a file system every node sees.
+        num_nodes: nodes (launched by SLURM/torchrun, see docs/tutorials/multi-gpu.md);
+            ``output`` must then be on a file system every node sees.
         device: "cpu", "cuda" or None (CUDA when available).
         dtype: "float64" (default) or "float32".
         trust_package: load exported packages (``.pt2``) not built on this machine.
