@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO, SHARED_DATA
 
 EXAMPLES = REPO / "examples"
-SLOW = {"uncertainty.py", "multi_gpu.py", "export_fast_path.py"}
+SLOW = {"uncertainty.py", "multi_gpu.py", "export_fast_path.py", "active_learning.py"}
 # example -> (modules it needs, whether it reads the shared data)
 NEEDS = {
     "md_openmm.py": (("openmm", "openmmml"), False),
@@ -29,6 +29,7 @@ NEEDS = {
     "fine_tune.py": ((), True),
     "uncertainty.py": ((), True),
     "multi_gpu.py": (("pyarrow",), True),
+    "active_learning.py": (("tblite",), False),
 }
 SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
 
