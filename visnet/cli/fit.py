@@ -20,9 +20,11 @@ Multi-GPU / multi-node: Lightning's DDP, e.g. ``--trainer.accelerator gpu --trai
 --trainer.strategy ddp_find_unused_parameters_true`` (``--trainer.num_nodes N`` under SLURM/torchrun);
 on CPU ``--trainer.accelerator cpu --trainer.devices 2`` with the same strategy uses gloo. The
 energy head's last vector projection gets no gradient (as in TorchMD-Net), hence
-``find_unused_parameters``. DDP re-launches the command line, so start it as ``visnet fit ...``.
-Every rank reads the data and derives the same splits and statistics; rank 0 writes
-``splits.npz`` and ``model.pt``; metrics are averaged over ranks; ``data.batch_size`` is per process.
+``find_unused_parameters``. DDP re-launches the command line, so start it as ``visnet fit ...``;
+on several nodes ``srun visnet fit ...`` or ``torchrun ... -m visnet.cli fit ...`` (recipes in
+docs/tutorials/multi-gpu.md). Every rank reads the data and derives the same splits and
+statistics; rank 0 writes ``splits.npz`` and ``model.pt``; metrics are averaged over ranks;
+``data.batch_size`` is per process: K processes with batch b train as one with batch K·b.
 """
 
 from __future__ import annotations

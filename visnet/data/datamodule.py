@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from visnet.data.dataset import AtomsDataset, collate
 from visnet.data.duplicates import warn_split_overlap
@@ -239,12 +240,24 @@ class ViSNetDataModule(pl.LightningDataModule):
         return DataLoader(
             self.datasets[name],
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=self._train_sampler(self.datasets[name]) if shuffle else None,
             collate_fn=collate,
             num_workers=h.num_workers,
             persistent_workers=h.num_workers > 0,
             drop_last=False,
         )
+
+    def _train_sampler(self, dataset: AtomsDataset) -> DistributedSampler:
+        """The training order: one permutation per epoch (seed ``seed_everything`` + epoch, as
+        Lightning seeds its own distributed samplers), dealt round-robin to the ranks. K processes
+        with ``batch_size`` b therefore see the same global batches as one process with K·b (when
+        the training split is a multiple of K·b; else DistributedSampler pads it by repeating its
+        first structures), and a run resumed at an epoch boundary sees the batches an uninterrupted
+        run would have seen (Lightning calls ``set_epoch``)."""
+        trainer = self.trainer
+        world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # set by seed_everything
+        return DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

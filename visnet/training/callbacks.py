@@ -97,4 +97,7 @@ class ElapsedTime(Timer):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        pl_module.log(ELAPSED_TIME, self.time_elapsed("train"), on_step=False, on_epoch=True, batch_size=1)
+        elapsed = self.time_elapsed("train")  # the slowest rank's under DDP (every rank logs it)
+        pl_module.log(
+            ELAPSED_TIME, elapsed, on_step=False, on_epoch=True, batch_size=1, sync_dist=True, reduce_fx="max"
+        )
