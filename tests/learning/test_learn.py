@@ -220,3 +220,24 @@ def test_given_ensemble_converges_without_training(setup, tmp_path):
     assert fit.calls == [] and learn_oracles.COMPUTED == []
     assert result.members == sorted((tmp_path / "ensemble").glob("member_*/model.pt"))
     assert result.rounds[1].uncertain_frames == 0 and result.rounds[1].checked_frames > 0
+
+
+def test_kill_during_training_refits_only_the_unfinished_member(two_runs, setup):
+    """As if killed while member 1 of round 2 trained: its folder holds no model.pt, the state
+    says sampled and labelled. The rerun fits that member only and labels nothing."""
+    from visnet.learning.state import RoundState
+
+    out = Path(setup["out"])
+    state = RoundState.load(out, 2)
+    state.done = ["sampled", "labelled"]
+    state.save(out)
+    unfinished = Path(state.members[1])
+    unfinished.unlink()
+    kept = Path(state.members[0]).stat().st_mtime_ns
+    fit = CountingFit()
+    learn_oracles.COMPUTED.clear()
+    result = learn("ethanol", rounds=2, fit_runner=fit, **_options(setup))
+    assert len(fit.calls) == 1 and str(unfinished.parent) in " ".join(fit.calls[0])
+    assert learn_oracles.COMPUTED == [] and unfinished.is_file()
+    assert Path(state.members[0]).stat().st_mtime_ns == kept
+    assert result.rounds[2].has("evaluated")
