@@ -11,7 +11,9 @@ Conventions of every benchmark script:
 * ``--help`` describes it; ``--output`` (default ``BENCHMARKS.md``) is the file whose section it
   rewrites and ``--no-write`` prints the section and leaves the file as it is (``add_output_arguments``).
 * Its section sits between ``<!-- <script stem>:start -->`` and ``<!-- <script stem>:end -->``
-  (``write_section``): text outside the markers is never touched, a missing section is appended.
+  (``write_section``): text outside the markers is never touched, wherever the section sits; a
+  missing section goes at the end of its question's part of BENCHMARKS.md (``SECTION_QUESTIONS``),
+  or at the end of the file for a script not listed there.
 * The section names the command that produced it (``command_line``) and the machine (``machine``).
 """
 
@@ -232,10 +234,47 @@ def markers(name: str) -> tuple[str, str]:
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
 
+# BENCHMARKS.md is grouped by the question a user asks, each a level-1 heading: a script's section,
+# written for the first time, goes at the end of its question's part (then it stays where it is).
+SECTION_QUESTIONS = {
+    **dict.fromkeys(("bench_md", "bench_accel", "bench_export", "bench_gpu"), "How fast is MD?"),
+    **dict.fromkeys(("bench_load", "bench_large", "bench_floor", "bench_compile_profile"), "How large a system?"),
+    **dict.fromkeys(
+        ("bench_finetune", "bench_train_compile", "bench_organic_model", "bench_learn"),
+        "How fast does training go, and what accuracy per CPU-minute?",
+    ),
+    **dict.fromkeys(("bench_pyg", "bench_peers"), "Against MACE, NequIP and PyG"),
+    **dict.fromkeys(("bench_lammps", "bench_torchsim"), "Engines: LAMMPS, TorchSim, OpenMM"),
+    **dict.fromkeys(
+        ("bench_label", "bench_screening", "bench_proteins", "bench_chignolin"), "Labelling, screening, proteins"
+    ),
+    "bench_refactor": "Checks between source trees",
+}
+
+
+def _insert_new_section(text: str, name: str, section: str) -> str:
+    """``text`` with ``section`` at the end of its question's part (before the next level-1
+    heading), or at the end when the question's heading is absent or ``name`` has none."""
+    question = SECTION_QUESTIONS.get(name)
+    lines = text.rstrip("\n").split("\n")
+    heading = f"# {question}"
+    if question is None or heading not in lines:
+        return "\n".join(lines) + "\n\n" + section + "\n"
+    fenced, at = False, len(lines)
+    for k in range(lines.index(heading) + 1, len(lines)):
+        fenced = fenced != lines[k].startswith("```")
+        if not fenced and lines[k].startswith("# "):
+            at = k
+            break
+    head = "\n".join(lines[:at]).rstrip("\n")
+    rest = "\n".join(lines[at:])
+    return head + "\n\n" + section + "\n" + ("\n" + rest + "\n" if rest else "")
+
+
 def replace_section(path: Path, name: str, body: str) -> None:
-    """Put ``body`` between the markers of ``name`` in ``path`` (the section is appended when the
-    markers are absent; the file is created when missing); nothing else in the file changes. The
-    file is written to a temporary name and renamed, so a crash leaves the old one whole."""
+    """Put ``body`` between the markers of ``name`` in ``path`` (a missing section goes under its
+    question, ``SECTION_QUESTIONS``; the file is created when missing); nothing else in the file
+    changes. The file is written to a temporary name and renamed, so a crash leaves the old one whole."""
     start, end = markers(name)
     section = f"{start}\n{body.strip(chr(10))}\n{end}"
     text = path.read_text() if path.is_file() else "# Benchmarks\n"
@@ -243,7 +282,7 @@ def replace_section(path: Path, name: str, body: str) -> None:
         head, rest = text.split(start, 1)
         text = head + section + rest.split(end, 1)[1]
     else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
+        text = _insert_new_section(text, name, section)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
