@@ -124,15 +124,19 @@ def learn(
             folder (``member_k/model.pt``), then the round-0 committee as it is.
         committee: members (>= 2; default 3, or the ensemble folder's size).
         rounds: learning rounds after round 0 (>= 1); a rerun with more rounds continues the run.
-        md_steps: Langevin MD steps per round at ``temperature`` (K) with ``timestep`` (fs).
+        md_steps: Langevin MD steps per round.
+        temperature: MD temperature (K).
+        timestep: MD timestep (fs).
         max_force_std: frames whose committee max force std exceeds this (eV/Å) are uncertain.
         max_frames_per_round: uncertain frames labelled per round at most (and round-0 frames).
         check_interval: MD steps between uncertainty checks (and round-0 samples).
         train_config: a ``visnet fit`` YAML of training options overriding
             ``visnet.learning.members.TRAINING_DEFAULTS`` (no architecture options).
         test: extended XYZ reference frames (energy eV, forces eV/Å): each round's committee errors on them.
-        method / calculator / workers: the labelling (``visnet.labelling.label``): GFN2-xTB by
-            default, or an ASE calculator as ``"module:factory"`` or a zero-argument callable.
+        method: the labelling method of ``visnet.labelling.label`` (GFN2-xTB by default).
+        calculator: instead of ``method``, an ASE calculator as ``"module:factory"`` or a
+            zero-argument callable.
+        workers: labelling processes.
         seed: MD seed of round r is ``seed + r``; member k of round r trains with ``seed + 1000 r + k``.
         out: the run folder.
         fit_runner: runs one ``visnet fit`` command line (a list of arguments) and returns its exit
