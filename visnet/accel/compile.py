@@ -373,9 +373,11 @@ def compile_model(
     weights are shared.
 
     Args:
-        model: the eager model. dynamic: one graph for all numbers of atoms/edges.
-        mode: ``torch.compile`` mode. cache_dir: inductor's on-disk cache (default
-            ``$TORCHINDUCTOR_CACHE_DIR`` or ``~/.cache/visnet/inductor``).
+        model: the eager model.
+        dynamic: one graph for all numbers of atoms/edges.
+        mode: ``torch.compile`` mode.
+        cache_dir: inductor's on-disk cache (default ``$TORCHINDUCTOR_CACHE_DIR`` or
+            ``~/.cache/visnet/inductor``).
         verbose: print every compile's time (one line each, to stderr).
 
     Raises:

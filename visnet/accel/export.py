@@ -243,7 +243,8 @@ def export_model(
     Args:
         model: the eager model (copied; the caller's is untouched).
         path: the package to write (must end in ``.pt2``; replaced atomically).
-        dtype: float32 or float64 (default: the model's). device: "cpu" or "cuda" (default: the model's).
+        dtype: float32 or float64 (default: the model's).
+        device: "cpu" or "cuda" (default: the model's).
         verbose: print the export time to stderr.
 
     Returns:

@@ -204,9 +204,10 @@ def load_exported(
     packages built on this machine (their SHA-256 recorded at export) load by default.
 
     Args:
-        path: the ``.pt2`` file. device: where to run (must be the device it was exported for;
-            default: that device). dtype: the dtype of the positions callers will pass (default: the
-            exported one; another one is converted, with a warning that it computes in the exported dtype).
+        path: the ``.pt2`` file.
+        device: where to run (must be the device it was exported for; default: that device).
+        dtype: the dtype of the positions callers will pass (default: the exported one; another
+            one is converted, with a warning that it computes in the exported dtype).
         trust_package: load a package not built here (or changed since): run its code. Only for
             packages from a source you trust, like ``torch.load(weights_only=False)``.
 

@@ -42,13 +42,16 @@ class MDConfig:
             file is read as a protein (``visnet.proteins.read_protein``: hydrogens added).
         ensemble: "nve", "langevin", "bussi", "baoab" or "npt".
         temperature: target (thermostats) or initial (NVE) temperature, K.
-        timestep: fs. steps: MD steps.
+        timestep: fs.
+        steps: MD steps.
         friction: 1/ps (Langevin friction; Bussi/BAOAB time constant = 1/friction).
-        pressure: bar (NPT). seed: velocities, thermostat noise and SMILES embedding.
+        pressure: bar (NPT).
+        seed: velocities, thermostat noise and SMILES embedding.
         model: model file, bundled name, ViSNet module, or a list of those (committee).
         dtype / device / skin / accel: passed to ``ViSNetCalculator`` (accel "auto": eager, then
             the model's exported package once ready, built in the background for runs long
-            enough; "eager", "compile", "export"). compile: True is accel "compile".
+            enough; "eager", "compile", "export").
+        compile: True is accel "compile".
         trust_package: load exported packages not built on this machine (``ViSNetCalculator``).
         output_dir / name: files go to ``output_dir/name.*`` (name: from the structure if None).
         log_interval / traj_interval: steps between log lines / trajectory frames.
@@ -119,9 +122,12 @@ class MDResult:
 
     Attributes:
         atoms: the system at the end (last step run).
-        steps_done: MD steps completed; completed: all requested steps ran.
+        steps_done: MD steps completed.
+        completed: all requested steps ran.
         message: why the run stopped early (blow-up), else None.
-        paths: the output files; plots: PNGs written; wall_time: seconds spent in the MD loop.
+        paths: the output files.
+        plots: PNGs written.
+        wall_time: seconds spent in the MD loop.
         thermo: time (ps), potential/kinetic/total (eV), temperature (K) arrays.
         drift: energy conservation (NVE runs with at least 3 samples), else None.
         temperature: mean / spread / error of the production temperature, else None (no samples).
@@ -248,6 +254,16 @@ def run_md(config: MDConfig, atoms: Atoms | None = None, calculator: ViSNetCalcu
     Returns:
         MDResult. A blow-up does not raise: the run stops, ``message`` says why, and every
         frame written so far (all of them good) stays readable.
+
+    Example:
+        ```python
+        from visnet.dynamics import MDConfig, run_md
+
+        config = MDConfig(structure="aspirin", ensemble="langevin", temperature=300.0, steps=1000,
+                          output_dir="outputs/md")   # what `visnet md aspirin -T 300` runs
+        result = run_md(config)
+        print(result.temperature)                    # production mean and its error, K
+        ```
     """
     atoms, calculator = prepare_system(config, atoms, calculator)
     calculator.expect_calls(config.steps + config.equilibration_steps)  # lets accel="auto" judge the run

@@ -162,6 +162,7 @@ def explain(
             per-atom terms of other extensive properties) or "integrated_gradients" (intensive
             properties: HOMO, LUMO, gap, mu); None chooses by the property.
         steps: quadrature points of integrated gradients.
+        seed: RDKit embedding seed for a SMILES ``structure`` (same seed, same geometry).
         attention: also return the attention weights of every layer (first frame).
         max_frames: trajectories with more frames are subsampled evenly to this many (with a
             ``SubsampledWarning`` and a note).
@@ -177,6 +178,15 @@ def explain(
     Raises:
         ValueError: a property the model does not predict (the message lists those it does), an
             element the model does not cover (named), a periodic structure, frames with different atoms.
+
+    Example:
+        ```python
+        import visnet
+
+        e = visnet.explain("CCO")            # exact per-atom energies (eV) of the default model
+        print(e.values[0], e.totals[0])      # (N,) values that sum to the energy
+        e = visnet.explain("c1ccccc1O", model="qm9", property="gap", output_dir="phenol_gap")
+        ```
     """
     check_steps(steps)
     frames, name = read_frames_to_explain(structure, seed)

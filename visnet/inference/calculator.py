@@ -196,6 +196,17 @@ class ViSNetCalculator(Calculator):
 
     Thread safety: one calculator may be shared by several threads; property requests and
     calculations are serialised by a lock (they run one at a time, each on its own structure).
+
+    Example:
+        ```python
+        from ase.build import molecule
+        from visnet import ViSNetCalculator
+
+        atoms = molecule("CH3CH2OH")
+        atoms.calc = ViSNetCalculator(model="default")   # the bundled model
+        energy = atoms.get_potential_energy()            # eV
+        forces = atoms.get_forces()                      # (9, 3) eV/Å
+        ```
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "energies", "stress"]

@@ -4,13 +4,14 @@ Registered through the ``openmmml.potentials`` entry point (the mechanism openmm
 NequIP and TorchMD-Net potentials use) and evaluated in an ``openmm.PythonForce`` (openmm ≥ 8.5).
 Positions arrive in nm and leave the model in Å; energies leave in kJ/mol, forces in kJ/mol/nm.
 
-Example::
-
+Example:
+    ```python
     from openmmml import MLPotential
     potential = MLPotential("visnet")                   # the bundled default model
     potential = MLPotential("visnet", model="x.pt")     # any model file
     system = potential.createSystem(topology, device="cpu", dtype="float64")
     mixed = potential.createMixedSystem(topology, mm_system, ml_atoms)   # ML/MM
+    ```
 
 Options (constructor or ``createSystem``/``createMixedSystem``; the latter win): ``device``
 ("cpu", "cuda", default: CUDA when available), ``dtype`` ("float64" default, or "float32"); and
@@ -67,7 +68,9 @@ class ViSNetPotentialImpl(MLPotentialImpl):
         trust_package: load an exported package not built on this machine (it runs native code).
         accel: the model's form: "auto" (default), "eager", "compile" or "export".
         fragmentation: None (one model call on the ML atoms) or "ai2bmd" (a protein in units).
-        nonbonded / nonbonded_cutoff: with fragmentation, as ``ViSNetCalculator``.
+        nonbonded: with fragmentation, the term between units: "amber14" (default) or None.
+        nonbonded_cutoff: with fragmentation, that term's shifted-force cutoff in Å (None: the
+            exact all-pairs sum), as ``ViSNetCalculator``.
 
     Raises:
         ValueError: a device this machine lacks (CUDA on a CPU-only torch, ...), a bad dtype, accel,

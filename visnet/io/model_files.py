@@ -386,6 +386,14 @@ def load_model(
             cutoff, or declaring more weights than the file holds or than ``MAX_PARAMETERS``
             (2**28); contents over ``MAX_FILE_BYTES`` (2 GiB uncompressed) or a metadata array
             over ``MAX_METADATA_ELEMENTS`` (10**6). These bounds are checked before allocating.
+
+    Example:
+        ```python
+        from visnet import load_model
+
+        model = load_model("default", dtype="float64")   # or a file: load_model("runs/x/model.pt")
+        print(model.metadata["units"], model.cutoff)     # {"energy": "eV", "length": "Å"}, Å
+        ```
     """
     path = _resolve(path)
     dtype = None if dtype is None else _float_dtype(dtype, "dtype")
@@ -415,6 +423,13 @@ def from_pyg(pyg_model: nn.Module) -> ViSNet:
     ``vector_norm_eps > 0`` if the imported model must be smooth at symmetric structures. Our
     neighbour list never truncates, so results match as long as no atom of the input has more
     than PyG's ``max_num_neighbors`` neighbours.
+
+    Args:
+        pyg_model: a ``torch_geometric.nn.models.ViSNet`` (its hyperparameters and weights are
+            read; it is not modified).
+
+    Returns:
+        A ``visnet.ViSNet`` in the dtype of ``pyg_model``, in the same units as its training data.
     """
     rep = pyg_model.representation_model
     layer_types = {type(layer).__name__ for layer in rep.vis_mp_layers}

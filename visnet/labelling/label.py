@@ -131,6 +131,14 @@ def label(
             a bad charge or multiplicity, a calculator spec that does not import, a journal or
             output made from other input or another level of theory, a bad output path or workers.
         ImportError: tblite is not installed (the message says ``pip install 'visnet[xtb]'``).
+
+    Example:
+        ```python
+        from visnet.labelling import label
+
+        report = label("frames.xyz", "labelled.extxyz", method="gfn2-xtb")   # or calculator="mydft:make"
+        print(report.summary())   # labelled 3 frames -> labelled.extxyz
+        ```
     """
     output = _check_output(output)
     workers = _check_workers(workers)

@@ -69,6 +69,17 @@ class ViSNet(ViSNetDescription, nn.Module):
     Bad arguments raise ValueError naming the argument (bounds in ``visnet.model.hyperparameters``).
     ``hparams`` is the architecture: these arguments but the statistics (mean, std, atomref),
     which live in the buffers ``mean``, ``std`` and ``prior_model.initial_atomref``.
+
+    Example:
+        ```python
+        import torch
+        from visnet import ViSNet
+
+        model = ViSNet(hidden_channels=64, num_layers=3, lmax=2, cutoff=5.0)
+        z = torch.tensor([8, 1, 1])                                                   # (N,) atomic numbers
+        pos = torch.tensor([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])  # (N, 3) Å
+        out = model(z, pos)            # out["energy"] (1,), out["forces"] (3, 3) = -dE/dR
+        ```
     """
 
     def __init__(

@@ -151,6 +151,8 @@ def predict(
             and predicts the rest.
         relax: first relax each structure with the energy model of ``model`` (ASE BFGS until
             max |F| < ``relax_fmax`` eV/Å or ``relax_steps`` steps); the relaxed geometry is used.
+        relax_fmax: the force (eV/Å) at which a relaxation stops.
+        relax_steps: the most BFGS steps of a relaxation.
         seed: RDKit embedding seed for SMILES (same seed, same geometry, same prediction).
         progress: show tqdm progress bars (None: when there are 100+ structures).
         compile: the same as ``accel="compile"`` (kept for existing code). Default False.
@@ -172,6 +174,15 @@ def predict(
         ValueError: invalid SMILES (quoted), an element the model does not know (named), an
             unreadable file (named), bad arguments.
         FileNotFoundError: a file input or a model file does not exist.
+
+    Example:
+        ```python
+        import visnet
+
+        results = visnet.predict(["CCO", "c1ccccc1O"], model="qm9")   # SMILES -> QM9 property models
+        print(results[0]["gap"], results[0].units["gap"])              # eV
+        visnet.write_csv(results, "results.csv")
+        ```
     """
     if errors not in ERROR_MODES:
         raise ValueError(f"errors must be one of {ERROR_MODES}, got {errors!r}")

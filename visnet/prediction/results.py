@@ -140,7 +140,16 @@ def _jsonable(value: Any) -> Any:
 
 
 def results_to_table(results: Sequence[Prediction]) -> list[dict[str, Any]]:
-    """One dict per result (see ``Prediction.row``), every row with the same columns (missing: "")."""
+    """One dict per result (see ``Prediction.row``), every row with the same columns (missing: "").
+
+    Args:
+        results: what ``visnet.predict`` returned.
+
+    Returns:
+        One dict per result: index, input, name, formula, num_atoms, each scalar property and the
+        components of each 3-vector with the unit in the column name (``"gap [eV]"``; per-atom
+        properties such as forces are left out), smiles, frame, source and error.
+    """
     rows = [r.row() for r in results]
     columns = _columns(rows)
     return [{c: row.get(c, "") for c in columns} for row in rows]
@@ -156,7 +165,14 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def to_dataframe(results: Sequence[Prediction]) -> Any:
-    """A pandas DataFrame of ``results_to_table(results)`` (needs pandas)."""
+    """A pandas DataFrame of ``results_to_table(results)`` (needs pandas).
+
+    Args:
+        results: what ``visnet.predict`` returned.
+
+    Returns:
+        A ``pandas.DataFrame``, one row per result.
+    """
     try:
         import pandas as pd
     except ImportError as err:
@@ -165,7 +181,15 @@ def to_dataframe(results: Sequence[Prediction]) -> Any:
 
 
 def write_csv(results: Sequence[Prediction], path: str | os.PathLike) -> Path:
-    """Write ``results_to_table(results)`` as CSV (atomic write); returns the path."""
+    """Write ``results_to_table(results)`` as CSV (atomic write); returns the path.
+
+    Args:
+        results: what ``visnet.predict`` returned.
+        path: the CSV file to write (replaced atomically).
+
+    Returns:
+        The path written.
+    """
     rows = results_to_table(results)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_columns(rows) if rows else ["index", "name", "error"])
@@ -175,6 +199,15 @@ def write_csv(results: Sequence[Prediction], path: str | os.PathLike) -> Path:
 
 
 def write_json(results: Sequence[Prediction], path: str | os.PathLike, geometry: bool = True) -> Path:
-    """Write every result (properties incl. forces, units, geometry) as a JSON list (atomic write)."""
+    """Write every result (properties incl. forces, units, geometry) as a JSON list (atomic write).
+
+    Args:
+        results: what ``visnet.predict`` returned.
+        path: the JSON file to write (replaced atomically).
+        geometry: include each structure's numbers and positions (Å).
+
+    Returns:
+        The path written.
+    """
     payload = [r.to_dict(geometry=geometry) for r in results]
     return atomic_write_text(path, json.dumps(payload, indent=1, ensure_ascii=False) + "\n")

@@ -60,7 +60,8 @@ class ScreenSummary:
         failed: rows with an error (listed in ``errors_file``); -1 on ranks other than 0.
         computed: structures this process computed in this call (0 when all were done before).
         errors_file: ``<output>.errors.csv``, None when nothing failed (or not rank 0).
-        rank: this process's global rank; world_size: the number of processes.
+        rank: this process's global rank.
+        world_size: the number of processes.
     """
 
     output: Path | None
@@ -196,6 +197,14 @@ def screen(
         ValueError: bad arguments, a suffix other than .csv/.parquet/.extxyz, an input that is no
             file/directory/glob, a shard store of another run at ``<output>.shards/``.
         FileNotFoundError: an input file or model file that does not exist, a glob without matches.
+
+    Example:
+        ```python
+        import visnet
+
+        summary = visnet.screen("frames.extxyz", "results.parquet", model="default", chunk_size=1000)
+        print(summary.structures, summary.failed)   # killed? the same call again resumes
+        ```
     """
     output = Path(output)
     _check_arguments(output, batch_size, chunk_size, devices, num_nodes)

@@ -56,12 +56,16 @@ class ViSNetModule(pl.LightningModule):
             for extensive targets.
         standardize: scale per-atom outputs by the force RMS (with forces) or the per-atom std of
             the residual target.
-        loss: "mse", "l1" or "huber"; huber_delta: its transition (training units).
+        loss: "mse", "l1" or "huber".
+        huber_delta: the Huber loss's transition (training units).
         energy_weight: weight of the target (energy or property) loss.
         force_weight: weight of the force loss (0: train on the target only).
-        lr: peak learning rate of AdamW; weight_decay: its decoupled weight decay.
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW's decoupled weight decay.
         lr_warmup_steps: optimizer steps of linear warm-up from ~0 to ``lr``.
-        lr_factor, lr_patience, lr_min: ReduceLROnPlateau on ``val_loss`` (patience in validation runs).
+        lr_factor: ReduceLROnPlateau's factor (on ``val_loss``).
+        lr_patience: ReduceLROnPlateau's patience, in validation runs.
+        lr_min: the smallest learning rate ReduceLROnPlateau goes to.
         model_hparams: a complete ``ViSNet.hparams`` (as stored in checkpoints); replaces the
             architecture arguments when given.
         metadata: extra metadata for the exported model (units etc. come from the data).
@@ -76,6 +80,14 @@ class ViSNetModule(pl.LightningModule):
             forces in one ``torch.compile`` graph, the loss's backward an ordinary one); validation
             and test stay eager. Falls back to eager training, with one line, where compiling is impossible.
         **architecture: ``visnet.ViSNet`` keyword arguments (hidden_channels, num_layers, cutoff, ...).
+
+    Example:
+        ```python
+        from visnet.cli.main import main
+
+        # `visnet fit --config ...` from Python: trains, then writes runs/rmd17_ethanol_cpu/model.pt
+        main(["fit", "--config", "configs/rmd17_ethanol_cpu.yaml", "--trainer.max_time", "00:00:05:00"])
+        ```
     """
 
     def __init__(
