@@ -15,12 +15,15 @@ input (summed the way the input was gathered), each slice recomputed and differe
 weights) therefore slice at every order. The weights get no gradients: frozen weights only.
 
 The operator is opaque to ``torch.compile`` and ``torch.export`` (one node per call, however many
-slices); an AOTInductor package calls it back in Python, which needs ``visnet`` imported.
+slices); an AOTInductor package calls it back in Python, which needs ``visnet`` imported. It returns
+its outputs as views of one flat buffer (``sliced_map`` unflattens them): inductor's C++ wrapper
+crashed on custom operators that return a list of tensors (torch 2.13, CPU).
 """
 
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -101,6 +104,16 @@ def _check(inputs: list[Tensor], kind: str, in_roles: str, out_roles: str, order
     return ins, outs
 
 
+def _numel(shape: tuple[int, ...]) -> int:
+    return functools.reduce(operator.mul, shape, 1)
+
+
+def _unflatten(flat: Tensor, shapes: list[tuple[int, ...]]) -> list[Tensor]:
+    """Views of the flat buffer ``flat`` with these shapes, in order."""
+    parts = torch.split(flat, [_numel(shape) for shape in shapes])
+    return [part.view(shape) for part, shape in zip(parts, shapes, strict=True)]
+
+
 @torch.library.custom_op("visnet::sliced_map", mutates_args=())
 def _sliced_map(
     edge_index: Tensor,
@@ -111,15 +124,15 @@ def _sliced_map(
     out_roles: str,
     order: int,
     chunk: int,
-) -> list[Tensor]:
+) -> Tensor:
     ins, outs = _check(inputs, kind, in_roles, out_roles, order)
     num_edges = edge_index.size(1)
-    reference = inputs[0]
     shapes = _output_shapes(inputs, weights, kind, in_roles, out_roles, order, num_edges)
-    outputs = [
-        reference.new_empty(shape) if role == "e" else reference.new_zeros(shape)
-        for shape, role in zip(shapes, outs, strict=True)
-    ]
+    flat = inputs[0].new_empty(sum(_numel(shape) for shape in shapes))
+    outputs = _unflatten(flat, shapes)
+    for out, role in zip(outputs, outs, strict=True):
+        if role != "e":  # summed into; per-edge outputs are written whole, slice by slice
+            out.zero_()
     fn = _slice_function(kind, order, in_roles, out_roles)
     for start in range(0, num_edges, max(1, chunk)):
         part = slice(start, min(start + chunk, num_edges))
@@ -130,14 +143,14 @@ def _sliced_map(
                 out[part] = value
             else:
                 out.index_add_(0, ends[role], value)
-    return outputs
+    return flat
 
 
 @_sliced_map.register_fake
 def _(edge_index, inputs, weights, kind, in_roles, out_roles, order, chunk):
     _check(inputs, kind, in_roles, out_roles, order)
     shapes = _output_shapes(inputs, weights, kind, in_roles, out_roles, order, edge_index.size(1))
-    return [inputs[0].new_empty(shape) for shape in shapes]
+    return inputs[0].new_empty(sum(_numel(shape) for shape in shapes))
 
 
 def _setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
@@ -145,20 +158,21 @@ def _setup_context(ctx, inputs, output) -> None:  # noqa: ANN001
     ctx.save_for_backward(edge_index, *tensors, *weights)
     ctx.num_inputs = len(tensors)
     ctx.options = (kind, in_roles, out_roles, order, chunk)
-    ctx.out_shapes = [out.shape for out in output]
+    ctx.out_shapes = _output_shapes(tensors, weights, kind, in_roles, out_roles, order, edge_index.size(1))
 
 
-def _backward(ctx, grads: list[Tensor | None]) -> tuple:  # noqa: ANN001
+def _backward(ctx, grad: Tensor | None) -> tuple:  # noqa: ANN001
     edge_index, *rest = ctx.saved_tensors
     inputs, weights = rest[: ctx.num_inputs], rest[ctx.num_inputs :]
     kind, in_roles, out_roles, order, chunk = ctx.options
-    cotangents = [
-        inputs[0].new_zeros(shape) if grad is None else grad for grad, shape in zip(grads, ctx.out_shapes, strict=True)
-    ]
+    if grad is None:
+        grad = inputs[0].new_zeros(sum(_numel(shape) for shape in ctx.out_shapes))
+    cotangents = _unflatten(grad, ctx.out_shapes)
     input_grads = _sliced_map(
         edge_index, [*inputs, *cotangents], list(weights), kind, in_roles, out_roles, order + 1, chunk
     )
-    return None, list(input_grads), [None] * len(weights), None, None, None, None, None
+    input_shapes = [tuple(t.shape) for t in inputs]
+    return None, _unflatten(input_grads, input_shapes), [None] * len(weights), None, None, None, None, None
 
 
 _sliced_map.register_autograd(_backward, setup_context=_setup_context)
@@ -197,4 +211,5 @@ def sliced_map(
     if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
         raise ValueError("sliced_map computes no weight gradients: call it with frozen weights")
     _check(inputs, kind, in_roles, out_roles, order)
-    return list(_sliced_map(edge_index, inputs, weights, kind, in_roles, out_roles, order, chunk))
+    shapes = _output_shapes(inputs, weights, kind, in_roles, out_roles, order, edge_index.size(1))
+    return _unflatten(_sliced_map(edge_index, inputs, weights, kind, in_roles, out_roles, order, chunk), shapes)
