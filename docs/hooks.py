@@ -192,16 +192,22 @@ def _repo_links(text: str) -> str:
     return re.sub(r"\[([^\]]+)\]\((?!https?:|#)([^)]+)\)", r"`\2`", text)
 
 
-def _render(match: re.Match[str]) -> str:
+def _docs_links(text: str, page_uri: str) -> str:
+    """Links written from the repository root into ``docs/`` (``docs/assets/x.png`` in BENCHMARKS.md)
+    made relative to the page ``page_uri`` (e.g. ``benchmarks/training.md``) that includes them."""
+    return text.replace("](docs/", "](" + "../" * page_uri.count("/"))
+
+
+def _render(match: re.Match[str], page_uri: str = "index.md") -> str:
     kind, arg = match.group(1), match.group(2)
     if kind == "cli-all":
         return cli_all()
     if kind == "cli":
         return _fence(_help(arg))
     if kind == "bench":
-        return bench(arg)
+        return _docs_links(bench(arg), page_uri)
     if kind == "bench-optional":
-        return bench_optional(arg)
+        return _docs_links(bench_optional(arg), page_uri)
     if kind == "config-keys":
         return config_keys(arg)
     if kind == "configs":
@@ -215,4 +221,4 @@ def _render(match: re.Match[str]) -> str:
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     """MkDocs event: replace the ``<!-- visnet:... -->`` markers of a page by their text."""
-    return MARKER.sub(_render, markdown)
+    return MARKER.sub(lambda match: _render(match, page.file.src_uri), markdown)
