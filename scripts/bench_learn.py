@@ -169,8 +169,10 @@ def _section(args: argparse.Namespace, result, baseline: float, learn_wall: floa
             f"Phenacetin ({SMILES}, 24 atoms, outside `default`'s training set), `visnet.learn` with committee "
             f"{args.committee}, {args.md_steps} MD steps per round at {REFERENCE_TEMPERATURE:.0f} K, max force std "
             f"{args.max_force_std} eV/Å, at most {args.max_frames_per_round} frames per round, 1 CPU minute of "
-            "fine-tuning per member. Test set: 100 frames of a held-out GFN2-xTB Langevin trajectory at 500 K "
-            f"(built in {reference_wall:.0f} s, or cached). Errors are the committee mean's. "
+            f"fine-tuning per member. Test set: {REFERENCE_FRAMES} frames {REFERENCE_EVERY * TIMESTEP:g} fs apart, "
+            f"after {REFERENCE_EQUILIBRATION * TIMESTEP:g} fs of equilibration, of a held-out GFN2-xTB BAOAB Langevin "
+            f"trajectory at 500 K with its own seed ({reference_wall:.0f} s to build or read). Errors are the "
+            "committee mean's. "
             f"Active learning wall time: {learn_wall / 60:.1f} min (this invocation; a resumed run counts only "
             f"its own part). The test force MAE {verdict}.",
             "",
