@@ -241,3 +241,16 @@ def test_kill_during_training_refits_only_the_unfinished_member(two_runs, setup)
     assert learn_oracles.COMPUTED == [] and unfinished.is_file()
     assert Path(state.members[0]).stat().st_mtime_ns == kept
     assert result.rounds[2].has("evaluated")
+
+
+@pytest.mark.slow
+def test_gfn2_xtb_labels_a_round(setup, tmp_path):
+    """The default oracle: GFN2-xTB through tblite labels round 0's frames (tiny run)."""
+    pytest.importorskip("tblite")
+    options = {**_options(setup), "calculator": None, "test": None, "out": str(tmp_path / "run")}
+    options.update(md_steps=10, check_interval=5)
+    result = learn("ethanol", rounds=1, fit_runner=CountingFit(), **options)
+    labels = ase.io.read(tmp_path / "run" / "round_000" / "labels.extxyz", ":")
+    assert len(labels) == 3 and labels[0].info["level_of_theory"].startswith("GFN2-xTB")
+    assert all(np.abs(f.get_forces()).max() < 20.0 for f in labels)  # eV/Å: an ethanol near equilibrium
+    assert len(result.rounds) == 2
