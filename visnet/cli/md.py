@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fragmentation",
         choices=("ai2bmd",),
         default=None,
-        help="split a protein (PDB/mmCIF) into AI2BMD dipeptide and ACE-NME units (README: Proteins)",
+        help="split a protein (PDB/mmCIF) into AI2BMD dipeptide and ACE-NME units (docs: tutorials/proteins.md)",
     )
     p.add_argument(
         "--nonbonded",

@@ -341,7 +341,7 @@ class ViSNetCalculator(Calculator):
     def _check_protein(self, atoms: Atoms) -> None:
         if atoms.pbc.any():
             raise ValueError(
-                "fragmentation is for a protein in vacuum (pbc off); in water use ML/MM (README: Proteins)"
+                "fragmentation is for a protein in vacuum (pbc off); in water use ML/MM (docs: tutorials/proteins.md)"
             )
         if not np.isfinite(atoms.positions).all():
             raise ValueError("atom positions contain NaN or infinity")
