@@ -7,7 +7,8 @@ Training: ``visnet fit`` takes Lightning's trainer options. On one node with 4 G
     visnet fit --config configs/rmd17.yaml --trainer.accelerator gpu --trainer.devices 4 \\
         --trainer.strategy ddp_find_unused_parameters_true
 
-and under SLURM or torchrun add ``--trainer.num_nodes N``. Screening: ``visnet predict --input ...
+and under SLURM (``srun visnet fit ...``) or torchrun (``torchrun ... -m visnet.cli fit ...``) add
+``--trainer.num_nodes N`` (recipes in docs/tutorials/multi-gpu.md). Screening: ``visnet predict --input ...
 --output results.csv --devices K [--num-nodes N]`` (``visnet.screen`` from Python) streams a large
 collection in shards, resumable, one process per GPU. Without GPUs both run as CPU processes over
 gloo, as here. DDP starts every rank by running the same command again, so each step is its own
