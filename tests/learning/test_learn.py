@@ -222,6 +222,35 @@ def test_given_ensemble_converges_without_training(setup, tmp_path):
     assert result.rounds[1].uncertain_frames == 0 and result.rounds[1].checked_frames > 0
 
 
+def test_kill_right_after_a_converged_round_is_saved_keeps_the_committee(setup, tmp_path, monkeypatch):
+    """Killed just after the first save of a converged round's state: the rerun reads that state
+    and must still return the committee (it was once saved without members)."""
+    from visnet.learning.state import RoundState
+
+    for k in range(COMMITTEE):
+        _start_model(tmp_path / "ensemble" / f"member_{k}" / "model.pt")
+    options = {**_options(setup), "model": str(tmp_path / "ensemble"), "out": str(tmp_path / "run")}
+    options.update(max_force_std=1e3, test=None)
+    save = RoundState.save
+
+    def save_then_kill(self, out):
+        path = save(self, out)
+        if self.converged:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(RoundState, "save", save_then_kill)
+    with pytest.raises(KeyboardInterrupt):
+        learn("ethanol", rounds=3, fit_runner=_never_fit, **options)
+    monkeypatch.setattr(RoundState, "save", save)
+    result = learn("ethanol", rounds=3, fit_runner=_never_fit, **options)
+    assert result.converged and result.members == sorted((tmp_path / "ensemble").glob("member_*/model.pt"))
+
+
+def _never_fit(argv: list[str]) -> int:
+    raise AssertionError(f"no fit may run: {argv}")
+
+
 def test_kill_during_training_refits_only_the_unfinished_member(two_runs, setup):
     """As if killed while member 1 of round 2 trained: its folder holds no model.pt, the state
     says sampled and labelled. The rerun fits that member only and labels nothing."""

@@ -241,10 +241,8 @@ def _round(run: _Run, state: RoundState, previous: RoundState | None) -> None:
     folder = state.folder(run.out)
     if not state.has("sampled"):
         _sample(run, state, previous, folder)
-        if state.converged:
-            state.members, state.total_frames = list(previous.members), previous.total_frames  # type: ignore[union-attr]
-            state.save(run.out)
-            return
+    if state.converged:
+        return
     if not state.has("labelled"):
         _label(run, state, folder)
     if not state.has("trained"):
@@ -265,6 +263,8 @@ def _sample(run: _Run, state: RoundState, previous: RoundState | None, folder: P
         known = [f for i in range(state.index) for f in read_frames(RoundState(i).folder(run.out) / "selected.extxyz")]
         sample = committee_sample(options, run.atoms, members, folder / "md", options.seed + state.index, known)
         state.converged = sample.uncertain == 0
+        if state.converged:  # the committee is kept: recorded with "sampled", so a kill right after loses nothing
+            state.members, state.total_frames = list(previous.members), previous.total_frames
     write_frames(folder / "selected.extxyz", sample.frames)
     state.md_steps_done, state.md_message = sample.steps_done, sample.message
     state.checked_frames, state.uncertain_frames, state.selected = sample.checked, sample.uncertain, len(sample.frames)
