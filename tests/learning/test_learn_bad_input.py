@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ase.io
+import numpy as np
 import pytest
 import torch
 from conftest import randomize_biases
@@ -65,6 +67,22 @@ def test_test_file_without_labels(tmp_path, model):
     bare.write_text("1\n\nH 0 0 0\n")
     with pytest.raises(ValueError, match="no reference energy and forces"):
         _learn(tmp_path, model, test=str(bare))
+
+
+def test_test_file_with_a_nan_force(tmp_path, model):
+    """A NaN reference would make every round's test error NaN: refused before any work."""
+    from ase.build import molecule
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = [molecule("CH3CH2OH") for _ in range(2)]
+    for atoms in frames:
+        atoms.calc = SinglePointCalculator(atoms, energy=-1.0, forces=np.zeros((len(atoms), 3)))
+    frames[1].calc.results["forces"][3, 1] = np.nan
+    reference = tmp_path / "nan.extxyz"
+    ase.io.write(reference, frames, format="extxyz")
+    with pytest.raises(ValueError, match="nan.extxyz, frame 1: the reference energy or forces are not finite"):
+        _learn(tmp_path, model, test=str(reference))
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_reports_one_line_and_exit_2(tmp_path, model, capsys):

@@ -20,20 +20,21 @@ def read_reference(path: str | Path) -> list[Atoms]:
     """The frames of the reference file ``path``, each with an energy (eV) and forces (N, 3) eV/Å.
 
     Raises:
-        ValueError: unreadable or empty file, or a frame without energy or forces (named).
+        ValueError: unreadable or empty file, or a frame without finite energy and forces (named).
     """
     frames = read_atoms(path)
     if not frames:
         raise ValueError(f"test file {path} holds no structure")
     for index, atoms in enumerate(frames):
         try:
-            atoms.get_potential_energy()
-            atoms.get_forces()
+            energy, forces = atoms.get_potential_energy(), atoms.get_forces()
         except Exception:  # no calculator, or a single-point one without that property
             raise ValueError(
                 f"test file {path}, frame {index}: no reference energy and forces (an extended XYZ with "
                 "energy= and forces, e.g. written by visnet label)"
             ) from None
+        if not (np.isfinite(energy) and np.isfinite(forces).all()):
+            raise ValueError(f"test file {path}, frame {index}: the reference energy or forces are not finite")
     return frames
 
 
