@@ -185,9 +185,11 @@ def test_test_errors_are_those_of_the_committee_mean(two_runs, setup):
 
 
 def test_rerun_of_a_finished_run_does_nothing(two_runs, setup):
+    """Also with other labelling workers and the run folder spelled otherwise (neither changes a result)."""
     fit = CountingFit()
     learn_oracles.COMPUTED.clear()
-    result = learn("ethanol", rounds=2, fit_runner=fit, **_options(setup))
+    options = {**_options(setup), "workers": 2, "out": str(Path(setup["out"]).absolute()) + "/"}
+    result = learn("ethanol", rounds=2, fit_runner=fit, **options)
     assert fit.calls == [] and learn_oracles.COMPUTED == []
     assert len(result.rounds) == 3
 

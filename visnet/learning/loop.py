@@ -10,7 +10,7 @@ fine-tunes member j from its round k−1 self.
 
 Run folder (``out``)::
 
-    options.json               the options; a rerun must give the same ones (rounds may change)
+    options.json               the options; a rerun must give the same ones (rounds, workers may change)
     round_000/ round_001/ ...  state.json, md/ (MD outputs), selected.extxyz (frames to label),
                                labels.extxyz, train.extxyz (all labels so far), committee/member_k/
     report.csv, report.png     one row per round (frames, force std, test errors)

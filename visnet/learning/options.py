@@ -1,5 +1,6 @@
 """``LearnOptions``: the settings of one active-learning run, their checks, and the record of
-them in ``<out>/options.json`` that a rerun must match (except ``rounds``, which may grow)."""
+them in ``<out>/options.json`` that a rerun must match (except ``RESUMABLE_CHANGES``: ``rounds``
+may grow)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from visnet.files.atomic import atomic_write_text
 __all__ = ["OPTIONS_FILE", "RESUMABLE_CHANGES", "LearnOptions", "check_same_run", "record_options"]
 
 OPTIONS_FILE = "options.json"
-# Options a rerun may change: more (or fewer) rounds continue the same run.
-RESUMABLE_CHANGES = ("rounds",)
+# Options a rerun may change: more (or fewer) rounds continue the same run; the labelling workers
+# change no result; ``out`` is the folder being continued, however it is spelled (``runs/l/``, an
+# absolute path, a moved folder).
+RESUMABLE_CHANGES = ("rounds", "workers", "out")
 
 
 @dataclass(frozen=True)
