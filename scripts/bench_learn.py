@@ -108,6 +108,8 @@ def main() -> None:
     add_output_arguments(parser)
     args = parser.parse_args()
 
+    import ase.io
+
     from visnet.cli.fit import lightning_main
     from visnet.learning import learn
 
@@ -141,10 +143,13 @@ def main() -> None:
     baseline = start_model_error(reference)
     PLOT.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(result.plot, PLOT)
-    write_section(__file__, _section(args, result, baseline, learn_wall, reference_wall), args)
+    atoms = len(ase.io.read(structure))
+    write_section(__file__, _section(args, result, atoms, baseline, learn_wall, reference_wall), args)
 
 
-def _section(args: argparse.Namespace, result, baseline: float, learn_wall: float, reference_wall: float) -> str:
+def _section(
+    args: argparse.Namespace, result, atoms: int, baseline: float, learn_wall: float, reference_wall: float
+) -> str:
     rows = [
         "| round | frames added | labelled frames | uncertain / checked MD frames | max / mean force std (eV/Å) "
         "| test force MAE (meV/Å) | test energy MAE (meV/atom) |",
@@ -166,10 +171,11 @@ def _section(args: argparse.Namespace, result, baseline: float, learn_wall: floa
             "",
             f"`{command_line(__file__)}` — {machine()}",
             "",
-            f"Phenacetin ({SMILES}, 24 atoms, outside `default`'s training set), `visnet.learn` with committee "
+            f"Phenacetin ({SMILES}, {atoms} atoms, outside `default`'s training set), `visnet.learn` with committee "
             f"{args.committee}, {args.md_steps} MD steps per round at {REFERENCE_TEMPERATURE:.0f} K, max force std "
-            f"{args.max_force_std} eV/Å, at most {args.max_frames_per_round} frames per round, 1 CPU minute of "
-            f"fine-tuning per member. Test set: {REFERENCE_FRAMES} frames {REFERENCE_EVERY * TIMESTEP:g} fs apart, "
+            f"{args.max_force_std} eV/Å, at most {args.max_frames_per_round} frames per round, 1 minute "
+            "(`trainer.max_time`, wall clock) of fine-tuning per member. "
+            f"Test set: {REFERENCE_FRAMES} frames {REFERENCE_EVERY * TIMESTEP:g} fs apart, "
             f"after {REFERENCE_EQUILIBRATION * TIMESTEP:g} fs of equilibration, of a held-out GFN2-xTB BAOAB Langevin "
             f"trajectory at 500 K with its own seed ({reference_wall:.0f} s to build or read). Errors are the "
             "committee mean's. "
