@@ -9,6 +9,7 @@ import torch
 from conftest import shared_file
 
 from visnet.data import ViSNetDataModule
+from visnet.errors import is_user_error
 from visnet.training.module import ViSNetModule
 from visnet.training.nonfinite import NonFiniteGradientError, NonFiniteSteps
 
@@ -70,10 +71,11 @@ def test_skipped_step_leaves_weights_and_optimizer_state_unchanged():
 def test_persistent_nan_stops_with_a_clear_error():
     weight = torch.nn.Parameter(torch.ones(2))
     guard = NonFiniteSteps(limit=3)
-    with pytest.warns(UserWarning), pytest.raises(NonFiniteGradientError, match="3 consecutive optimizer steps"):
+    with pytest.warns(UserWarning), pytest.raises(NonFiniteGradientError, match="3 consecutive optimizer steps") as err:
         for step in range(3):
             weight.grad = torch.full((2,), float("nan"))
             guard.check([weight], None, step)
+    assert is_user_error(err.value)  # visnet fit prints it as one line and exits 2
     weight.grad = torch.ones(2)
     guard.consecutive = 0
     assert guard.check([weight], None, 4) is True

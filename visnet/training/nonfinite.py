@@ -14,9 +14,12 @@ import warnings
 import torch
 from torch import Tensor
 
+from visnet.errors import VisnetError
 
-class NonFiniteGradientError(RuntimeError):
-    """Training stopped: too many consecutive optimizer steps had non-finite gradients."""
+
+class NonFiniteGradientError(VisnetError, RuntimeError):
+    """Training stopped: too many consecutive optimizer steps had non-finite gradients (the user's
+    to fix: learning rate or data, so ``visnet fit`` reports it as one line, not a traceback)."""
 
 
 class NonFiniteSteps:
