@@ -20,7 +20,7 @@ from ase import Atoms
 
 from visnet.errors import VisnetError
 from visnet.files.atomic import atomic_open
-from visnet.inference.committee import committee_members
+from visnet.inference.committee import MODEL_FILE, committee_members
 from visnet.training.ensemble import member_dir
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "write_training_set",
 ]
 
-MODEL_FILE = "model.pt"
 FitRunner = Callable[[list[str]], int]
 # Training options of a fine-tune when the user's config does not say: a short run with a small
 # learning rate (the start model is already trained), early stopping on the validation frames.
