@@ -99,20 +99,24 @@ def test_fit_ensemble_trains_seeded_members_usable_as_a_committee(ensemble_run):
     assert len(calc.members) == 2 and "forces_std" in calc.implemented_properties
 
 
-THRESHOLD = 0.5  # eV/Å: max force std between the members' values on and far from their data
+# The threshold sits just above the members' largest disagreement on their training frames: after
+# 8 steps that is 0.5-1.2 eV/Å depending on the seed (a fixed 0.5 held for one training order only)
+MARGIN = 1.05
 
 
 def test_ensemble_flags_md_frames_far_from_its_data(ensemble_run, tmp_path):
-    """The members agree within ~1 eV/Å on their training frames and disagree by ~4 eV/Å on a
-    training frame compressed to 85 %: MD from there harvests the frames above 2 eV/Å, and exactly them."""
+    """The members disagree by ~4 eV/Å on a training frame compressed to 85 %, more than on any
+    training frame: MD from there harvests the frames above that on-data maximum, and exactly them."""
     data = np.load(shared_file("rmd17", "rmd17_ethanol_train1000.npz"))
     train = np.load(ensemble_run / "member_0" / "splits.npz")["idx_train"]
     calc = visnet.ViSNetCalculator(model=str(ensemble_run))
+    on_data = []
     for index in train:
         atoms = Atoms(numbers=data["z"], positions=data["R"][index])
         atoms.calc = calc
         atoms.get_forces()
-        assert max_force_std(calc.results["forces_std"]) < THRESHOLD
+        on_data.append(max_force_std(calc.results["forces_std"]))
+    threshold = MARGIN * max(on_data)
     squeezed = Atoms(numbers=data["z"], positions=0.85 * data["R"][train[0]])
     config = MDConfig(
         model=str(ensemble_run),
@@ -120,7 +124,7 @@ def test_ensemble_flags_md_frames_far_from_its_data(ensemble_run, tmp_path):
         timestep=0.25,
         steps=40,
         log_interval=2,
-        max_force_std=THRESHOLD,
+        max_force_std=threshold,
         output_dir=tmp_path,
         name="squeezed",
         progress=False,
@@ -132,11 +136,11 @@ def test_ensemble_flags_md_frames_far_from_its_data(ensemble_run, tmp_path):
     result = run_md(config, atoms=squeezed)
     assert result.completed, result.message
     time, values = result.force_std
-    expected = [2 * k for k, value in enumerate(values) if value > THRESHOLD]
-    assert expected[0] == 0 and result.uncertain_steps == expected
+    expected = [2 * k for k, value in enumerate(values) if value > threshold]
+    assert expected[0] == 0 and result.uncertain_steps == expected  # the squeezed start is off the data
     frames = read(result.paths.uncertain, ":")
     assert [frame.info["step"] for frame in frames] == expected
-    assert all(frame.info["max_force_std"] > THRESHOLD for frame in frames)
+    assert all(frame.info["max_force_std"] > threshold for frame in frames)
 
 
 def test_committee_folder_errors(tmp_path):
