@@ -1,4 +1,16 @@
-"""The ViSNet model: representation → head → prior → reduce → autograd (forces, stress)."""
+"""The ViSNet model: representation → head → prior → reduce → autograd (forces, stress).
+
+Example:
+    ```python
+    import torch
+    from visnet import ViSNet
+
+    model = ViSNet(hidden_channels=64, num_layers=3, lmax=2, cutoff=5.0)
+    z = torch.tensor([8, 1, 1])                                                   # (N,) atomic numbers
+    pos = torch.tensor([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])  # (N, 3) Å
+    out = model(z, pos)            # out["energy"] (1,), out["forces"] (3, 3) = -dE/dR
+    ```
+"""
 
 from __future__ import annotations
 
@@ -26,9 +38,7 @@ MIN_DISTANCE = 1e-4
 
 
 class ViSNet(ViSNetDescription, nn.Module):
-    """ViSNet (Wang et al., Nat. Commun. 15, 313 (2024)) with energies, forces and stress.
-
-    Hyperparameter names follow ``torch_geometric.nn.models.ViSNet``.
+    """ViSNet (Nat. Commun. 15, 313 (2024)): energies, forces, stress; names as PyG's ``ViSNet``.
 
     Args:
         lmax: degree of the spherical-harmonic direction units, 1 or 2. Default 1.
@@ -59,26 +69,16 @@ class ViSNet(ViSNetDescription, nn.Module):
             VecLayerNorm): exact above it, C2-smooth at zero, so energies have no cusp and forces
             stay −dE/dR where symmetry makes vector features vanish. Default 3e-2; 0 is the
             reference code's exact norm (``from_pyg`` sets 0 for bit-level parity).
-        cutoff_type: envelope of everything the cutoff weights (attention, vector messages, edge
-            features, neighbour embedding): "polynomial" (DimeNet/NequIP, p = 6; value and first
-            two derivatives zero at r_c, so Hessians and frequencies see no kink) or "cosine" (the
-            paper's; its second derivative jumps at r_c). Default "polynomial"; ``from_pyg``, the
-            paper configs and model files written before this option (they were trained with it)
-            use "cosine".
+        cutoff_type: envelope of all cutoff weights: "polynomial" (DimeNet/NequIP, p = 6; value and
+            two derivatives zero at r_c: no kink in Hessians) or "cosine" (the paper's; its second
+            derivative jumps at r_c). Default "polynomial"; ``from_pyg``, paper configs, older files: "cosine".
 
     Bad arguments raise ValueError naming the argument (bounds in ``visnet.model.hyperparameters``).
-    ``hparams`` is the architecture: these arguments but the statistics (mean, std, atomref),
-    which live in the buffers ``mean``, ``std`` and ``prior_model.initial_atomref``.
+    ``hparams``: these arguments but mean, std, atomref (buffers ``mean``, ``std``, ``prior_model``).
 
     Example:
         ```python
-        import torch
-        from visnet import ViSNet
-
-        model = ViSNet(hidden_channels=64, num_layers=3, lmax=2, cutoff=5.0)
-        z = torch.tensor([8, 1, 1])                                                   # (N,) atomic numbers
-        pos = torch.tensor([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])  # (N, 3) Å
-        out = model(z, pos)            # out["energy"] (1,), out["forces"] (3, 3) = -dE/dR
+        out = ViSNet(cutoff=5.0)(torch.tensor([8, 1, 1]), pos)  # pos (3, 3) Å -> out["energy"] (1,), out["forces"] (3, 3)
         ```
     """
 
