@@ -76,7 +76,12 @@ def run_block(prelude: str, block: str, tmp_path: Path) -> None:
     """Run prelude + block as a script in ``tmp_path``; fail with its stderr unless it exits 0."""
     script = tmp_path / "example.py"
     script.write_text(prelude + "\n" + block)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "VISNET_CACHE_DIR": str(tmp_path / "cache")}
+    run_script(script, tmp_path)
+
+
+def run_script(script: Path, tmp_path: Path, **env: str) -> None:
+    """Run ``script`` in ``tmp_path`` with one thread, a private cache and ``env``; fail with its stderr."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VISNET_CACHE_DIR": str(tmp_path / "cache"), **env}
     run = subprocess.run(
         [sys.executable, "-W", "error::DeprecationWarning:__main__", str(script)],
         cwd=tmp_path,

@@ -9,13 +9,11 @@ export a package (minutes on 2 cores) are slow.
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import REPO, SHARED_DATA
+from markdown_blocks import run_script
 
 EXAMPLES = REPO / "examples"
 SLOW = {"uncertainty.py", "multi_gpu.py", "export_fast_path.py", "active_learning.py"}
@@ -51,19 +49,4 @@ def test_example_runs(script: str, tmp_path: Path) -> None:
             pytest.skip(f"{script} needs {module}")
     if shared and not (SHARED_DATA / "rmd17").exists():
         pytest.skip(f"{script} reads {SHARED_DATA}")
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "VISNET_EXAMPLE_TINY": "1",
-        "VISNET_CACHE_DIR": str(tmp_path / "cache"),
-        "VISNET_SHARED_DATA": str(SHARED_DATA),
-    }
-    run = subprocess.run(
-        [sys.executable, "-W", "error::DeprecationWarning:__main__", str(EXAMPLES / script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    run_script(EXAMPLES / script, tmp_path, VISNET_EXAMPLE_TINY="1", VISNET_SHARED_DATA=str(SHARED_DATA))
