@@ -1,4 +1,5 @@
-"""Export of the best checkpoint of a run as a plain model file (``visnet.save_model``)."""
+"""Export of the best checkpoint of a run as a plain model file (``visnet.save_model``):
+``<run>/model.pt``, the name ``visnet.inference.committee`` reads run folders and members by."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from visnet.inference.committee import MODEL_FILE
 from visnet.io.model_files import load_model, save_model
 
-MODEL_FILE = "model.pt"
+__all__ = ["MODEL_FILE", "best_checkpoint", "export_best", "export_model"]
 
 
 def best_checkpoint(trainer: pl.Trainer) -> Path | None:
