@@ -397,7 +397,7 @@ def main() -> None:
     parser.add_argument("--tripeptides", type=int, default=100)
     parser.add_argument("--free-peptides", type=int, default=100)
     parser.add_argument("--qm9-test", type=int, default=400, help="held-out QM9 molecules")
-    parser.add_argument("--frames-per-molecule", type=int, default=200, help="frames of each shared xTB MD set")
+    parser.add_argument("--frames-per-molecule", type=int, default=600, help="frames of each shared xTB MD set")
     parser.add_argument("--max-force", type=float, default=20.0, help="eV/Å; stronger shared QM9 frames left out")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
