@@ -6,6 +6,8 @@
 - MD stability: 10 ps of 500 K Langevin MD (0.5 fs) for one molecule of each chemistry class of
   the training set; stable = the run completes (no blow-up) and the covalent bond graph at the
   end equals the one at the start (no bond broken or formed).
+- The ten rMD17 molecules: frames of the shared 500 K xTB MD sets that neither this model's
+  training set nor the previous bundled model's used, force MAE of both models (``--baseline``).
 - Speed: aspirin MD steps/s of this model beside another (``--baseline``, e.g. the previous
   bundled model), interleaved in the same process.
 
@@ -22,9 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read
 from ase.neighborlist import natural_cutoffs, neighbor_list
 from benchlib import add_output_arguments, command_line, machine, write_section
+from build_organic_dataset import FRAMES_PER_MOLECULE, KCAL_PER_MOL, TEN_MOLECULES, XTB_MD
 
 from visnet.dynamics.runner import MDConfig, run_md
 from visnet.inference.calculator import ViSNetCalculator
@@ -41,11 +45,29 @@ MD_CLASSES = {
     "sulfur heterocycle (benzothiazole)": "c1ccc2scnc2c1",
     "fluorine (trifluoromethylbenzene)": "FC(F)(F)c1ccccc1",
 }
+PREVIOUS_DEFAULT_FRAMES = 400  # strided frames per molecule the ten-molecule model trained on
 
 
-def test_errors(model: str, path: Path, dtype: str) -> dict[str, float]:
-    """Force MAE (meV/Å) and energy MAE (meV/atom) of ``model`` on the labelled frames of ``path``."""
-    frames = read(path, ":")
+def held_out_md_frames(name: str, count: int) -> list[Atoms]:
+    """``count`` frames of one shared xTB MD set that neither training set used, in eV and eV/Å."""
+    with np.load(XTB_MD / f"{name}_gfn2xtb_500K.npz") as npz:
+        z, positions, energies, forces = npz["z"], npz["R"], np.ravel(npz["E"]), npz["F"]
+    n = len(positions)
+    used = {int(i) for k in (FRAMES_PER_MOLECULE, PREVIOUS_DEFAULT_FRAMES) for i in np.linspace(0, n - 1, k).round()}
+    free = np.array([i for i in range(n) if i not in used])
+    frames = []
+    for i in free[np.linspace(0, len(free) - 1, count).round().astype(int)]:
+        atoms = Atoms(numbers=z, positions=positions[i])
+        atoms.calc = SinglePointCalculator(
+            atoms, energy=float(energies[i]) * KCAL_PER_MOL, forces=forces[i] * KCAL_PER_MOL
+        )
+        frames.append(atoms)
+    return frames
+
+
+def test_errors(model: str, path: Path | list[Atoms], dtype: str) -> dict[str, float]:
+    """Force MAE (meV/Å) and energy MAE (meV/atom) of ``model`` on labelled frames (a file or a list)."""
+    frames = read(path, ":") if isinstance(path, Path) else path
     calc = ViSNetCalculator(model=model, dtype=dtype)
     force_err, energy_err, atoms_count = [], [], []
     for atoms in frames:
@@ -115,13 +137,32 @@ def md_speed(model: str, steps: int = 400) -> float:
     return result.steps_done / result.wall_time
 
 
+def ten_molecule_table(model: str, baseline: str | None, count: int) -> list[str]:
+    """Markdown rows: force MAE on held-out frames of each of the ten molecules, model vs baseline."""
+    names = [model, *([baseline] if baseline else [])]
+    lines = [
+        f"Ten rMD17 molecules, {count} frames each of the shared 500 K GFN2-xTB MD sets used by neither "
+        "training set: force MAE (meV/Å), float64.",
+        "",
+        "| molecule | " + " | ".join(f"`{name}`" for name in names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    for molecule in TEN_MOLECULES:
+        frames = held_out_md_frames(molecule, count)
+        values = [test_errors(name, frames, "float64")["force_mae_meV_A"] for name in names]
+        print(molecule, values)
+        lines.append(f"| {molecule} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
+    return [*lines, ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default")
     parser.add_argument("--test", type=Path, default=REPO / "runs" / "organic" / "test_qm9.extxyz")
-    parser.add_argument("--baseline", default=None, help="a second model for the speed row")
+    parser.add_argument("--baseline", default=None, help="a second model (ten-molecule and speed rows)")
     parser.add_argument("--md-ps", type=float, default=10.0)
     parser.add_argument("--skip-md", action="store_true")
+    parser.add_argument("--ten-frames", type=int, default=50, help="held-out frames per rMD17 molecule")
     add_output_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -136,6 +177,7 @@ def main() -> None:
         f"| {errors['force_mae_meV_A']:.1f} | {errors['energy_mae_meV_atom']:.2f} |",
         "",
     ]
+    lines += ten_molecule_table(args.model, args.baseline, args.ten_frames)
     if not args.skip_md:
         lines += [f"MD stability, {args.md_ps:g} ps of 500 K Langevin MD (0.5 fs, float32):", ""]
         lines += ["| class | molecule | atoms | ps run | stable | note |", "|---|---|---|---|---|---|"]

@@ -67,6 +67,7 @@ TEN_MOLECULES = (
 KCAL_PER_MOL = units.kcal / units.mol  # eV
 SIGMAS = (0.0, 0.04, 0.08)  # Å, Gaussian displacement per Cartesian component
 QM9_TEST_SIGMA = 0.05  # Å
+FRAMES_PER_MOLECULE = 600  # evenly strided frames of each shared xTB MD set (of 2,000)
 
 # One residue as a SMILES piece "N ... C(=O)" (L form); {a} and {b} are ring-closure digits made
 # unique per position when pieces are joined. Neutral forms, then the charged ones ("D-" etc.).
@@ -397,7 +398,9 @@ def main() -> None:
     parser.add_argument("--tripeptides", type=int, default=100)
     parser.add_argument("--free-peptides", type=int, default=100)
     parser.add_argument("--qm9-test", type=int, default=400, help="held-out QM9 molecules")
-    parser.add_argument("--frames-per-molecule", type=int, default=600, help="frames of each shared xTB MD set")
+    parser.add_argument(
+        "--frames-per-molecule", type=int, default=FRAMES_PER_MOLECULE, help="frames of each shared xTB MD set"
+    )
     parser.add_argument("--max-force", type=float, default=20.0, help="eV/Å; stronger shared QM9 frames left out")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
