@@ -102,13 +102,19 @@ def _steady_rate(shards: list[Path], devices: int, chunk: int) -> float:
     return rate
 
 
-def memory_table(samples: list[tuple[float, int, float]], marks: list[int]) -> list[str]:
+def memory_table(samples: list[tuple[float, int, float]], bounds: list[int]) -> list[str]:
+    """Rows of the resident memory sampled while the structures done were in [a, b) for
+    consecutive ``bounds`` a, b (the lowest and highest sample: one sample alone moves by ~100 MB
+    as batches come and go), then while the final file was written (all ``bounds[-1]`` done)."""
     rows = []
-    for mark in marks:
-        after = [s for s in samples if s[1] >= mark]
-        if after:
-            t, done, gb = after[0]
-            rows.append(f"| {done:,} | {t:.0f} | {gb * 1024:.0f} |")
+    spans = [
+        (a, b, f"{a:,} – {b:,}" + (" (start-up included)" if a == 0 else "")) for a, b in zip(bounds[:-1], bounds[1:])
+    ]
+    for a, b, label in [*spans, (bounds[-1], float("inf"), f"{bounds[-1]:,} (writing the final file)")]:
+        window = [s for s in samples if a <= s[1] < b and s[2] > 0]
+        if window:
+            low, high = min(s[2] for s in window) * 1024, max(s[2] for s in window) * 1024
+            rows.append(f"| {label} | {window[0][0]:.0f} – {window[-1][0]:.0f} | {low:.0f} – {high:.0f} |")
     return rows
 
 
@@ -163,19 +169,18 @@ def throughput_lines(result: dict) -> list[str]:
 def memory_lines(result: dict) -> list[str]:
     short, long = result["short"], result["long"]
     peak = lambda run: max(s[2] for s in run["samples"]) * 1024  # noqa: E731
-    marks = [result["memory_structures"] * k // 100 for k in (1, 10, 25, 50, 75)]
+    bounds = [long["structures"] * k // 100 for k in (0, 1, 10, 25, 50, 75, 100)]
     return [
         f"Resident memory (one process, tiny model so that reading/batching/writing dominate; machine: "
         f"{result['machine']}): {result['structures']:,} structures peak {peak(short):.0f} MB; "
         f"{long['structures']:,} structures peak {peak(long):.0f} MB, {long['wall_s']:.0f} s "
-        f"({long['structures'] / long['wall_s']:.0f} structures/s).",
+        f"({long['structures'] / long['wall_s']:.0f} structures/s). Sampled every {SAMPLE_S:g} s:",
         "",
-        "| structures done | s | resident memory (MB) |",
+        "| structures done | s | resident memory, lowest – highest sample (MB) |",
         "|---|---|---|",
-        *memory_table(long["samples"], marks),
-        f"| {long['structures']:,} (end) | {long['wall_s']:.0f} | {peak(long):.0f} (peak) |",
+        *memory_table(long["samples"], bounds),
         "",
-        "The end's peak includes writing the final file from the shards."
+        "The last row is the final file written from the shards."
         + (
             ""
             if result["memory_structures"] >= 1_000_000

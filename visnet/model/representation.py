@@ -108,11 +108,21 @@ class ViSNetRepresentation(nn.Module):
         self.out_norm.reset_parameters()
         self.vec_out_norm.reset_parameters()
 
-    def forward(self, z: Tensor, geometry: EdgeGeometry) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, z: Tensor, geometry: EdgeGeometry, stage_edges: tuple[int, ...] | None = None
+    ) -> tuple[Tensor, Tensor]:
         """z: (N,) atomic numbers; geometry of a graph that includes one self-loop per atom.
+
+        ``stage_edges`` (num_layers + 1,): the neighbour embedding runs on the first
+        ``stage_edges[0]`` edges only, the edge embedding and layer k on the first ``stage_edges[k]``
+        (a ``visnet.model.staged.StagedNeighborList``, eager only): only its target atoms' features
+        are then exact. None: every stage on every edge.
 
         Returns:
             x (N, H) scalar and vec (N, M, H) vector features.
+
+        Raises:
+            ValueError: ``stage_edges`` does not have num_layers + 1 entries.
         """
         edge_index, r_ij, d_ij = geometry.edge_index, geometry.distances, geometry.directions
         rbf = self.distance_expansion(r_ij)
@@ -125,10 +135,26 @@ class ViSNetRepresentation(nn.Module):
             not_loop = ~geometry.self_loop
         chunk = self.edge_chunk(edge_index.size(1), rbf.dtype)
         x = self.embedding(z)
-        x = self.neighbor_embedding(z, x, edge_index[:, not_loop], rbf[not_loop], cutoff[not_loop], chunk)
-        f_ij = self.edge_embedding(edge_index, rbf, x, chunk)
+        if stage_edges is None:
+            x = self.neighbor_embedding(z, x, edge_index[:, not_loop], rbf[not_loop], cutoff[not_loop], chunk)
+            f_ij = self.edge_embedding(edge_index, rbf, x, chunk)
+        else:
+            if len(stage_edges) != len(self.vis_mp_layers) + 1:
+                raise ValueError(
+                    f"stage_edges has {len(stage_edges)} entries; this model has "
+                    f"{len(self.vis_mp_layers)} layers, so it needs {len(self.vis_mp_layers) + 1}"
+                )
+            first, second = stage_edges[0], stage_edges[1]
+            loop = not_loop[:first]
+            x = self.neighbor_embedding(
+                z, x, edge_index[:, :first][:, loop], rbf[:first][loop], cutoff[:first][loop], chunk
+            )
+            f_ij = self.edge_embedding(edge_index[:, :second], rbf[:second], x, chunk)
         vec = torch.zeros(x.size(0), self.num_vectors, x.size(1), dtype=x.dtype, device=x.device)
-        for layer in self.vis_mp_layers:
+        for k, layer in enumerate(self.vis_mp_layers, start=1):
+            if stage_edges is not None:  # the stages' edges are nested prefixes: cut to this layer's
+                n = stage_edges[k]
+                edge_index, cutoff, f_ij, d_ij = edge_index[:, :n], cutoff[:n], f_ij[:n], d_ij[:n]
             dx, dvec, df_ij = layer(
                 x, vec, edge_index, cutoff, f_ij, d_ij, edge_chunk=chunk, recompute=chunk is not None
             )

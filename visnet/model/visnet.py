@@ -31,6 +31,7 @@ from visnet.model.norms import VECTOR_NORM_EPS
 from visnet.model.priors import Atomref, IsolatedAtomReference, isolated_atom_outputs
 from visnet.model.readout import reduce_outputs
 from visnet.model.representation import ViSNetRepresentation
+from visnet.model.staged import StagedNeighborList
 from visnet.neighbors import NeighborList
 
 # Distances below this (Å) between distinct atoms are treated as coincident atoms (an input error).
@@ -176,7 +177,8 @@ class ViSNet(ViSNetDescription, nn.Module):
             elements, inverse = torch.unique(z, return_inverse=True)
             isolated = (self.isolated_atom_table(elements), inverse)
         edge_index, offsets = neighbors.edge_index, neighbors.cell_offsets
-        return self.graph_energy(z, pos, cell, batch, edge_index, offsets, num_graphs, isolated, check=True)
+        stages = neighbors.stage_edges if isinstance(neighbors, StagedNeighborList) else None
+        return self.graph_energy(z, pos, cell, batch, edge_index, offsets, num_graphs, isolated, True, stages)
 
     def graph_energy(
         self,
@@ -189,18 +191,18 @@ class ViSNet(ViSNetDescription, nn.Module):
         num_graphs: int,
         isolated: tuple[Tensor, Tensor] | None = None,
         check: bool = False,
+        stage_edges: tuple[int, ...] | None = None,
     ) -> dict[str, Tensor]:
         """The energy function as a function of tensors: geometry → representation → head →
         prior → reduce, with no cache and no data-dependent shape (``torch.compile`` and
-        ``torch.export`` trace it in one graph when ``check`` is False).
+        ``torch.export`` trace it in one graph when ``check`` is False; ``stage_edges``: ``visnet.model.staged``).
 
         Args:
             z: (N,) atomic numbers. pos: (N, 3) Å. cell: (G, 3, 3) Å, or None (no periodic shifts).
             batch: (N,) graph index. edge_index: (2, E) with one self-loop per atom.
             cell_offsets: (E, 3) integer image offsets. num_graphs: G.
-            isolated: (table (K, 1), index (N,)): the isolated-atom outputs of the model
-                (``isolated_atom_table``) and each atom's row in it; None when
-                ``uses_isolated_atom_reference`` is False.
+            isolated: (table (K, 1), index (N,)): the isolated-atom outputs of the model (``isolated_atom_table``)
+                and each atom's row in it; None when ``uses_isolated_atom_reference`` is False.
             check: raise ValueError for coincident atoms (a data-dependent check, eager only).
 
         Returns:
@@ -210,7 +212,7 @@ class ViSNet(ViSNetDescription, nn.Module):
         if check:
             validation.check_no_coincident_atoms(geometry.distances, edge_index, geometry.self_loop, MIN_DISTANCE)
         head = self.output_model
-        x, v = self.representation_model(z, geometry)
+        x, v = self.representation_model(z, geometry, stage_edges)
         per_atom = head.pre_reduce(x, v, z, pos, batch)
         if not head.reduce_per_molecule:
             return {self.output_key: per_atom * self.std}
