@@ -12,8 +12,10 @@ permission denied, a folder where a file is expected, a read-only file system, .
 from __future__ import annotations
 
 import errno
+import os
+from pathlib import Path
 
-__all__ = ["ENVIRONMENT_ERRNOS", "VisnetError", "is_user_error", "user_message"]
+__all__ = ["ENVIRONMENT_ERRNOS", "LockHeldError", "VisnetError", "is_user_error", "user_message"]
 
 # errno values of an OSError that describe the user's files or machine, not a bug.
 ENVIRONMENT_ERRNOS = frozenset(
@@ -39,6 +41,19 @@ ENVIRONMENT_ERRNOS = frozenset(
 
 class VisnetError(Exception):
     """An error in the user's input or environment that ``visnet`` reports as one line."""
+
+
+class LockHeldError(VisnetError):
+    """Another process holds the lock on a run's files (a ``visnet.files.lock.FileLock`` refused).
+
+    Attributes:
+        path: the lock file. holder: what it says about its holder ("pid N on HOST, started ...").
+    """
+
+    def __init__(self, path: str | os.PathLike, holder: str, message: str | None = None) -> None:
+        self.path = Path(path)
+        self.holder = holder
+        super().__init__(message or f"{path} is held by another run ({holder}): wait for it to end")
 
 
 def is_user_error(err: BaseException) -> bool:

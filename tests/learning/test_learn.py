@@ -1,11 +1,17 @@
 """Active learning (``visnet learn``) with a tiny random start model, EMT as the oracle and a
 one-epoch training config: two rounds run, round 1's frames are in round 2's training set, a run
-continued with more rounds redoes nothing finished, changed options are refused, one report row
-per round; bad input gives one-line errors."""
+continued with more rounds redoes nothing finished, a member killed mid-fit continues from its
+last.ckpt, a round whose labels all failed fine-tunes nothing, a run folder in use is refused,
+changed options are refused, one report row per round; bad input gives one-line errors."""
 
 from __future__ import annotations
 
 import csv
+import re
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import ase.io
@@ -19,8 +25,9 @@ import visnet
 import visnet.labelling
 from visnet.cli.fit import lightning_main
 from visnet.cli.main import main as cli_main
-from visnet.errors import VisnetError
+from visnet.errors import LockHeldError, VisnetError
 from visnet.learning import learn
+from visnet.learning.state import RoundState
 
 TINY_ARCH = dict(hidden_channels=16, num_layers=2, num_rbf=8, num_heads=2, lmax=1, cutoff=4.0, max_z=10)
 ORACLE = "learn_oracles:counting_emt"
@@ -34,9 +41,9 @@ data:
 """
 
 
-def _start_model(path: Path) -> Path:
-    torch.manual_seed(0)
-    model = randomize_biases(visnet.ViSNet(**TINY_ARCH), scale=0.2, seed=0)
+def _start_model(path: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    model = randomize_biases(visnet.ViSNet(**TINY_ARCH), scale=0.2, seed=seed)
     return visnet.save_model(model, path, units={"energy": "eV", "length": "Å"}, elements=[1, 6, 8])
 
 
@@ -227,8 +234,6 @@ def test_given_ensemble_converges_without_training(setup, tmp_path):
 def test_kill_right_after_a_converged_round_is_saved_keeps_the_committee(setup, tmp_path, monkeypatch):
     """Killed just after the first save of a converged round's state: the rerun reads that state
     and must still return the committee (it was once saved without members)."""
-    from visnet.learning.state import RoundState
-
     for k in range(COMMITTEE):
         _start_model(tmp_path / "ensemble" / f"member_{k}" / "model.pt")
     options = {**_options(setup), "model": str(tmp_path / "ensemble"), "out": str(tmp_path / "run")}
@@ -254,16 +259,16 @@ def _never_fit(argv: list[str]) -> int:
 
 
 def test_kill_during_training_refits_only_the_unfinished_member(two_runs, setup):
-    """As if killed while member 1 of round 2 trained: its folder holds no model.pt, the state
-    says sampled and labelled. The rerun fits that member only and labels nothing."""
-    from visnet.learning.state import RoundState
-
+    """As if killed while member 1 of round 2 trained, before its first checkpoint: its folder
+    holds no model.pt and no checkpoint, the state says sampled and labelled. The rerun fits that
+    member only (from the start) and labels nothing."""
     out = Path(setup["out"])
     state = RoundState.load(out, 2)
     state.done = ["sampled", "labelled"]
     state.save(out)
     unfinished = Path(state.members[1])
     unfinished.unlink()
+    shutil.rmtree(unfinished.parent / "checkpoints")
     kept = Path(state.members[0]).stat().st_mtime_ns
     fit = CountingFit()
     learn_oracles.COMPUTED.clear()
@@ -272,6 +277,137 @@ def test_kill_during_training_refits_only_the_unfinished_member(two_runs, setup)
     assert learn_oracles.COMPUTED == [] and unfinished.is_file()
     assert Path(state.members[0]).stat().st_mtime_ns == kept
     assert result.rounds[2].has("evaluated")
+
+
+def test_member_killed_before_its_export_is_exported_without_training(two_runs, setup):
+    """Killed after member 0 of round 2 trained its last epoch, before it wrote model.pt: the
+    rerun exports its best checkpoint (resuming would have nothing left to train) and fits nothing."""
+    out = Path(setup["out"])
+    state = RoundState.load(out, 2)
+    state.done = ["sampled", "labelled"]
+    state.save(out)
+    model = Path(state.members[0])
+    model.unlink()
+    learn("ethanol", rounds=2, fit_runner=_never_fit, **_options(setup))
+    assert visnet.load_model(model).metadata["checkpoint"] == str(model.parent / "checkpoints" / "best.ckpt")
+
+
+def _step(checkpoint: Path) -> int:
+    return torch.load(checkpoint, weights_only=True)["global_step"]
+
+
+@pytest.mark.parametrize("stop", ["KillInSecondEpoch", "CtrlCInSecondEpoch"])
+def test_killed_member_resumes_from_its_last_checkpoint(setup, tmp_path, stop):
+    """Member 1 of round 1 stopped in its second of two epochs, as by SIGKILL (no model.pt) or
+    Ctrl-C (model.pt of the first epoch, marked interrupted): the rerun continues it from its own
+    last.ckpt (training starts at the step it had reached, and ends at the step of an uninterrupted
+    member), and does not train member 0 again."""
+    for k in range(COMMITTEE):  # members that disagree: round 1's MD finds uncertain frames
+        _start_model(tmp_path / "ensemble" / f"member_{k}" / "model.pt", seed=k)
+    config = tmp_path / "two_epochs.yaml"
+    config.write_text(TRAIN_CONFIG.replace("max_epochs: 1", "max_epochs: 2"))
+    options = {**_options(setup), "model": str(tmp_path / "ensemble"), "out": str(tmp_path / "run")}
+    options.update(train_config=str(config), test=None)
+    members = [tmp_path / "run" / "round_001" / "committee" / f"member_{k}" for k in range(COMMITTEE)]
+
+    def stopping_fit(argv: list[str]) -> int:
+        stopped = f"--trainer.default_root_dir={members[1]}" in argv
+        return lightning_main([*argv, *([f"--trainer.callbacks+=learn_oracles.{stop}"] if stopped else [])])
+
+    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT after a KeyboardInterrupt
+    try:
+        with pytest.raises((learn_oracles.Killed, VisnetError)):
+            learn("ethanol", rounds=1, fit_runner=stopping_fit, **options)
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    last = members[1] / "checkpoints" / "last.ckpt"
+    stopped_at = _step(last)
+    if stop == "KillInSecondEpoch":
+        assert not (members[1] / "model.pt").exists()
+    else:
+        assert visnet.load_model(members[1] / "model.pt").metadata["interrupted"] is True
+    finished = (members[0] / "model.pt").stat().st_mtime_ns
+
+    fit = CountingFit()
+    learn_oracles.START_STEPS.clear()
+
+    def recording_fit(argv: list[str]) -> int:
+        return fit([*argv, "--trainer.callbacks+=learn_oracles.RecordStartStep"])
+
+    result = learn("ethanol", rounds=1, fit_runner=recording_fit, **options)
+    assert len(fit.calls) == 1 and f"--trainer.default_root_dir={members[1]}" in fit.calls[0]
+    assert "--ckpt_path=last" in fit.calls[0]
+    assert learn_oracles.START_STEPS == [stopped_at] and stopped_at > 0
+    assert _step(last) == _step(members[0] / "checkpoints" / "last.ckpt") > stopped_at
+    assert "interrupted" not in visnet.load_model(members[1] / "model.pt").metadata
+    assert (members[0] / "model.pt").stat().st_mtime_ns == finished
+    assert result.rounds[1].trained and result.members == [m / "model.pt" for m in members]
+
+
+HOLD_LEARN_LOCK = """
+import sys
+from visnet.files.lock import FileLock
+lock = FileLock(sys.argv[1])
+assert lock.acquire()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_second_learn_on_the_same_folder_is_refused(setup, tmp_path, capsys):
+    """While another process holds the run folder, learn is refused at once in one line naming the
+    folder and the holder, and writes nothing; once that process is killed (SIGKILL: its lock file
+    stays, the kernel drops the lock) a rerun works and leaves no lock file."""
+    for k in range(COMMITTEE):
+        _start_model(tmp_path / "ensemble" / f"member_{k}" / "model.pt")
+    out = tmp_path / "run"
+    options = {**_options(setup), "model": str(tmp_path / "ensemble"), "out": str(out)}
+    options.update(max_force_std=1e3, test=None)  # round 1 converges: no label, no fit
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LEARN_LOCK, str(out / "learn.lock")], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        in_use = f"run folder {out} is in use by another visnet learn run (pid {holder.pid} on "
+        with pytest.raises(LockHeldError, match=re.escape(in_use)):
+            learn("ethanol", rounds=1, fit_runner=_never_fit, **options)
+        args = ["learn", "ethanol", f"--model={options['model']}", f"--calculator={ORACLE}", f"--out={out}"]
+        assert cli_main([*args, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"visnet: error: {in_use}") and err.count("\n") == 1, err
+        assert sorted(p.name for p in out.iterdir()) == ["learn.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (out / "learn.lock").read_text().startswith(f"pid {holder.pid} on ")
+    result = learn("ethanol", rounds=1, fit_runner=_never_fit, **options)
+    assert result.converged and not (out / "learn.lock").exists()
+
+
+def test_round_whose_labels_all_failed_fine_tunes_nothing(two_runs, setup, monkeypatch):
+    """Round 2 labelled again (as if killed right after its MD) and every frame fails: nothing new
+    to learn, so no fit: round 1's committee is kept and the report says so; the run goes on to
+    round 3 (documented in visnet.learning.loop), which adds nothing either."""
+    out = Path(setup["out"])
+    state = RoundState.load(out, 2)
+    assert state.selected > 0
+    state.done = ["sampled"]
+    state.save(out)
+    (state.folder(out) / "labels.extxyz").unlink()
+    monkeypatch.setattr(learn_oracles, "FAIL_ALL", True)
+    fit = CountingFit()
+    result = learn("ethanol", rounds=3, fit_runner=fit, **_options(setup))
+    assert fit.calls == [] and [s.index for s in result.rounds] == [0, 1, 2, 3] and not result.converged
+    failed, kept = result.rounds[2], result.rounds[1]
+    assert failed.failed == failed.selected == state.selected and failed.labelled == 0
+    assert not failed.trained and failed.members == kept.members and failed.total_frames == kept.total_frames
+    # the same committee on the same frames (float64 calculator): the same test error
+    assert failed.test["force_mae"] == pytest.approx(kept.test["force_mae"], rel=1e-12)
+    assert result.rounds[3].members == kept.members and not result.rounds[3].trained
+    with open(out / "report.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["fine_tuned"] for r in rows] == ["yes", "yes", "no", "no"]
+    assert rows[2]["frames_added"] == "0" and int(rows[2]["label_failures"]) == state.selected
 
 
 @pytest.mark.slow

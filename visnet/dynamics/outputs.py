@@ -5,9 +5,6 @@ and the lock that keeps two runs from writing the same files (``OutputLock``).""
 from __future__ import annotations
 
 import io
-import os
-import socket
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,12 +22,8 @@ from tqdm.auto import tqdm
 
 from visnet.dynamics.thermometer import kinetic_temperature
 from visnet.errors import VisnetError
+from visnet.files.lock import FileLock
 from visnet.units import PICOSECOND
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; runs are not locked there
-    fcntl = None
 
 __all__ = [
     "OutputPaths",
@@ -101,11 +94,11 @@ class OutputLock:
     """An exclusive lock on a run's output name, held from before the first file is opened to
     after the last is written.
 
-    ``fcntl.flock`` on ``<directory>/<name>.lock``, taken without waiting: the kernel drops it when
-    the holder exits, however it ends, so a lock is never left held by a dead run. The file records
-    the holder (pid, host, start time) for the message of a refused run, and is removed on release
-    (before unlocking: a run that opened the old file sees it replaced and tries again). A file
-    left behind by a killed run is taken over with a warning. No lock where ``fcntl`` is missing.
+    ``visnet.files.lock.FileLock`` on ``<directory>/<name>.lock``, taken without waiting: the kernel
+    drops it when the holder exits, however it ends, so a lock is never left held by a dead run. The
+    file records the holder (pid, host, start time) for the message of a refused run, and is removed
+    on release. A file left behind by a killed run is taken over with a warning. No lock where
+    ``fcntl`` is missing.
 
     Args:
         paths: the run's output files.
@@ -116,67 +109,27 @@ class OutputLock:
 
     def __init__(self, paths: OutputPaths) -> None:
         self.paths = paths
-        self._fd: int | None = None
+        self._lock = FileLock(paths.lock)
 
     def __enter__(self) -> OutputLock:
-        if fcntl is None:
-            return self
-        self.paths.directory.mkdir(parents=True, exist_ok=True)
-        path = self.paths.lock
-        while self._fd is None:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_holder(fd)
-                os.close(fd)
-                raise OutputInUseError(
-                    f"{self.paths.directory / self.paths.name}.* is being written by another visnet md run "
-                    f"({holder}; lock {path}): wait for it to end, or give another --name or --output-dir"
-                ) from None
-            if _same_file(fd, path):
-                self._fd = fd
-            else:  # released and removed between our open and our lock: try the new file
-                os.close(fd)
-        self._take_over(_read_holder(self._fd))
-        return self
-
-    def _take_over(self, previous: str) -> None:
-        if previous != "unknown run":
-            warnings.warn(
-                f"{self.paths.lock} was left by an earlier run that did not end cleanly ({previous}); "
-                f"its outputs {self.paths.directory / self.paths.name}.* are overwritten",
-                stacklevel=3,
+        if not self._lock.acquire():
+            raise OutputInUseError(
+                f"{self.paths.directory / self.paths.name}.* is being written by another visnet md run "
+                f"({self._lock.holder}; lock {self.paths.lock}): wait for it to end, or give another --name or "
+                "--output-dir"
             )
-        stamp = f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, stamp.encode(), 0)
+        if self._lock.previous is not None:
+            warnings.warn(
+                f"{self.paths.lock} was left by an earlier run that did not end cleanly ({self._lock.previous}); "
+                f"its outputs {self.paths.directory / self.paths.name}.* are overwritten",
+                stacklevel=2,
+            )
+        return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        if self._fd is None:
-            return
-        self.paths.lock.unlink(missing_ok=True)
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._fd = None
-
-
-def _read_holder(fd: int) -> str:
-    """What the lock file says about its holder ("pid N on host, started ..."), else "unknown run"."""
-    text = os.pread(fd, 256, 0).decode(errors="replace").strip()
-    return text or "unknown run"
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    """Whether ``path`` still names the file open as ``fd``."""
-    try:
-        on_disk = os.stat(path)
-    except FileNotFoundError:
-        return False
-    opened = os.fstat(fd)
-    return (on_disk.st_dev, on_disk.st_ino) == (opened.st_dev, opened.st_ino)
+        self._lock.release()
 
 
 class ExtxyzWriter:

@@ -6,7 +6,10 @@ no uncertain frame (the loop of DP-GEN and FLARE, with ``visnet md``, ``visnet l
 Round 0 makes the first committee: the start model's MD is sampled, labelled, and each member
 fine-tuned from the start model with its own seed (an ensemble run folder given as the start
 model is the round-0 committee as it is). Round k ≥ 1 runs MD with round k−1's committee and
-fine-tunes member j from its round k−1 self.
+fine-tunes member j from its round k−1 self. A round whose labelling adds no frame (every
+uncertain frame failed to label) has nothing new to learn: its committee is round k−1's, not
+fine-tuned again (``fine_tuned`` no in the report), and the run goes on to the next round, whose
+MD (another seed) samples new frames.
 
 Run folder (``out``)::
 
@@ -14,15 +17,19 @@ Run folder (``out``)::
     round_000/ round_001/ ...  state.json, md/ (MD outputs), selected.extxyz (frames to label),
                                labels.extxyz, train.extxyz (all labels so far), committee/member_k/
     report.csv, report.png     one row per round (frames, force std, test errors)
+    learn.lock                 held by the running ``learn`` (``visnet.files.lock``): a second run on
+                               the same folder is refused at once; a killed run's lock blocks nothing
 
 Killed and rerun with the same options, it continues at the first unfinished stage: no finished
-MD, label or member fine-tune is done again (``visnet.learning.state``).
+MD, label or member fine-tune is done again, and a member killed mid-fit continues from its own
+``last.ckpt`` (``visnet.learning.state``, ``visnet.learning.members``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +37,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from visnet.errors import VisnetError
+from visnet.errors import LockHeldError, VisnetError
+from visnet.files.lock import FileLock
 from visnet.files.paths import check_output_folder
 from visnet.inference.resolve import resolve_models
 from visnet.labelling import label, make_calculator
@@ -55,6 +63,7 @@ __all__ = ["DEFAULT_COMMITTEE", "LearnResult", "learn"]
 
 DEFAULT_COMMITTEE = 3
 ROUND_SEED_STRIDE = 1000  # member k of round r trains with seed + 1000 r + k
+LOCK_FILE = "learn.lock"  # in the run folder, held while a run works in it
 
 
 @dataclass
@@ -150,6 +159,7 @@ def learn(
         ValueError / FileNotFoundError: an unreadable structure or test file, an element the start
             model lacks, a calculator spec that does not import, rounds < 1 or another bad option.
         VisnetError: ``out`` was started with other options (named), or a fine-tune failed.
+        LockHeldError: another ``learn`` process is working in ``out`` (refused before any work).
     """
     factory = make_calculator(method, calculator)
     options = LearnOptions(
@@ -171,21 +181,50 @@ def learn(
         seed=seed,
         out=str(out),
     )
-    run = _prepare(options, factory, fit_runner or subprocess_fit, progress)
-    return _rounds(run)
+    options.check()
+    out = Path(options.out)
+    check_output_folder(out, "run folder (--out)")
+    with ExitStack() as stack:
+        locked = out.is_dir()  # a run may be working in it: refused before anything else
+        if locked:
+            stack.enter_context(_run_folder_lock(out))
+        run = _prepare(options, factory, fit_runner or subprocess_fit, progress)
+        if not locked:  # locked once the inputs are checked: bad input leaves no folder behind
+            stack.enter_context(_run_folder_lock(out))
+        check_same_run(options)
+        record_options(options)
+        return _rounds(run)
+
+
+@contextmanager
+def _run_folder_lock(out: Path) -> Iterator[None]:
+    """Hold ``<out>/learn.lock`` (``visnet.files.lock.FileLock``, creating ``out``) for the block.
+
+    Raises:
+        LockHeldError: another process holds it (the message names ``out`` and the holder).
+    """
+    lock = FileLock(out / LOCK_FILE)
+    if not lock.acquire():
+        raise LockHeldError(
+            lock.path,
+            lock.holder,
+            f"run folder {out} is in use by another visnet learn run ({lock.holder}; lock {lock.path}): "
+            "wait for it to end, or give another --out",
+        )
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _prepare(options: LearnOptions, factory: CalculatorFactory, runner: FitRunner, progress: bool) -> _Run:
-    """Every check before any work: options, structure, start model and its elements, test file, run folder."""
-    options.check()
+    """Every check of the inputs before any work and any write: structure, start model and its
+    elements, test file (``options`` and the run folder are checked by the caller)."""
     atoms = load_structure(options.structure, seed=options.seed)
     given = given_committee(options.model)
     size = _committee_size(options, given)
     _check_elements(atoms, options.model if given is None else given)
     test = None if options.test is None else read_reference(options.test)
-    check_output_folder(Path(options.out), "run folder (--out)")
-    check_same_run(options)
-    record_options(options)
     log = print if progress else _quiet
     return _Run(options, atoms, factory, size, given, test, runner, log, progress)
 
@@ -297,8 +336,15 @@ def _train(run: _Run, state: RoundState, previous: RoundState | None, folder: Pa
     labels = [RoundState(i).folder(run.out) / "labels.extxyz" for i in range(state.index + 1)]
     data = folder / "train.extxyz"
     state.total_frames = write_training_set(data, labels)
+    state.trained = False  # until the members below are fine-tuned
     if previous is None and run.given:
         state.members = [str(m) for m in run.given]
+    elif previous is not None and state.labelled == 0:
+        state.members = list(previous.members)
+        run.log(
+            f"round {state.index}: no frame added ({state.failed} of {state.selected} failed to label): "
+            "nothing new to learn, committee kept"
+        )
     elif state.total_frames < 2:
         if previous is None:
             raise VisnetError(

@@ -6,6 +6,10 @@ Each member is one ``visnet fit`` command line, run by a ``FitRunner``: by defau
 trainer); ``visnet learn`` runs them in its own process instead. The command line is the
 learning defaults (``TRAINING_DEFAULTS``), then the user's ``--train-config`` (which overrides
 them), then what the loop sets (data file, splits, start model, run folder, seed).
+
+A member's fit killed or interrupted before it wrote its finished ``model.pt`` resumes from its
+own ``checkpoints/last.ckpt`` when the round is rerun (``visnet fit --ckpt_path last``), as an
+interrupted ``visnet fit`` does; members whose ``model.pt`` is finished are not trained again.
 """
 
 from __future__ import annotations
@@ -15,15 +19,22 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
+import yaml
 from ase import Atoms
 
 from visnet.errors import VisnetError
 from visnet.files.atomic import atomic_open
 from visnet.inference.committee import MODEL_FILE, committee_members
+from visnet.io.model_files import load_model, read_checkpoint
 from visnet.training.ensemble import member_dir
+from visnet.training.export import export_model
+from visnet.training.preflight import epochs_done
 
 __all__ = [
+    "CHECKPOINTS",
+    "LAST_CHECKPOINT",
     "MODEL_FILE",
     "TRAINING_DEFAULTS",
     "FitRunner",
@@ -31,6 +42,7 @@ __all__ = [
     "fit_arguments",
     "fit_member",
     "given_committee",
+    "max_epochs",
     "member_model",
     "split_sizes",
     "subprocess_fit",
@@ -59,6 +71,10 @@ TRAINING_DEFAULTS: tuple[str, ...] = (
     "--early_stopping.patience=15",
 )
 VAL_FRACTION = 0.1  # of the labelled frames, at least one
+# Where ``visnet fit`` keeps a member's checkpoints (``--checkpoint.dirpath`` left unset) and the
+# one it resumes from.
+CHECKPOINTS = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
 
 
 def subprocess_fit(argv: list[str]) -> int:
@@ -110,25 +126,81 @@ def fit_arguments(start: str, data: Path, total: int, run_dir: Path, seed: int, 
 
 
 def fit_member(argv: list[str], run_dir: Path, runner: FitRunner) -> Path:
-    """Fine-tune one member unless its ``model.pt`` exists; returns the model file.
+    """Fine-tune one member unless its finished ``model.pt`` exists; returns the model file.
 
-    A folder left by a killed fit (no ``model.pt``) is removed and the member trained again.
+    A fit that was killed (no ``model.pt``) or interrupted (``model.pt`` marked ``"interrupted":
+    true``) continues from its ``checkpoints/last.ckpt`` (``argv`` plus ``--ckpt_path last``); one killed
+    after its last epoch, before its export, is exported from its best checkpoint without training.
+    A folder without a readable ``last.ckpt`` (killed before its first epoch ended) is removed and
+    the member trained from the start.
 
     Raises:
         VisnetError: the fit failed or wrote no model (its folder is named).
     """
     model = run_dir / MODEL_FILE
-    if model.is_file():
+    if _finished(model):
         return model
-    if run_dir.exists():
+    last = run_dir / CHECKPOINTS / LAST_CHECKPOINT
+    checkpoint = _readable_checkpoint(last)
+    if checkpoint is not None:
+        limit = max_epochs(argv)
+        if limit is not None and 0 <= limit <= epochs_done(checkpoint):
+            return export_model(_best_checkpoint(checkpoint, last), model)
+        # "last", not the file: given a file, LightningCLI puts its model_hparams beside --init (refused)
+        argv = [*argv, "--ckpt_path=last"]
+    elif run_dir.exists():
         shutil.rmtree(run_dir)
     code = runner(argv)
-    if code != 0 or not model.is_file():
+    if code != 0 or not _finished(model):
         raise VisnetError(
             f"fine-tuning {run_dir} failed (visnet fit exit code {code}); its output is above. "
             f"Command: visnet {' '.join(argv)}"
         )
     return model
+
+
+def _finished(model: Path) -> bool:
+    """Whether ``model`` is the export of a finished fit (not of one stopped by Ctrl-C)."""
+    return model.is_file() and not load_model(model, device="cpu").metadata.get("interrupted", False)
+
+
+def _readable_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint ``path``, or None when it is missing or unreadable (a write cut short by a kill)."""
+    if not path.is_file():
+        return None
+    try:
+        return read_checkpoint(path)
+    except ValueError:
+        return None
+
+
+def _best_checkpoint(checkpoint: dict[str, Any], last: Path) -> Path:
+    """The best checkpoint that ``checkpoint`` (``last``) records, looked up next to ``last`` (the
+    run folder may have moved since); ``last`` itself when it records none."""
+    for state in (checkpoint.get("callbacks") or {}).values():
+        best = state.get("best_model_path") if isinstance(state, dict) else None
+        if best and (last.parent / Path(best).name).is_file():
+            return last.parent / Path(best).name
+    return last
+
+
+def max_epochs(argv: list[str]) -> int | None:
+    """The ``--trainer.max_epochs`` a ``visnet fit`` command line ends with: the last value given,
+    by an option or a ``--config`` file, read in order as the command line is; None: not given."""
+    value: Any = None
+    for i, arg in enumerate(argv):
+        name, _, given = arg.partition("=")
+        if name == "--trainer.max_epochs":
+            value = given if given else (argv[i + 1] if i + 1 < len(argv) else None)
+        elif name == "--config" and (given or i + 1 < len(argv)):
+            config = yaml.safe_load(Path(given or argv[i + 1]).read_text()) or {}
+            trainer = config.get("trainer") if isinstance(config, dict) else None
+            if isinstance(trainer, dict) and "max_epochs" in trainer:
+                value = trainer["max_epochs"]
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def committee_dir(round_folder: Path) -> Path:

@@ -16,7 +16,9 @@ from visnet.learning.state import RoundState
 
 __all__ = ["COLUMNS", "plot_report", "report_rows", "write_report"]
 
-# Columns of report.csv: forces in meV/Å, energies in meV/atom, force std in eV/Å.
+# Columns of report.csv: forces in meV/Å, energies in meV/atom, force std in eV/Å; fine_tuned:
+# "yes" when the round fine-tuned its members, "no" when it kept the last committee (an ensemble
+# given as round 0, a converged round, too few frames, or no frame added: all failed to label).
 COLUMNS = (
     "round",
     "frames_added",
@@ -27,6 +29,7 @@ COLUMNS = (
     "max_force_std",
     "mean_force_std",
     "label_failures",
+    "fine_tuned",
     "test_force_mae_meV_per_A",
     "test_energy_mae_meV_per_atom",
 )
@@ -54,6 +57,7 @@ def report_rows(states: Sequence[RoundState]) -> list[dict[str, str]]:
                 "max_force_std": _number(s.max_force_std),
                 "mean_force_std": _number(s.mean_force_std),
                 "label_failures": str(s.failed),
+                "fine_tuned": "yes" if s.trained else "no",
                 "test_force_mae_meV_per_A": _number(None if force is None else force * MEV),
                 "test_energy_mae_meV_per_atom": _number(None if energy is None else energy * MEV),
             }
