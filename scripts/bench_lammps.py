@@ -53,6 +53,7 @@ from visnet.neighbors import radius_graph
 CELL = 7.2  # Å: four ethanol molecules per cubic cell, ~0.096 atoms/Å³ (liquid ethanol: 0.093)
 # Cells along x, y, z: 5,184, 7,200 and 14,400 atoms (43 x 43 x 29, 360 x 14 x 14, 720 x 14 x 14 Å).
 BOXES = {"cube": (6, 6, 4), "long": (50, 2, 2), "longer": (100, 2, 2)}
+CASES = ("1:gather", "2:domain", "2:gather")  # ranks:mode of part 3, the first the reference
 SMALL_BOXES = {"cube": (2, 2, 1), "long": (4, 1, 1), "longer": (8, 1, 1)}  # --small: a trial, not a measurement
 
 
@@ -185,14 +186,15 @@ def layer_edges(visnet: ViSNetLammps) -> float:
     return float(np.mean(stage_neighbors(graph, len(pos), nlocal, layers).stage_edges[1:]))
 
 
-def ranks(dtype: str, steps: int, small: bool, boxes: list[str]) -> list[dict]:
-    """Part 3: each box on 1 rank (gather) and 2 ranks (domain, gather), through ``mpiexec``."""
+def ranks(dtype: str, steps: int, small: bool, boxes: list[str], cases: list[str]) -> list[dict]:
+    """Part 3: each box on 1 rank (gather) and 2 ranks (domain, gather), through ``mpiexec``
+    (``cases``: which of "1:gather", "2:domain", "2:gather")."""
     mpiexec = str(Path(sys.prefix) / "bin" / "mpiexec")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         for box in boxes:
-            for count, mode in ((1, "gather"), (2, "domain"), (2, "gather")):
+            for count, mode in ((int(n), m) for n, m in (case.split(":") for case in cases)):
                 out = Path(tmp) / f"{box}_{count}_{mode}.json"
                 command = [mpiexec, "-n", str(count), sys.executable, __file__, "--worker", box, mode]
                 command += ["--steps", str(steps), "--dtype", dtype, "--worker-out", str(out)]
@@ -201,6 +203,23 @@ def ranks(dtype: str, steps: int, small: bool, boxes: list[str]) -> list[dict]:
                 records.append(json.loads(out.read_text()))
                 print(records[-1], flush=True)
     return records
+
+
+def store_ranks(path: Path, run: dict, records: list[dict]) -> None:
+    """Add part 3's ``records`` (measured by ``run``: command, machine, ...) to those stored in
+    ``path``: each replaces a stored one of the same box, ranks and mode; the others stay."""
+    stored = json.loads(path.read_text()) if path.is_file() else {"runs": [], "records": []}
+    key = lambda r: (r["box"], r["ranks"], r["mode"])  # noqa: E731
+    new = {key(r) for r in records}
+    kept = [r for r in stored["records"] if key(r) not in new]
+    runs = stored["runs"] + [run]
+    merged = kept + [{**r, "run": len(runs) - 1} for r in records]
+    used = sorted({r["run"] for r in merged})
+    renumber = {old: k for k, old in enumerate(used)}
+    merged = [{**r, "run": renumber[r["run"]]} for r in merged]
+    order = {(box, int(n), m): k for k, (box, (n, m)) in enumerate((b, c.split(":")) for b in BOXES for c in CASES)}
+    merged.sort(key=lambda r: order[key(r)])
+    path.write_text(json.dumps({"runs": [runs[k] for k in used], "records": merged}))
 
 
 def single_lines(result: dict) -> list[str]:
@@ -228,22 +247,21 @@ def single_lines(result: dict) -> list[str]:
     ]
 
 
-def ranks_lines(runs: dict) -> list[str]:
-    """Part 3 of the section (``runs``: box name -> its command's results): speed-ups, and the bound
-    that a rank's share of the layers' edges sets."""
+def ranks_lines(stored: dict) -> list[str]:
+    """Part 3 of the section (``stored``: the runs and their records, ``store_ranks``): speed-ups,
+    and the bound that a rank's share of the layers' edges sets."""
     lines = ["**Two ranks vs one** (`mpiexec -n K`, one thread each, one untimed step before the timed ones):", ""]
-    for command in dict.fromkeys(run["command"] for run in runs.values()):
-        run = next(r for r in runs.values() if r["command"] == command)
+    for k, run in enumerate(stored["runs"]):
         lines.append(
-            f"- `{command}`: {run['dtype']}, {run['steps']} timed step(s); {run['machine']} before the runs, "
-            f"{run['load_after']:.1f} after them (2 of it the ranks themselves)."
+            f"- run {k + 1}: `{run['command']}`: {run['dtype']}, {run['steps']} timed step(s); {run['machine']} "
+            f"before the runs, {run['load_after']:.1f} after them (2 of it the ranks themselves)."
         )
     lines += [
         "",
-        "| box (Å) | atoms | ranks | mode | processor grid | s/step | speed-up vs 1 rank | layer edges of the busiest rank / whole system |",
-        "|---|---|---|---|---|---|---|---|",
+        "| box (Å) | atoms | ranks | mode | processor grid | s/step | speed-up vs 1 rank | layer edges of the busiest rank / whole system | run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    records = [r for run in runs.values() for r in run["records"]]
+    records = stored["records"]
     base = {r["box"]: r for r in records if r["ranks"] == 1}
     for r in records:
         size = " × ".join(f"{x:g}" for x in r["length"])
@@ -252,7 +270,7 @@ def ranks_lines(runs: dict) -> list[str]:
         share = r["layer_edges"] / one["layer_edges"]
         lines.append(
             f"| {size} | {r['atoms']} | {r['ranks']} | {r['mode']} | {grid} | {r['s_per_step']:.2f} | "
-            f"{one['s_per_step'] / r['s_per_step']:.2f}× | {share:.3f} |"
+            f"{one['s_per_step'] / r['s_per_step']:.2f}× | {share:.3f} | {r['run'] + 1} |"
         )
     domain = [r for r in records if r["mode"] == "domain"]
     best = max(domain, key=lambda r: base[r["box"]]["s_per_step"] / r["s_per_step"])
@@ -289,6 +307,9 @@ def main() -> None:
         help="single: parts 1-2; ranks: part 3 (the MPI runs); section: write the section from the stored results",
     )
     parser.add_argument("--boxes", nargs="+", choices=sorted(BOXES), default=list(BOXES), help="boxes of part 3")
+    parser.add_argument(
+        "--cases", nargs="+", choices=CASES, default=list(CASES), help="ranks:mode runs of part 3 (each box)"
+    )
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/visnet_bench_lammps"), help="stored results")
     parser.add_argument("--small", action="store_true", help="small boxes in part 3 (a trial, not a measurement)")
     parser.add_argument("--worker", nargs=2, metavar=("BOX", "MODE"), help=argparse.SUPPRESS)
@@ -308,13 +329,8 @@ def main() -> None:
         print(drift, flush=True)
         (args.scratch / "single.json").write_text(json.dumps({**common, "step": step, "drift": drift}))
     if args.part in ("all", "ranks"):
-        records = ranks(args.dtype, args.steps, args.small, args.boxes)
-        stored = args.scratch / "ranks.json"
-        runs = json.loads(stored.read_text()) if stored.is_file() else {}
-        run = {**common, "steps": args.steps, "load_after": load()}
-        for box in args.boxes:  # boxes measured before by other commands keep their results
-            runs[box] = {**run, "records": [r for r in records if r["box"] == box]}
-        stored.write_text(json.dumps({box: runs[box] for box in BOXES if box in runs}))
+        records = ranks(args.dtype, args.steps, args.small, args.boxes, args.cases)
+        store_ranks(args.scratch / "ranks.json", {**common, "steps": args.steps, "load_after": load()}, records)
     lines = ["## LAMMPS (fix external coupling)", ""]
     for name, render in (("single", single_lines), ("ranks", ranks_lines)):
         stored = args.scratch / f"{name}.json"
