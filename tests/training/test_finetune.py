@@ -8,6 +8,8 @@ the refit and zero optimizer steps it must reproduce them to float32 precision.
 
 from __future__ import annotations
 
+import csv
+import shutil
 from pathlib import Path
 
 import ase.io
@@ -331,6 +333,69 @@ def test_cli_ensemble_of_fine_tuned_members(start_file, kcal_data, tmp_path):
     assert all(m.metadata["fine_tuned_from"]["model"] == str(start_file) for m in members)
     weights = [m.state_dict()["output_model.output_network.0.update_net.0.weight"] for m in members]
     assert not torch.equal(weights[0], weights[1])  # seeds 0 and 1: different batch orders
+
+
+# ------------------------------------------------------------------------- resuming a fine-tune
+def _first_train_step(run: Path, version: int) -> int:
+    """The global step of the first training row that run ``version`` logged (metrics.csv)."""
+    with open(run / "logs" / f"version_{version}" / "metrics.csv") as handle:
+        return min(int(row["step"]) for row in csv.DictReader(handle) if row.get("train_loss_step"))
+
+
+@pytest.fixture(scope="module")
+def tuned_run(start_file, kcal_data, tmp_path_factory) -> Path:
+    """One epoch of fine-tuning the start model on the kcal/mol data (tiny config)."""
+    run = tmp_path_factory.mktemp("tuned")
+    assert _fit(run, kcal_data, "--init", str(start_file)) == 0
+    return run
+
+
+def test_fine_tune_resumed_from_a_checkpoint_file_ends_as_an_uninterrupted_run(start_file, kcal_data, tmp_path):
+    """``--init M --ckpt_path FILE`` was refused (Lightning put the checkpoint's ``model_hparams``
+    beside ``--init``). Resumed from a copy of its first epoch's last.ckpt, the fine-tune starts at
+    that checkpoint's step (4: 32 frames in batches of 8), not from the start model, and ends with
+    the weights of an uninterrupted two-epoch run. float64, one process: the same operations in the
+    same order, so the weights are equal bit for bit."""
+    fine_tune = ["--init", str(start_file), "--trainer.precision", "64-true", "--trainer.enable_progress_bar", "false"]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert _fit(whole, kcal_data, *fine_tune, "--trainer.max_epochs", "2") == 0
+    assert _fit(part, kcal_data, *fine_tune) == 0
+    kept = shutil.copy(part / "checkpoints" / "last.ckpt", tmp_path / "epoch_1.ckpt")
+    assert _fit(part, kcal_data, *fine_tune, "--trainer.max_epochs", "2", "--ckpt_path", str(kept)) == 0
+    assert _first_train_step(part, version=1) == 4
+    resumed, uninterrupted = (torch.load(r / "checkpoints" / "last.ckpt", weights_only=True) for r in (part, whole))
+    assert resumed["global_step"] == uninterrupted["global_step"] == 8
+    assert resumed["state_dict"].keys() == uninterrupted["state_dict"].keys()
+    for name, value in uninterrupted["state_dict"].items():
+        assert value.dtype == torch.float64 or not value.is_floating_point(), name
+        assert torch.equal(resumed["state_dict"][name], value), name
+    assert visnet.load_model(part / "model.pt").metadata["fine_tuned_from"]["model"] == str(start_file)
+
+
+def test_resume_must_agree_with_the_checkpoint_on_init(start_file, kcal_data, tuned_run, tmp_path):
+    """A fine-tuning checkpoint resumed without ``--init`` would train on data left in kcal/mol; a
+    from-scratch one resumed with ``--init`` would replace the start model by its weights: refused."""
+    with pytest.raises(ValueError, match=rf"is a fine-tuning run \(--init {start_file}\): resume it with --init"):
+        _fit(tuned_run, kcal_data, "--trainer.max_epochs", "2", "--ckpt_path", "last")
+    scratch = tmp_path / "scratch"
+    assert _fit(scratch, kcal_data) == 0
+    with pytest.raises(ValueError, match="was not fine-tuned, so --init"):
+        last = str(scratch / "checkpoints" / "last.ckpt")
+        _fit(scratch, kcal_data, "--init", str(start_file), "--trainer.max_epochs", "2", "--ckpt_path", last)
+
+
+def test_testing_a_fine_tuned_checkpoint_file(kcal_data, tuned_run):
+    """``visnet test --ckpt_path best.ckpt`` of a fine-tune was refused as well (``init`` and
+    ``model_hparams`` both copied from the checkpoint). The recorded start model converts the kcal/mol
+    data to its eV: one epoch at lr 5e-3 moves the refitted model (exact to ~2e-3 eV) by ~0.1 eV,
+    while labels left in kcal/mol would be ~1e5 eV off."""
+    best = str(tuned_run / "checkpoints" / "best.ckpt")
+    args = ["--config", TINY, "--data.path", str(kcal_data), "--trainer.default_root_dir", str(tuned_run)]
+    assert cli_main(["test", *args, "--trainer.enable_progress_bar", "false", "--ckpt_path", best]) == 0
+    newest = max(tuned_run.glob("logs/version_*"), key=lambda folder: int(folder.name.split("_")[1]))
+    with open(newest / "metrics.csv") as handle:
+        (row,) = [r for r in csv.DictReader(handle) if r.get("test_energy_mae")]
+    assert float(row["test_energy_mae"]) < 1.0
 
 
 # ----------------------------------------------------------------------- mixed levels of theory

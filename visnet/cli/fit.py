@@ -158,7 +158,9 @@ class ViSNetCLI(LightningCLI):
             checkpoints = config["checkpoint"]["dirpath"]
             check_fit_options(config["trainer"])
             check_run_paths(self._run_dir(), checkpoints)
-            check_resume(config.get("ckpt_path"), checkpoints, config["trainer"].get("max_epochs"))
+            check_resume(
+                config.get("ckpt_path"), checkpoints, config["trainer"].get("max_epochs"), config["model"].get("init")
+            )
         if config["model"].get("init") is not None:  # fine-tuning: the start model's architecture
             adopt_start_architecture(config["model"], self._given(str(self.subcommand), "model"))
 
@@ -171,13 +173,30 @@ class ViSNetCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """A ``--ckpt_path`` file that is truncated, foreign or carries pickled code fails here with a
         ValueError naming it (``read_checkpoint``, weights only), not a traceback from ``torch.load``;
-        architecture options contradicting it are refused (Lightning would replace them silently)."""
+        architecture options contradicting it are refused (Lightning would replace them silently).
+
+        Lightning then copies the checkpoint's hyperparameters into the model config. A fine-tuning
+        run (``--init`` given, or recorded in the checkpoint) is resumed by ``fit`` as with
+        ``--ckpt_path last`` instead: nothing is copied, the command line's ``--init`` builds the
+        module (the start model's architecture and energy unit; ``check_resume`` refuses a
+        checkpoint and command line that disagree on fine-tuning) and the trainer then restores the
+        checkpoint's weights, optimizer and loops over the start model's. ``validate``, ``test`` and
+        ``predict`` copy all but ``model_hparams``: the recorded ``init`` gives the architecture and
+        the unit the data are converted to (``model_hparams`` beside ``init`` is refused).
+        """
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if ckpt_path and Path(ckpt_path).is_file():
-            checkpoint = read_checkpoint(Path(ckpt_path))
-            check_checkpoint_architecture(subcommand, ckpt_path, checkpoint, self._given(subcommand, "model"))
-        super()._parse_ckpt_path()
+        if not (ckpt_path and Path(ckpt_path).is_file()):
+            return
+        checkpoint = read_checkpoint(Path(ckpt_path))
+        check_checkpoint_architecture(subcommand, ckpt_path, checkpoint, self._given(subcommand, "model"))
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if hparams.get("init") is None and self.config[subcommand]["model"].get("init") is None:
+            super()._parse_ckpt_path()
+        elif subcommand != "fit":
+            hparams.pop("model_hparams", None)
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
     def _given(self, subcommand: str, section: str) -> dict[str, Any]:
         """The ``section`` options the user gave, on the command line or in config files (``--config``,

@@ -90,13 +90,42 @@ def resolve_resume(ckpt_path: str | None, checkpoint_dir: str | os.PathLike | No
     return Path(ckpt_path)
 
 
-def check_resume(ckpt_path: str | None, checkpoint_dir: str | os.PathLike | None, max_epochs: int | None) -> None:
+def check_resume(
+    ckpt_path: str | None,
+    checkpoint_dir: str | os.PathLike | None,
+    max_epochs: int | None,
+    init: str | None = None,
+) -> None:
     """Refuse resuming from a checkpoint that has already trained ``max_epochs`` epochs (nothing
-    would be trained, yet the run would end and export as if it had)."""
+    would be trained, yet the run would end and export as if it had), and resuming a fine-tuning
+    checkpoint without ``--init`` (the data would stay in their own energy unit, not the start
+    model's) or a from-scratch checkpoint with ``--init`` (the start model's weights would be
+    replaced by the checkpoint's: nothing of it would be used).
+
+    Args:
+        ckpt_path: ``--ckpt_path`` as given ("last", a file, ...; None: a new run).
+        checkpoint_dir: the run's checkpoints folder (where "last" is looked for).
+        max_epochs: ``--trainer.max_epochs`` (None or -1: no limit).
+        init: ``--init`` (``model.init``) as given; None: not a fine-tuning run.
+    """
     path = resolve_resume(ckpt_path, checkpoint_dir)
-    if path is None or max_epochs is None or max_epochs < 0 or not path.is_file():
+    if path is None or not path.is_file():
         return
-    done = epochs_done(read_checkpoint(path))
+    checkpoint = read_checkpoint(path)
+    recorded = (checkpoint.get("hyper_parameters") or {}).get("init")
+    if recorded is not None and init is None:
+        raise ValueError(
+            f"--ckpt_path {ckpt_path}: checkpoint {path} is a fine-tuning run (--init {recorded}): "
+            f"resume it with --init {recorded}"
+        )
+    if recorded is None and init is not None:
+        raise ValueError(
+            f"--ckpt_path {ckpt_path}: checkpoint {path} was not fine-tuned, so --init {init} would be "
+            "replaced by its weights: drop --init to resume it, or give the checkpoint as --init to fine-tune it"
+        )
+    if max_epochs is None or max_epochs < 0:
+        return
+    done = epochs_done(checkpoint)
     if done >= max_epochs:
         raise ValueError(
             f"--ckpt_path {ckpt_path}: checkpoint {path} has already trained {done} epochs and "
