@@ -6,6 +6,9 @@ run of 10,000 and of 1,000,000 structures (the pipeline's memory must not grow w
     OMP_NUM_THREADS=1 python scripts/bench_screening.py --part throughput    # then --part memory
     python scripts/bench_screening.py --structures 2000 --memory-structures 20000 --no-write   # a quick trial
 
+``--conditions TEXT`` records what else ran on the machine (the throughput part wants the other jobs
+paused; memory does not) and puts it into the section.
+
 The inputs are written to a scratch folder (``--scratch``, default /tmp) as extended XYZ, streamed
 from QM9 (molecules of H, C, N and O only, cycled), never held in memory. Throughput: the bundled
 ``default`` model (energy and forces, float64), wall time of the whole command (start-up included)
@@ -26,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import REPO, add_output_arguments, command_line, machine, rss_gb, write_section
+from benchlib import REPO, add_conditions_argument, add_output_arguments, command_line, machine, rss_gb, write_section
 
 QM9 = REPO.parent / "shared" / "data" / "qm9" / "qm9_full.npz"
 ELEMENTS = {1: "H", 6: "C", 7: "N", 8: "O"}
@@ -160,10 +163,19 @@ def throughput_lines(result: dict) -> list[str]:
     lines += [
         "",
         f"Goal: 2 processes ≥ 1.8× one. Measured {two['steady'] / one['steady']:.2f}× steady, "
-        f"{one['wall_s'] / two['wall_s']:.2f}× wall (the other engineers' jobs on the 2 cores still ran: "
-        "1-minute load average in the machine line).",
+        f"{one['wall_s'] / two['wall_s']:.2f}× wall. Conditions: "
+        f"{result.get('conditions', 'not recorded: other jobs may have shared the cores')}.",
     ]
     return lines
+
+
+def _flatness(samples: list[tuple[float, int, float]], start: int, total: int) -> str:
+    """One sentence on the goal: the range of the samples once ``start`` structures were done."""
+    after = [gb * 1024 for _, done, gb in samples if done >= start]
+    return (
+        f"Goal: memory flat from 10k to 1M structures: from {start:,} to {total:,} structures done, every "
+        f"sample lay between {min(after):.0f} and {max(after):.0f} MB."
+    )
 
 
 def memory_lines(result: dict) -> list[str]:
@@ -174,13 +186,15 @@ def memory_lines(result: dict) -> list[str]:
         f"Resident memory (one process, tiny model so that reading/batching/writing dominate; machine: "
         f"{result['machine']}): {result['structures']:,} structures peak {peak(short):.0f} MB; "
         f"{long['structures']:,} structures peak {peak(long):.0f} MB, {long['wall_s']:.0f} s "
-        f"({long['structures'] / long['wall_s']:.0f} structures/s). Sampled every {SAMPLE_S:g} s:",
+        f"({long['structures'] / long['wall_s']:.0f} structures/s). Conditions: "
+        f"{result.get('conditions', 'not recorded')}. Sampled every {SAMPLE_S:g} s:",
         "",
         "| structures done | s | resident memory, lowest – highest sample (MB) |",
         "|---|---|---|",
         *memory_table(long["samples"], bounds),
         "",
-        "The last row is the final file written from the shards."
+        "The last row is the final file written from the shards. "
+        + _flatness(long["samples"], bounds[1], long["structures"])
         + (
             ""
             if result["memory_structures"] >= 1_000_000
@@ -204,12 +218,13 @@ def main() -> None:
         "section: only write the section from the stored results",
     )
     add_output_arguments(parser)
+    add_conditions_argument(parser)
     args = parser.parse_args()
     args.scratch.mkdir(parents=True, exist_ok=True)
     parts = {"throughput": throughput, "memory": memory}
     for name, measure in parts.items():
         if args.part in ("all", name):
-            result = {**measure(args), "command": command_line(__file__)}
+            result = {**measure(args), "command": command_line(__file__), "conditions": args.conditions}
             (args.scratch / f"{name}.json").write_text(json.dumps(result))
     lines = ["## Screening at scale (`visnet predict` over a collection, `visnet.screen`)", ""]
     for name, render in (("throughput", throughput_lines), ("memory", memory_lines)):

@@ -229,6 +229,16 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_conditions_argument(parser: argparse.ArgumentParser) -> None:
+    """``--conditions``: what else ran on the machine while measuring, stored with the results and
+    written into the section (not part of the command it shows)."""
+    parser.add_argument(
+        "--conditions",
+        default="not recorded: other jobs may have shared the cores",
+        help="what else ran on the machine while measuring (e.g. 'other jobs paused'), written into the section",
+    )
+
+
 def markers(name: str) -> tuple[str, str]:
     """The start and end markers of the section of benchmark ``name`` (a script's stem)."""
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
@@ -306,13 +316,14 @@ def write_section(script: str, body: str, args: argparse.Namespace, echo: bool =
 def command_line(script: str, argv: list[str] | None = None) -> str:
     """The command that reproduces this run, for the section: ``[OMP_NUM_THREADS=n] python
     scripts/<script> <arguments>`` (``argv`` defaults to this process's arguments; ``--output`` and
-    ``--no-write``, which choose where the section goes, are left out)."""
+    ``--no-write``, which choose where the section goes, and ``--conditions`` (``add_conditions_argument``),
+    which describes the machine, are left out)."""
     args, rest = [], list(sys.argv[1:] if argv is None else argv)
     while rest:
         arg = rest.pop(0)
-        if arg == "--output":
+        if arg in ("--output", "--conditions"):
             rest = rest[1:]
-        elif arg != "--no-write" and not arg.startswith("--output="):
+        elif arg != "--no-write" and not arg.startswith(("--output=", "--conditions=")):
             args.append(arg)
     threads = os.environ.get("OMP_NUM_THREADS")
     words = ["python", f"scripts/{Path(script).name}", *(shlex.quote(a) for a in args)]
