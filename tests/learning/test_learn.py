@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import ase.io
@@ -27,7 +28,9 @@ from visnet.cli.fit import lightning_main
 from visnet.cli.main import main as cli_main
 from visnet.errors import LockHeldError, VisnetError
 from visnet.learning import learn
+from visnet.learning.members import fit_arguments, fit_member, max_epochs, trainer_limits
 from visnet.learning.state import RoundState
+from visnet.training.preflight import epochs_done, training_ended
 
 TINY_ARCH = dict(hidden_channels=16, num_layers=2, num_rbf=8, num_heads=2, lmax=1, cutoff=4.0, max_z=10)
 ORACLE = "learn_oracles:counting_emt"
@@ -290,6 +293,42 @@ def test_member_killed_before_its_export_is_exported_without_training(two_runs, 
     model.unlink()
     learn("ethanol", rounds=2, fit_runner=_never_fit, **_options(setup))
     assert visnet.load_model(model).metadata["checkpoint"] == str(model.parent / "checkpoints" / "best.ckpt")
+
+
+# Fits that end before max_epochs: early stopping after epoch 2 (no validation loss improves on the
+# first by 1e6), and a 1 s time limit (patience too large to stop first).
+ENDED_EARLY = {
+    "early stopping": "trainer:\n  max_epochs: 50\nearly_stopping:\n  patience: 1\n  min_delta: 1.0e6\n",
+    "max_time": "trainer:\n  max_epochs: 100000\n  max_time: '00:00:00:01'\nearly_stopping:\n  patience: 100000\n",
+}
+
+
+@pytest.mark.parametrize("reason", list(ENDED_EARLY))
+def test_member_that_stopped_before_max_epochs_is_exported_without_training(setup, tmp_path, reason):
+    """A member whose fit ended by early stopping or trainer.max_time, killed before its export:
+    its last.ckpt has trained fewer than max_epochs epochs, but records the stop (EarlyStopping's
+    stopping_reason, the Timer's elapsed time); the rerun exports its best checkpoint instead of
+    resuming (which trained one more epoch or step)."""
+    config = tmp_path / "train.yaml"
+    config.write_text(ENDED_EARLY[reason])
+    run_dir = tmp_path / "member_0"
+    argv = fit_arguments(setup["model"], Path(setup["test"]), 2, run_dir, 0, str(config))
+    assert lightning_main(argv) == 0
+    (run_dir / "model.pt").unlink()
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert epochs_done(last) < max_epochs(argv)
+    assert training_ended(last, **trainer_limits(argv)) == reason
+    model = fit_member(argv, run_dir, _never_fit)
+    assert visnet.load_model(model).metadata["checkpoint"] == str(run_dir / "checkpoints" / "best.ckpt")
+
+
+def test_trainer_limits_read_in_command_line_order(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("trainer:\n  max_epochs: 7\n  max_time: {minutes: 2}\n")
+    argv = ["fit", "--trainer.max_epochs=60", "--trainer.max_time=00:00:05:00", "--config", str(config)]
+    assert trainer_limits(argv) == {"max_epochs": 7, "max_steps": None, "max_time": timedelta(minutes=2)}
+    later = [*argv, "--trainer.max_time={hours: 1}", "--trainer.max_steps", "9"]
+    assert trainer_limits(later) == {"max_epochs": 7, "max_steps": 9, "max_time": timedelta(hours=1)}
 
 
 def _step(checkpoint: Path) -> int:

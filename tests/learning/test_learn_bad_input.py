@@ -90,3 +90,29 @@ def test_cli_reports_one_line_and_exit_2(tmp_path, model, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("visnet: error: rounds must be") and err.count("\n") == 1
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("checkpoint:\n  dirpath: runs/checkpoints\n", "checkpoint.dirpath"),
+        ("checkpoint.dirpath: runs/checkpoints\n", "checkpoint.dirpath"),
+        ("trainer:\n  max_epochs: 5\nckpt_path: start.ckpt\n", "ckpt_path"),
+    ],
+)
+def test_train_config_setting_an_option_of_every_member(tmp_path, model, text, key):
+    """One checkpoint folder (or one checkpoint to start from) for every committee member: refused
+    before any work, naming the file and the key."""
+    config = tmp_path / "train.yaml"
+    config.write_text(text)
+    with pytest.raises(ValueError, match=rf"--train-config {config} sets {key}: every committee member"):
+        _learn(tmp_path, model, train_config=str(config))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text, message", [("- fit\n", "is not a mapping"), ("trainer: [\n", "is not valid YAML")])
+def test_train_config_that_is_not_a_mapping(tmp_path, model, text, message):
+    config = tmp_path / "train.yaml"
+    config.write_text(text)
+    with pytest.raises(ValueError, match=rf"--train-config {config} {message}"):
+        _learn(tmp_path, model, train_config=str(config))

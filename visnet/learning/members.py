@@ -9,7 +9,9 @@ them), then what the loop sets (data file, splits, start model, run folder, seed
 
 A member's fit killed or interrupted before it wrote its finished ``model.pt`` resumes from its
 own ``checkpoints/last.ckpt`` when the round is rerun (``visnet fit --ckpt_path last``), as an
-interrupted ``visnet fit`` does; members whose ``model.pt`` is finished are not trained again.
+interrupted ``visnet fit`` does; one whose fit had already ended (``max_epochs``, ``max_steps``,
+early stopping or ``max_time``, as its ``last.ckpt`` records) is exported without training;
+members whose ``model.pt`` is finished are not trained again.
 """
 
 from __future__ import annotations
@@ -30,14 +32,16 @@ from visnet.inference.committee import MODEL_FILE, committee_members
 from visnet.io.model_files import load_model, read_checkpoint
 from visnet.training.ensemble import member_dir
 from visnet.training.export import export_model
-from visnet.training.preflight import epochs_done
+from visnet.training.preflight import parse_max_time, training_ended
 
 __all__ = [
     "CHECKPOINTS",
     "LAST_CHECKPOINT",
     "MODEL_FILE",
+    "PER_MEMBER_OPTIONS",
     "TRAINING_DEFAULTS",
     "FitRunner",
+    "check_train_config",
     "committee_dir",
     "fit_arguments",
     "fit_member",
@@ -46,6 +50,7 @@ __all__ = [
     "member_model",
     "split_sizes",
     "subprocess_fit",
+    "trainer_limits",
     "write_training_set",
 ]
 
@@ -75,6 +80,40 @@ VAL_FRACTION = 0.1  # of the labelled frames, at least one
 # one it resumes from.
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
+
+
+# ``--train-config`` options that would be the same for every member, and why that is wrong: each
+# member keeps its checkpoints in ``<member folder>/checkpoints`` and resumes from its own last.ckpt.
+PER_MEMBER_OPTIONS = {
+    "checkpoint.dirpath": "every committee member would write its checkpoints to that one folder (and a rerun "
+    "resume a member from another's last.ckpt); remove it: each member keeps its own in <member folder>/checkpoints",
+    "ckpt_path": "every committee member would start from that one checkpoint; remove it: a rerun resumes each "
+    "member from its own last.ckpt",
+}
+
+
+def check_train_config(path: str | Path) -> None:
+    """Refuse a ``--train-config`` that is not a YAML mapping of ``visnet fit`` options, or that sets
+    an option of ``PER_MEMBER_OPTIONS`` (nested, ``checkpoint: {dirpath: ...}``, or dotted).
+
+    Raises:
+        ValueError: one line naming the file and the option.
+    """
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        reason = " ".join(str(err).split())
+        raise ValueError(f"--train-config {path} is not valid YAML: {reason}") from None
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise ValueError(f"--train-config {path} is not a mapping of visnet fit options (trainer:, model:, data:, ...)")
+    for key, reason in PER_MEMBER_OPTIONS.items():
+        section, _, name = key.rpartition(".")
+        nested = config.get(section) if section else config
+        value = nested.get(name) if isinstance(nested, dict) else None
+        if value is not None or config.get(key) is not None:
+            raise ValueError(f"--train-config {path} sets {key}: {reason}")
 
 
 def subprocess_fit(argv: list[str]) -> int:
@@ -130,9 +169,10 @@ def fit_member(argv: list[str], run_dir: Path, runner: FitRunner) -> Path:
 
     A fit that was killed (no ``model.pt``) or interrupted (``model.pt`` marked ``"interrupted":
     true``) continues from its ``checkpoints/last.ckpt`` (``argv`` plus ``--ckpt_path last``); one killed
-    after its last epoch, before its export, is exported from its best checkpoint without training.
-    A folder without a readable ``last.ckpt`` (killed before its first epoch ended) is removed and
-    the member trained from the start.
+    after it had ended (its last epoch, early stopping or its time limit, as ``last.ckpt`` records:
+    ``visnet.training.preflight.training_ended``), before its export, is exported from its best
+    checkpoint without training. A folder without a readable ``last.ckpt`` (killed before its first
+    epoch ended) is removed and the member trained from the start.
 
     Raises:
         VisnetError: the fit failed or wrote no model (its folder is named).
@@ -143,10 +183,8 @@ def fit_member(argv: list[str], run_dir: Path, runner: FitRunner) -> Path:
     last = run_dir / CHECKPOINTS / LAST_CHECKPOINT
     checkpoint = _readable_checkpoint(last)
     if checkpoint is not None:
-        limit = max_epochs(argv)
-        if limit is not None and 0 <= limit <= epochs_done(checkpoint):
+        if training_ended(checkpoint, **trainer_limits(argv)) is not None:
             return export_model(_best_checkpoint(checkpoint, last), model)
-        # "last", not the file: given a file, LightningCLI puts its model_hparams beside --init (refused)
         argv = [*argv, "--ckpt_path=last"]
     elif run_dir.exists():
         shutil.rmtree(run_dir)
@@ -187,16 +225,43 @@ def _best_checkpoint(checkpoint: dict[str, Any], last: Path) -> Path:
 def max_epochs(argv: list[str]) -> int | None:
     """The ``--trainer.max_epochs`` a ``visnet fit`` command line ends with: the last value given,
     by an option or a ``--config`` file, read in order as the command line is; None: not given."""
+    return _whole_number(_trainer_option(argv, "max_epochs"))
+
+
+def trainer_limits(argv: list[str]) -> dict[str, Any]:
+    """``max_epochs``, ``max_steps`` (int or None) and ``max_time`` (timedelta or None) of a ``visnet
+    fit`` command line, each its last value given (``max_epochs``); one that does not parse is None
+    (the fit itself reports it)."""
+    value = _trainer_option(argv, "max_time")
+    try:
+        if isinstance(value, str) and value.lstrip().startswith("{"):  # --trainer.max_time={hours: 1}
+            value = yaml.safe_load(value)
+        max_time = parse_max_time(value)
+    except (ValueError, yaml.YAMLError):
+        max_time = None
+    return {
+        "max_epochs": max_epochs(argv),
+        "max_steps": _whole_number(_trainer_option(argv, "max_steps")),
+        "max_time": max_time,
+    }
+
+
+def _trainer_option(argv: list[str], name: str) -> Any:
+    """The last ``--trainer.<name>`` of ``argv``, given as an option or in a ``--config`` file."""
     value: Any = None
     for i, arg in enumerate(argv):
-        name, _, given = arg.partition("=")
-        if name == "--trainer.max_epochs":
+        option, _, given = arg.partition("=")
+        if option == f"--trainer.{name}":
             value = given if given else (argv[i + 1] if i + 1 < len(argv) else None)
-        elif name == "--config" and (given or i + 1 < len(argv)):
+        elif option == "--config" and (given or i + 1 < len(argv)):
             config = yaml.safe_load(Path(given or argv[i + 1]).read_text()) or {}
             trainer = config.get("trainer") if isinstance(config, dict) else None
-            if isinstance(trainer, dict) and "max_epochs" in trainer:
-                value = trainer["max_epochs"]
+            if isinstance(trainer, dict) and name in trainer:
+                value = trainer[name]
+    return value
+
+
+def _whole_number(value: Any) -> int | None:
     try:
         return None if value is None else int(value)
     except (TypeError, ValueError):

@@ -12,6 +12,7 @@ from typing import Any
 
 from visnet.errors import VisnetError
 from visnet.files.atomic import atomic_write_text
+from visnet.learning.members import check_train_config
 
 __all__ = ["OPTIONS_FILE", "RESUMABLE_CHANGES", "LearnOptions", "check_same_run", "record_options"]
 
@@ -40,7 +41,8 @@ class LearnOptions:
             evenly in time over the harvest); also the number of round-0 frames.
         check_interval: MD steps between uncertainty checks (and between round-0 samples).
         train_config: a ``visnet fit`` YAML of training options (no architecture: it is the
-            start model's); None: ``visnet.learning.members.TRAINING_DEFAULTS`` only.
+            start model's; no ``checkpoint.dirpath`` or ``ckpt_path``: they are per member); None:
+            ``visnet.learning.members.TRAINING_DEFAULTS`` only.
         test: an extended XYZ file of reference frames (energies eV, forces eV/Å): the committee's
             errors on it are reported every round.
         method: labelling method ("gfn2-xtb") when ``calculator`` is None.
@@ -85,6 +87,8 @@ class LearnOptions:
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise FileNotFoundError(f"{name} file {path} does not exist")
+        if self.train_config is not None:
+            check_train_config(self.train_config)
 
     def recorded(self) -> dict[str, Any]:
         """The options as stored in ``options.json`` (paths as given)."""

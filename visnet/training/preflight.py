@@ -17,14 +17,27 @@ from visnet.io.model_files import read_checkpoint
 from visnet.model.hyperparameters import STATISTICS, with_legacy_defaults
 from visnet.training.export import MODEL_FILE
 
-__all__ = ["check_checkpoint_architecture", "check_fit_options", "check_resume", "check_run_paths", "epochs_done"]
+__all__ = [
+    "check_checkpoint_architecture",
+    "check_fit_options",
+    "check_resume",
+    "check_run_paths",
+    "epochs_done",
+    "parse_max_time",
+    "training_ended",
+]
 
 _DURATION = re.compile(r"^\d+:\d{1,2}:\d{1,2}:\d{1,2}$")
 _TIMEDELTA_KEYS = {"weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds"}
 
 
-def _check_max_time(value: Any) -> None:
-    """``trainer.max_time``: None, "DD:HH:MM:SS", a timedelta or a dict of timedelta fields, > 0."""
+def parse_max_time(value: Any) -> timedelta | None:
+    """``trainer.max_time`` as a duration: None, "DD:HH:MM:SS", a timedelta or a dict of timedelta
+    fields (``{hours: 12}``), > 0.
+
+    Raises:
+        ValueError: anything else, naming the value.
+    """
     hint = "expected DD:HH:MM:SS (e.g. 00:12:00:00) or a dict such as {hours: 12}"
     if value is None or isinstance(value, timedelta):
         duration = value
@@ -40,6 +53,7 @@ def _check_max_time(value: Any) -> None:
         raise ValueError(f"--trainer.max_time {value!r} is not a duration: {hint}")
     if duration is not None and duration <= timedelta(0):
         raise ValueError(f"--trainer.max_time {value!r} must be a positive duration")
+    return duration
 
 
 def _check_limit(name: str, value: Any) -> None:
@@ -52,7 +66,7 @@ def _check_limit(name: str, value: Any) -> None:
 
 def check_fit_options(trainer: dict[str, Any]) -> None:
     """``max_time``, ``max_epochs``, ``min_epochs``, ``max_steps`` of the trainer config."""
-    _check_max_time(trainer.get("max_time"))
+    parse_max_time(trainer.get("max_time"))
     for name in ("max_epochs", "min_epochs", "max_steps", "min_steps"):
         _check_limit(name, trainer.get(name))
 
@@ -78,6 +92,52 @@ def epochs_done(checkpoint: dict[str, Any]) -> int:
         return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
     except (KeyError, TypeError, ValueError):
         return int(checkpoint.get("epoch", -1)) + 1
+
+
+def training_ended(
+    checkpoint: dict[str, Any],
+    *,
+    max_epochs: int | None = None,
+    max_steps: int | None = None,
+    max_time: timedelta | None = None,
+) -> str | None:
+    """Why the fit that wrote the Lightning ``checkpoint`` had ended when it was written, as the
+    checkpoint records it; None when resuming it would train on.
+
+    A fit ends at ``max_epochs`` epochs (the fit loop's processed epochs) or ``max_steps``
+    optimizer steps, when ``EarlyStopping`` stopped it (its ``stopping_reason``; in checkpoints
+    without one, ``wait_count`` reaching ``patience`` or a ``stopped_epoch``), or when its ``Timer``
+    (Lightning's, present with ``trainer.max_time``) has counted ``max_time`` of training. Resumed,
+    such a fit would train once more (a step past the time limit, an epoch past the patience) before
+    it stopped again.
+
+    Args:
+        checkpoint: a ``last.ckpt`` (``read_checkpoint``).
+        max_epochs, max_steps: the trainer's limits (None or -1: none).
+        max_time: the trainer's ``max_time`` (``parse_max_time``); None: none.
+
+    Returns:
+        "max_epochs", "max_steps", "early stopping", "max_time" or None.
+    """
+    if max_epochs is not None and 0 <= max_epochs <= epochs_done(checkpoint):
+        return "max_epochs"
+    if max_steps is not None and 0 <= max_steps <= int(checkpoint.get("global_step", 0)):
+        return "max_steps"
+    callbacks = checkpoint.get("callbacks") or {}
+    for state in callbacks.values():
+        if isinstance(state, dict) and {"wait_count", "patience", "stopped_epoch"} <= set(state):
+            reason = state.get("stopping_reason")  # EarlyStoppingReason; 0: not stopped
+            if reason is None:
+                stopped = state["stopped_epoch"] > 0 or state["wait_count"] >= state["patience"]
+            else:
+                stopped = int(reason) != 0
+            if stopped:
+                return "early stopping"
+    timer = callbacks.get("Timer")
+    elapsed = timer.get("time_elapsed", {}).get("train") if isinstance(timer, dict) else None
+    if max_time is not None and elapsed is not None and elapsed >= max_time.total_seconds():
+        return "max_time"
+    return None
 
 
 def resolve_resume(ckpt_path: str | None, checkpoint_dir: str | os.PathLike | None) -> Path | None:

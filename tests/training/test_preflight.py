@@ -1,0 +1,72 @@
+"""``training_ended``: whether the fit that wrote a checkpoint had ended, from what Lightning records
+in it (fit-loop epochs, global step, EarlyStopping's state, the Timer's elapsed training time). The
+checkpoints here are the dicts Lightning 2.6 writes, cut to those keys (real ones in
+tests/learning/test_learn.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from visnet.training.preflight import parse_max_time, training_ended
+
+EARLY_STOPPING = "EarlyStopping{'monitor': 'val_loss', 'mode': 'min'}"
+
+
+def _checkpoint(early_stopping: dict[str, Any] | None = None, timer: float | None = None, elapsed: float = 0.0):
+    """A checkpoint of 5 epochs and 20 steps; ``timer``: Lightning's Timer's training seconds;
+    ``elapsed``: visnet's ElapsedTime's (a Timer without a limit, which a resumed Timer does not read)."""
+    callbacks: dict[str, Any] = {"ElapsedTime": {"time_elapsed": {"train": elapsed}}}
+    if early_stopping is not None:
+        callbacks[EARLY_STOPPING] = {"wait_count": 0, "stopped_epoch": 0, "patience": 3, **early_stopping}
+    if timer is not None:
+        callbacks["Timer"] = {"time_elapsed": {"train": timer, "validate": 1.0}}
+    progress = {"ready": 5, "completed": 5, "started": 5, "processed": 5}
+    return {
+        "epoch": 4,
+        "global_step": 20,
+        "loops": {"fit_loop": {"epoch_progress": {"current": progress}}},
+        "callbacks": callbacks,
+    }
+
+
+@pytest.mark.parametrize(
+    "checkpoint, limits, reason",
+    [
+        (_checkpoint(), {"max_epochs": 5}, "max_epochs"),
+        (_checkpoint(), {"max_epochs": 6}, None),
+        (_checkpoint(), {"max_epochs": -1, "max_steps": 20}, "max_steps"),
+        (_checkpoint(), {"max_steps": -1}, None),
+        # Lightning >= 2.5: EarlyStopping's stopping_reason (3: patience exhausted, 0: not stopped)
+        (
+            _checkpoint({"stopping_reason": 3, "wait_count": 3, "stopped_epoch": 4}),
+            {"max_epochs": 60},
+            "early stopping",
+        ),
+        (_checkpoint({"stopping_reason": 1, "stopped_epoch": 4}), {}, "early stopping"),
+        (_checkpoint({"stopping_reason": 0, "wait_count": 2}), {"max_epochs": 60}, None),
+        # older checkpoints: patience reached, or a stopped epoch
+        (_checkpoint({"wait_count": 3}), {}, "early stopping"),
+        (_checkpoint({"wait_count": 2}), {}, None),
+        (_checkpoint({"stopped_epoch": 4}), {}, "early stopping"),
+        # the Timer of trainer.max_time
+        (_checkpoint(timer=60.2), {"max_time": timedelta(minutes=1)}, "max_time"),
+        (_checkpoint(timer=59.0), {"max_time": timedelta(minutes=1)}, None),
+        (_checkpoint(timer=60.2), {}, None),
+        (_checkpoint(elapsed=600.0), {"max_time": timedelta(minutes=1)}, None),
+    ],
+)
+def test_training_ended(checkpoint, limits, reason):
+    assert training_ended(checkpoint, **limits) == reason
+
+
+def test_parse_max_time():
+    assert parse_max_time("00:01:30:00") == timedelta(hours=1, minutes=30)
+    assert parse_max_time({"minutes": 2}) == timedelta(minutes=2)
+    assert parse_max_time(None) is None
+    with pytest.raises(ValueError, match="--trainer.max_time '90' is not a duration"):
+        parse_max_time("90")
+    with pytest.raises(ValueError, match="must be a positive duration"):
+        parse_max_time("00:00:00:00")
