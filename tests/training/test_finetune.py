@@ -26,6 +26,7 @@ from visnet.cli.main import main as cli_main
 from visnet.data.datamodule import ViSNetDataModule
 from visnet.data.loading import load_atoms_data
 from visnet.data.structures import AtomsData
+from visnet.training import module as training_module
 from visnet.training.finetune import (
     load_start_model,
     member_spec,
@@ -396,6 +397,31 @@ def test_testing_a_fine_tuned_checkpoint_file(kcal_data, tuned_run):
     with open(newest / "metrics.csv") as handle:
         (row,) = [r for r in csv.DictReader(handle) if r.get("test_energy_mae")]
     assert float(row["test_energy_mae"]) < 1.0
+
+
+def test_a_resumed_fine_tune_neither_refits_nor_says_so(start_file, kcal_data, tmp_path, capsys, monkeypatch):
+    """The refit of the start model's references is replaced by the checkpoint's weights on a resume:
+    ``visnet fit --init M --ckpt_path last`` skips it and its "refitted" line (which a new fine-tune
+    prints). A fine-tune resumed by ``Trainer.fit(ckpt_path=...)`` directly (``restoring`` left False)
+    still refits, but prints no line once the checkpoint is loaded."""
+    refits: list[int] = []
+    original = training_module.refit_energy_references
+    monkeypatch.setattr(training_module, "refit_energy_references", lambda *a: refits.append(1) or original(*a))
+    run, fine_tune = tmp_path / "run", ["--init", str(start_file), "--trainer.enable_progress_bar", "false"]
+    assert _fit(run, kcal_data, *fine_tune) == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "refitted" in line]
+    assert line.startswith(f"fine-tuning {start_file} on ") and "references refitted to 32 training structures" in line
+    assert refits == [1]
+    assert _fit(run, kcal_data, *fine_tune, "--trainer.max_epochs", "2", "--ckpt_path", "last") == 0
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8  # resumed at 4
+    assert refits == [1] and "refitted" not in capsys.readouterr().out
+
+    direct = tmp_path / "direct"
+    trainer = _trainer(direct, max_epochs=3)
+    module = ViSNetModule(init=str(start_file), **TINY_ARCH)
+    trainer.fit(module, datamodule=_data_module(kcal_data, direct), ckpt_path=run / "checkpoints" / "last.ckpt")
+    assert trainer.global_step == 12 and refits == [1, 1]
+    assert "refitted" not in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------- mixed levels of theory

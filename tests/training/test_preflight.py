@@ -1,16 +1,19 @@
 """``training_ended``: whether the fit that wrote a checkpoint had ended, from what Lightning records
-in it (fit-loop epochs, global step, EarlyStopping's state, the Timer's elapsed training time). The
+in it (fit-loop epochs, global step, EarlyStopping's state, the Timer's elapsed training time), and
+``ended_fit``: the same for ``visnet fit --ckpt_path`` against the invocation's limits. The
 checkpoints here are the dicts Lightning 2.6 writes, cut to those keys (real ones in
-tests/learning/test_learn.py)."""
+tests/learning/test_learn.py and tests/training/test_resume_ended.py)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
-from visnet.training.preflight import parse_max_time, training_ended
+from visnet.training.preflight import EndedFit, ended_fit, parse_max_time, training_ended
 
 EARLY_STOPPING = "EarlyStopping{'monitor': 'val_loss', 'mode': 'min'}"
 
@@ -70,3 +73,45 @@ def test_parse_max_time():
         parse_max_time("90")
     with pytest.raises(ValueError, match="must be a positive duration"):
         parse_max_time("00:00:00:00")
+
+
+# ------------------------------------------------------------------ ended_fit: `visnet fit --ckpt_path`
+CHECKPOINT_STATE = "RunCheckpoint{'monitor': 'val_loss', 'mode': 'min', 'every_n_train_steps': 0}"
+
+
+def _saved_run(tmp_path: Path, best: str | None, **early_stopping: Any) -> Path:
+    """A run folder whose checkpoints/last.ckpt is ``_checkpoint`` (early stopped, Timer at 60.2 s),
+    recording ``best`` as its best checkpoint (written beside it)."""
+    checkpoint = _checkpoint({"stopping_reason": 0, **early_stopping}, timer=60.2)
+    checkpoint["callbacks"][CHECKPOINT_STATE] = {"best_model_path": best}
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(checkpoint, folder / "last.ckpt")
+    if best is not None:
+        torch.save(checkpoint, folder / Path(best).name)
+    return folder
+
+
+def test_ended_fit_compares_with_this_invocations_limits(tmp_path):
+    folder = _saved_run(tmp_path, best="/elsewhere/moved/checkpoints/best.ckpt")
+    limits = {"max_epochs": 60, "max_steps": -1, "max_time": "00:00:01:00"}
+    ended = ended_fit("last", folder, limits)
+    assert ended == EndedFit(folder / "last.ckpt", "max_time", epoch=5, steps=20, best=folder / "best.ckpt")
+    # the Timer counts over restarts: a larger limit (or time left) resumes, as does no limit
+    assert ended_fit("last", folder, {**limits, "max_time": {"minutes": 2}}) is None
+    assert ended_fit("last", folder, {**limits, "max_time": None}) is None
+    assert ended_fit("last", folder, {**limits, "max_steps": 20}).reason == "max_steps"
+    # a new run, or "last" with no last.ckpt yet, is no resume
+    assert ended_fit(None, folder, limits) is None
+    assert ended_fit("last", tmp_path / "empty", limits) is None
+
+
+def test_ended_fit_names_the_best_checkpoint_and_how_to_train_on(tmp_path):
+    folder = _saved_run(tmp_path, best=None, stopping_reason=3, stopped_epoch=4)
+    ended = ended_fit(str(folder / "last.ckpt"), folder, {"max_epochs": 60})
+    assert ended.reason == "early stopping" and ended.best == folder / "last.ckpt"  # records no best
+    assert ended.message(tmp_path / "run") == (
+        f"{tmp_path / 'run'}: training already ended in epoch 5, at step 20 (early stopping); nothing to resume — "
+        f"to train on, fine-tune its model in a new run folder (--init {tmp_path / 'run' / 'model.pt'}; resumed, "
+        "early stopping would stop it again)"
+    )

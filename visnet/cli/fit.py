@@ -14,7 +14,9 @@ Examples::
 The run folder is ``trainer.default_root_dir``: ``splits.npz``, ``checkpoints/{best,last}.ckpt``,
 ``logs/version_N/metrics.csv`` (plus TensorBoard files when tensorboard is installed) and, at the end
 of ``fit``, ``model.pt`` (the best checkpoint's weights, EMA when used, via ``visnet.save_model``) and
-``learning_curves.png`` (``visnet plot <run>`` redraws it at any time).
+``learning_curves.png`` (``visnet plot <run>`` redraws it at any time). ``--ckpt_path`` of a fit that
+had already ended under this command's limits (early stopping, ``max_time``, ``max_steps``) trains
+nothing: one line says so (``model.pt`` exported from the best checkpoint if missing), exit code 0.
 
 Multi-GPU / multi-node: Lightning's DDP, e.g. ``--trainer.accelerator gpu --trainer.devices 4
 --trainer.strategy ddp_find_unused_parameters_true`` (``--trainer.num_nodes N`` under SLURM/torchrun);
@@ -42,21 +44,25 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.utilities import rank_zero_only
 
 from visnet.data.cache import atomic_savez
 from visnet.data.datamodule import ViSNetDataModule
-from visnet.io.model_files import read_checkpoint
+from visnet.io.model_files import load_model, read_checkpoint
 from visnet.training.callbacks import ElapsedTime, RunCheckpoint
 from visnet.training.ensemble import member_dir, pop_ensemble_size
-from visnet.training.export import export_best
+from visnet.training.export import MODEL_FILE, export_best, export_model
 from visnet.training.finetune import adopt_start_architecture, member_spec
 from visnet.training.module import ViSNetModule
 from visnet.training.plots import plot_run
 from visnet.training.preflight import (
+    EndedFit,
     check_checkpoint_architecture,
     check_fit_options,
     check_resume,
     check_run_paths,
+    ended_fit,
+    resolve_resume,
 )
 
 DEFAULT_RUN_DIR = "runs/visnet"
@@ -161,8 +167,24 @@ class ViSNetCLI(LightningCLI):
             check_resume(
                 config.get("ckpt_path"), checkpoints, config["trainer"].get("max_epochs"), config["model"].get("init")
             )
+            ended = ended_fit(config.get("ckpt_path"), checkpoints, config["trainer"])
+            if ended is not None:
+                self._report_ended(ended)
         if config["model"].get("init") is not None:  # fine-tuning: the start model's architecture
             adopt_start_architecture(config["model"], self._given(str(self.subcommand), "model"))
+
+    def _report_ended(self, ended: EndedFit) -> None:
+        """A resume whose fit had already ended (early stopping, ``max_time``, ``max_steps``): Lightning
+        would train one more epoch or step before stopping again. Nothing is trained; ``model.pt``
+        is kept, or exported from the best checkpoint when missing or marked interrupted; one line
+        says so, and the command ends with exit code 0 (before any process is started)."""
+        if rank_zero_only.rank == 0:
+            model = Path(self._run_dir()) / MODEL_FILE
+            exported = ""
+            if not model.is_file() or load_model(model, device="cpu").metadata.get("interrupted", False):
+                exported = f"; exported model: {export_model(ended.best, model).resolve()}"
+            print(ended.message(self._run_dir()) + exported)
+        raise SystemExit(0)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
@@ -220,7 +242,14 @@ class ViSNetCLI(LightningCLI):
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Lightning ends a fit interrupted by Ctrl-C with ``sys.exit(1)``, skipping ``after_fit``:
-        export the best checkpoint so far anyway, marked ``"interrupted": true`` (exit code 1)."""
+        export the best checkpoint so far anyway, marked ``"interrupted": true`` (exit code 1).
+
+        A ``--ckpt_path`` checkpoint that will be loaded over the module sets its ``restoring``: a
+        fine-tune then skips the refit of its start model's energy references (the checkpoint's
+        weights replace them)."""
+        checkpoints = self._get(self.config, "checkpoint").get("dirpath")
+        resume = resolve_resume(self._get(self.config, "ckpt_path"), checkpoints)
+        self.model.restoring = resume is not None and resume.is_file()
         try:
             super()._run_subcommand(subcommand)
         except SystemExit:

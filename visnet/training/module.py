@@ -81,6 +81,14 @@ class ViSNetModule(pl.LightningModule):
             and test stay eager. Falls back to eager training, with one line, where compiling is impossible.
         **architecture: ``visnet.ViSNet`` keyword arguments (hidden_channels, num_layers, cutoff, ...).
 
+    Attributes:
+        restoring: set True before ``trainer.fit(..., ckpt_path=...)`` (or ``validate``/``test``/
+            ``predict``) when a checkpoint will be loaded over the module: a fine-tune then skips
+            refitting its start model's energy references, which the checkpoint's weights replace
+            (``visnet fit --ckpt_path`` sets it). Left False the refit is done anyway; its one-line
+            report is printed when training (or evaluation) starts, and not at all once a
+            checkpoint was loaded.
+
     Example:
         ```python
         from visnet.cli.main import main
@@ -146,6 +154,8 @@ class ViSNetModule(pl.LightningModule):
                 f"loss weights must be >= 0 and not both 0, got energy {energy_weight}, forces {force_weight}"
             )
         self._statistics_applied = False
+        self.restoring = False
+        self._refit_report: str | None = None  # printed at the start of training unless a checkpoint is loaded
         self._compiled: CompiledTraining | None = None
         self._nonfinite = NonFiniteSteps()
         self._batch_structures: Tensor | None = None
@@ -181,7 +191,9 @@ class ViSNetModule(pl.LightningModule):
         freeze_layers(self.model, layers)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse to resume a checkpoint of another architecture, listing what differs (before any weight loads)."""
+        """Refuse to resume a checkpoint of another architecture, listing what differs (before any
+        weight loads). A fine-tune's refitted references are replaced by the checkpoint's: not reported."""
+        self._refit_report = None
         stored = (checkpoint.get("hyper_parameters") or {}).get("model_hparams")
         if not isinstance(stored, dict):
             return
@@ -234,16 +246,36 @@ class ViSNetModule(pl.LightningModule):
         datamodule.use_energy_unit(start.energy_unit)
         if datamodule.split_indices is None:
             datamodule.setup("fit")
+        self._statistics_applied = True
+        if self.restoring:  # a checkpoint's weights, references included, are loaded next
+            return
         train = datamodule.load().subset(datamodule.split_indices["train"])
         shift = refit_energy_references(self.model, train)
-        self._statistics_applied = True
-        if self._trainer is None or self.trainer.is_global_zero:
-            converted = f"; data converted from {unit_before}" if unit_before != start.energy_unit else ""
-            shifts = ", ".join(f"{chemical_symbols[z]} {shift[z]:+.4g}" for z in np.unique(train.z))
-            print(
-                f"fine-tuning {start.label} on {source}{converted}: per-element energy references refitted to "
-                f"{len(train)} training structures (shift {shifts} {start.energy_unit})"
-            )
+        converted = f"; data converted from {unit_before}" if unit_before != start.energy_unit else ""
+        shifts = ", ".join(f"{chemical_symbols[z]} {shift[z]:+.4g}" for z in np.unique(train.z))
+        self._refit_report = (
+            f"fine-tuning {start.label} on {source}{converted}: per-element energy references refitted to "
+            f"{len(train)} training structures (shift {shifts} {start.energy_unit})"
+        )
+
+    def _print_refit_report(self) -> None:
+        """The refit's line, once, by the first process, when training or evaluation starts (after
+        Lightning loaded any checkpoint, whose ``on_load_checkpoint`` drops it)."""
+        if self._refit_report is not None and (self._trainer is None or self.trainer.is_global_zero):
+            print(self._refit_report)
+        self._refit_report = None
+
+    def on_train_start(self) -> None:
+        self._print_refit_report()
+
+    def on_validation_start(self) -> None:
+        self._print_refit_report()
+
+    def on_test_start(self) -> None:
+        self._print_refit_report()
+
+    def on_predict_start(self) -> None:
+        self._print_refit_report()
 
     def _check_data(self, datamodule) -> None:
         target = getattr(datamodule.hparams, "target", self.model.output_key)

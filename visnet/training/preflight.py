@@ -1,13 +1,15 @@
 """Checks of a ``visnet fit`` run made before any training: limits and paths that would otherwise
 fail with a traceback at start, or only after the whole training ran (``model.pt`` a folder).
 
-Every check raises ``ValueError`` naming the option or path.
+Every check raises ``ValueError`` naming the option or path. ``ended_fit`` finds a resume whose fit
+had already ended under the invocation's limits (``visnet fit`` then trains nothing and says so).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,12 @@ from visnet.model.hyperparameters import STATISTICS, with_legacy_defaults
 from visnet.training.export import MODEL_FILE
 
 __all__ = [
+    "EndedFit",
     "check_checkpoint_architecture",
     "check_fit_options",
     "check_resume",
     "check_run_paths",
+    "ended_fit",
     "epochs_done",
     "parse_max_time",
     "training_ended",
@@ -148,6 +152,87 @@ def resolve_resume(ckpt_path: str | None, checkpoint_dir: str | os.PathLike | No
         last = Path(checkpoint_dir) / "last.ckpt" if checkpoint_dir is not None else None
         return last if last is not None and last.is_file() else None
     return Path(ckpt_path)
+
+
+# What to do to train on, by the reason ``training_ended`` gives.
+_TRAIN_ON = {
+    "max_epochs": "raise --trainer.max_epochs to train on",
+    "max_steps": "raise --trainer.max_steps to train on",
+    "max_time": "raise --trainer.max_time to train on (the time spent counts over restarts)",
+    "early stopping": "to train on, fine-tune its model in a new run folder (--init {model}; resumed, early "
+    "stopping would stop it again)",
+}
+
+
+@dataclass(frozen=True)
+class EndedFit:
+    """A ``--ckpt_path`` checkpoint whose fit had already ended under this invocation's limits.
+
+    Attributes:
+        checkpoint: the checkpoint file resumed from.
+        reason: ``training_ended``'s: "max_epochs", "max_steps", "max_time" or "early stopping".
+        epoch: the epoch it ended in (1-based: the last it trained, fully or in part).
+        steps: the optimizer steps it had trained.
+        best: the best checkpoint it records (found in the checkpoints folder, where it was
+            written, or ``checkpoint`` itself when it records none that exists).
+    """
+
+    checkpoint: Path
+    reason: str
+    epoch: int
+    steps: int
+    best: Path
+
+    def message(self, run_dir: str | os.PathLike) -> str:
+        """One line: where, when and why it ended, and how to train on."""
+        hint = _TRAIN_ON[self.reason].format(model=Path(run_dir) / MODEL_FILE)
+        return (
+            f"{run_dir}: training already ended in epoch {self.epoch}, at step {self.steps} ({self.reason}); "
+            f"nothing to resume — {hint}"
+        )
+
+
+def ended_fit(
+    ckpt_path: str | None, checkpoint_dir: str | os.PathLike | None, trainer: dict[str, Any]
+) -> EndedFit | None:
+    """The checkpoint ``--ckpt_path`` resumes from, when its fit had ended under the limits of
+    ``trainer`` (this invocation's trainer config: ``max_epochs``, ``max_steps``, ``max_time``; see
+    ``training_ended``); None for a new run, or a resume that would train on (a limit raised above
+    what the checkpoint reached, ``max_time`` not yet spent: the Timer's seconds count over restarts).
+
+    Args:
+        ckpt_path: ``--ckpt_path`` as given ("last", a file, ...; None: a new run).
+        checkpoint_dir: the run's checkpoints folder (where "last" and the best checkpoint are looked for).
+        trainer: the trainer config (checked by ``check_fit_options``).
+    """
+    path = resolve_resume(ckpt_path, checkpoint_dir)
+    if path is None or not path.is_file():
+        return None
+    checkpoint = read_checkpoint(path)
+    reason = training_ended(
+        checkpoint,
+        max_epochs=trainer.get("max_epochs"),
+        max_steps=trainer.get("max_steps"),
+        max_time=parse_max_time(trainer.get("max_time")),
+    )
+    if reason is None:
+        return None
+    epoch, steps = int(checkpoint.get("epoch", 0)) + 1, int(checkpoint.get("global_step", 0))
+    return EndedFit(path, reason, epoch, steps, _recorded_best(checkpoint, path, checkpoint_dir))
+
+
+def _recorded_best(checkpoint: dict[str, Any], path: Path, checkpoint_dir: str | os.PathLike | None) -> Path:
+    """The best checkpoint ``checkpoint`` (the file ``path``) records: by its name in the checkpoints
+    folder or beside ``path`` (the run folder may have moved), else where it was written; else ``path``."""
+    for state in (checkpoint.get("callbacks") or {}).values():
+        best = state.get("best_model_path") if isinstance(state, dict) else None
+        if not best:
+            continue
+        folders = [Path(checkpoint_dir)] if checkpoint_dir is not None else []
+        for candidate in [*(folder / Path(best).name for folder in [*folders, path.parent]), Path(best)]:
+            if candidate.is_file():
+                return candidate
+    return path
 
 
 def check_resume(
