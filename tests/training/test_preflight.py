@@ -1,8 +1,9 @@
 """``training_ended``: whether the fit that wrote a checkpoint had ended, from what Lightning records
 in it (fit-loop epochs, global step, EarlyStopping's state, the Timer's elapsed training time), and
-``ended_fit``: the same for ``visnet fit --ckpt_path`` against the invocation's limits. The
-checkpoints here are the dicts Lightning 2.6 writes, cut to those keys (real ones in
-tests/learning/test_learn.py and tests/training/test_resume_ended.py)."""
+``ended_fit``: the same for ``visnet fit --ckpt_path`` against the invocation's limits, and
+``recorded_best``: the best checkpoint it names. The checkpoints here are the dicts Lightning 2.6
+writes, cut to those keys (real ones in tests/learning/test_learn.py and
+tests/training/test_resume_ended.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from visnet.training.preflight import EndedFit, ended_fit, parse_max_time, training_ended
+from visnet.training.preflight import EndedFit, ended_fit, parse_max_time, recorded_best, training_ended
 
 EARLY_STOPPING = "EarlyStopping{'monitor': 'val_loss', 'mode': 'min'}"
 
@@ -115,3 +116,20 @@ def test_ended_fit_names_the_best_checkpoint_and_how_to_train_on(tmp_path):
         f"to train on, fine-tune its model in a new run folder (--init {tmp_path / 'run' / 'model.pt'}; resumed, "
         "early stopping would stop it again)"
     )
+
+
+def test_recorded_best_looks_in_the_checkpoints_folder_beside_the_file_then_where_written(tmp_path):
+    """One lookup for ``visnet fit`` (``ended_fit``) and ``visnet learn`` (a member's export)."""
+    written = tmp_path / "written" / "best.ckpt"
+    checkpoint = {"callbacks": {CHECKPOINT_STATE: {"best_model_path": str(written)}}}
+    folder, copy = tmp_path / "checkpoints", tmp_path / "copy" / "last.ckpt"
+    for path in (written, folder / "best.ckpt", copy.parent / "best.ckpt"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    assert recorded_best(checkpoint, copy, folder) == folder / "best.ckpt"
+    assert recorded_best(checkpoint, copy) == copy.parent / "best.ckpt"
+    (copy.parent / "best.ckpt").unlink()
+    assert recorded_best(checkpoint, copy) == written
+    written.unlink()
+    assert recorded_best(checkpoint, copy) == copy  # records none that exists
+    assert recorded_best({"callbacks": {CHECKPOINT_STATE: {"best_model_path": ""}}}, copy) == copy

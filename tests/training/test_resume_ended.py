@@ -1,8 +1,9 @@
 """``visnet fit --ckpt_path`` of a run whose fit had already ended (early stopping, ``max_time``,
 ``max_steps``): nothing is trained (Lightning trained one more epoch or step before stopping again),
 one line says so, exit code 0, ``model.pt`` kept or exported from the best checkpoint. A limit of
-this invocation above what the checkpoint reached (``max_time`` counts over restarts) trains on.
-The tiny config: 32 training frames in batches of 8, 4 steps per epoch."""
+this invocation above what the checkpoint reached (``max_time`` counts over restarts) trains on,
+``max_steps`` included from a checkpoint at an epoch's end. The tiny config: 32 training frames in
+batches of 8, 4 steps per epoch."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from conftest import REPO, shared_file
 
 import visnet
 from visnet.cli import main as visnet_main
+from visnet.training.preflight import epochs_done
 
 TINY = str(REPO / "configs" / "tiny.yaml")
 # No validation loss improves on the first by 1e6: early stopping after epoch 2 (step 8).
@@ -96,3 +98,25 @@ def test_a_resume_with_time_left_trains_on(tmp_path):
     assert _fit(run, *limits, "1") == 0
     assert _fit(run, *limits, "2", "--ckpt_path", "last") == 0
     assert _last(run)["global_step"] == 8
+
+
+def test_a_fit_at_max_steps_trains_on_with_more_steps(tmp_path):
+    """A fit stopped by ``max_steps`` at an epoch's end (4 steps: one epoch), resumed with a larger
+    ``max_steps``, trains the next epoch as an uninterrupted 8-step run does. Lightning replayed the
+    end of the finished epoch instead: early stopping raised a traceback (no ``val_loss``: no
+    validation ran), and the epoch was counted twice. float64, one process: the same operations in
+    the same order, so the weights are equal bit for bit."""
+    float64 = ("--trainer.precision", "64-true")
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    assert _fit(whole, *float64, "--trainer.max_steps", "8") == 0
+    assert _fit(part, *float64, "--trainer.max_steps", "4") == 0
+    assert _last(part)["global_step"] == 4
+    assert _fit(part, *float64, "--trainer.max_steps", "8", "--ckpt_path", "last") == 0
+    resumed, uninterrupted = _last(part), _last(whole)
+    assert resumed["global_step"] == uninterrupted["global_step"] == 8
+    assert epochs_done(resumed) == epochs_done(uninterrupted) == 2
+    assert resumed["loops"]["fit_loop"]["epoch_progress"] == uninterrupted["loops"]["fit_loop"]["epoch_progress"]
+    assert resumed["state_dict"].keys() == uninterrupted["state_dict"].keys()
+    for name, value in uninterrupted["state_dict"].items():
+        assert value.dtype == torch.float64 or not value.is_floating_point(), name
+        assert torch.equal(resumed["state_dict"][name], value), name

@@ -53,6 +53,7 @@ from visnet.training.callbacks import ElapsedTime, RunCheckpoint
 from visnet.training.ensemble import member_dir, pop_ensemble_size
 from visnet.training.export import MODEL_FILE, export_best, export_model
 from visnet.training.finetune import adopt_start_architecture, member_spec
+from visnet.training.loops import use_epoch_end_resume
 from visnet.training.module import ViSNetModule
 from visnet.training.plots import plot_run
 from visnet.training.preflight import (
@@ -190,7 +191,9 @@ class ViSNetCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True):
             kwargs["logger"] = default_loggers(self._run_dir())
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        use_epoch_end_resume(trainer)  # last.ckpt resumed under --trainer.max_steps starts the next epoch
+        return trainer
 
     def _parse_ckpt_path(self) -> None:
         """A ``--ckpt_path`` file that is truncated, foreign or carries pickled code fails here with a

@@ -32,7 +32,7 @@ from visnet.inference.committee import MODEL_FILE, committee_members
 from visnet.io.model_files import load_model, read_checkpoint
 from visnet.training.ensemble import member_dir
 from visnet.training.export import export_model
-from visnet.training.preflight import parse_max_time, training_ended
+from visnet.training.preflight import parse_max_time, recorded_best, training_ended
 
 __all__ = [
     "CHECKPOINTS",
@@ -184,7 +184,7 @@ def fit_member(argv: list[str], run_dir: Path, runner: FitRunner) -> Path:
     checkpoint = _readable_checkpoint(last)
     if checkpoint is not None:
         if training_ended(checkpoint, **trainer_limits(argv)) is not None:
-            return export_model(_best_checkpoint(checkpoint, last), model)
+            return export_model(recorded_best(checkpoint, last), model)
         argv = [*argv, "--ckpt_path=last"]
     elif run_dir.exists():
         shutil.rmtree(run_dir)
@@ -210,16 +210,6 @@ def _readable_checkpoint(path: Path) -> dict[str, Any] | None:
         return read_checkpoint(path)
     except ValueError:
         return None
-
-
-def _best_checkpoint(checkpoint: dict[str, Any], last: Path) -> Path:
-    """The best checkpoint that ``checkpoint`` (``last``) records, looked up next to ``last`` (the
-    run folder may have moved since); ``last`` itself when it records none."""
-    for state in (checkpoint.get("callbacks") or {}).values():
-        best = state.get("best_model_path") if isinstance(state, dict) else None
-        if best and (last.parent / Path(best).name).is_file():
-            return last.parent / Path(best).name
-    return last
 
 
 def max_epochs(argv: list[str]) -> int | None:

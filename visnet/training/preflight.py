@@ -28,6 +28,7 @@ __all__ = [
     "ended_fit",
     "epochs_done",
     "parse_max_time",
+    "recorded_best",
     "training_ended",
 ]
 
@@ -218,17 +219,28 @@ def ended_fit(
     if reason is None:
         return None
     epoch, steps = int(checkpoint.get("epoch", 0)) + 1, int(checkpoint.get("global_step", 0))
-    return EndedFit(path, reason, epoch, steps, _recorded_best(checkpoint, path, checkpoint_dir))
+    return EndedFit(path, reason, epoch, steps, recorded_best(checkpoint, path, checkpoint_dir))
 
 
-def _recorded_best(checkpoint: dict[str, Any], path: Path, checkpoint_dir: str | os.PathLike | None) -> Path:
-    """The best checkpoint ``checkpoint`` (the file ``path``) records: by its name in the checkpoints
-    folder or beside ``path`` (the run folder may have moved), else where it was written; else ``path``."""
+def recorded_best(
+    checkpoint: dict[str, Any], path: str | os.PathLike, checkpoint_dir: str | os.PathLike | None = None
+) -> Path:
+    """The best checkpoint that the Lightning ``checkpoint`` (read from the file ``path``, e.g. a
+    ``last.ckpt``) records (``ModelCheckpoint``'s ``best_model_path``): by its name in
+    ``checkpoint_dir``, then beside ``path`` (the run folder may have moved since), then where it
+    was written; ``path`` itself when it records none that exists.
+
+    Args:
+        checkpoint: the checkpoint's contents (``read_checkpoint``).
+        path: the file it was read from.
+        checkpoint_dir: the run's checkpoints folder, looked in first (None: beside ``path`` first).
+    """
+    path = Path(path)
+    folders = [Path(checkpoint_dir)] if checkpoint_dir is not None else []
     for state in (checkpoint.get("callbacks") or {}).values():
         best = state.get("best_model_path") if isinstance(state, dict) else None
         if not best:
             continue
-        folders = [Path(checkpoint_dir)] if checkpoint_dir is not None else []
         for candidate in [*(folder / Path(best).name for folder in [*folders, path.parent]), Path(best)]:
             if candidate.is_file():
                 return candidate
