@@ -1,15 +1,15 @@
 """The fit loop of ``visnet fit``: Lightning's, except how a checkpoint written at the end of an
 epoch resumes when ``trainer.max_steps`` is set.
 
-``RunCheckpoint`` writes ``last.ckpt`` at the end of every epoch, after the epoch's last batch,
-its validation and early stopping's check, with the epoch counted as processed but not yet as
-completed. Without ``max_steps`` Lightning resumes such a checkpoint at the next epoch. With
-``max_steps`` (Lightning 2.6, "iteration-based training") it marks every restored fit loop as
-restarting, so it replays the end of the finished epoch: no batch and no validation run, the
-epoch is counted a second time (a 4-step run resumed to 8 steps stopped at ``max_epochs`` 2 without
-training a step) and the epoch-end callbacks run again on a metric-less epoch: ``EarlyStopping``
-raised "Early stopping conditioned on metric `val_loss` which is not available"
-(Lightning-AI/pytorch-lightning#19617 describes the same replay).
+``RunCheckpoint`` writes ``last.ckpt`` at the end of every epoch (validating every epoch, the
+default), after the epoch's last batch, its validation and early stopping's check, with the epoch
+counted as processed but not yet as completed. Without ``max_steps`` Lightning resumes such a
+checkpoint at the next epoch. With ``max_steps`` (Lightning 2.6, "iteration-based training") it
+marks every restored fit loop as restarting, so it replays the end of the finished epoch: no batch
+and no validation run, the epoch is counted a second time (a 4-step run resumed to 8 steps stopped
+at ``max_epochs`` 2 without training a step) and the epoch-end callbacks run again on a metric-less
+epoch: ``EarlyStopping`` raised "Early stopping conditioned on metric `val_loss` which is not
+available" (Lightning-AI/pytorch-lightning#19617 describes the same replay).
 
 ``EpochEndResumeLoop`` resumes an epoch-end checkpoint as Lightning resumes it without
 ``max_steps``; a checkpoint written inside an epoch (``every_n_train_steps``, ``max_steps`` before
