@@ -23,7 +23,7 @@ from visnet.proteins.reading import read_protein
 protein = (
     read_protein(sys.argv[1]) if len(sys.argv) > 1 else peptide_from_sequence("AGS" if pick(0, 1) else "GYDPETGTWG")
 )
-protein.calc = ViSNetCalculator(model="default", fragmentation="ai2bmd", nonbonded="amber14")
+protein.calc = ViSNetCalculator(model="organic", fragmentation="ai2bmd", nonbonded="amber14")
 print(f"{len(protein)} atoms, energy {protein.get_potential_energy():.3f} eV")
 residues = protein.calc.protein_units(protein).topology.residues
 for residue, energy in zip(residues, protein.calc.results["residue_energies"]):
