@@ -169,7 +169,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    lines = [f"`{command_line(__file__)}`", "", f"Model: `{args.model}`. {machine()}", ""]
+    lines = ["## General organic model against GFN2-xTB", "", f"`{command_line(__file__)}`", ""]
+    lines += [f"Model: `{args.model}`. {machine()}", ""]
     errors = test_errors(args.model, args.test, "float64")
     print(errors)
     lines += [
