@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import lightning.pytorch as pl
+from typing import TYPE_CHECKING, Any
 
 from visnet.inference.committee import MODEL_FILE
 from visnet.io.model_files import load_model, save_model
+
+if TYPE_CHECKING:  # type hints only: the inference paths import this module and never Lightning
+    import lightning.pytorch as pl
 
 __all__ = ["MODEL_FILE", "best_checkpoint", "export_best", "export_model"]
 
