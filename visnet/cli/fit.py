@@ -27,6 +27,11 @@ on several nodes ``srun visnet fit ...`` or ``torchrun ... -m visnet.cli fit ...
 docs/tutorials/multi-gpu.md). Every rank reads the data and derives the same splits and
 statistics; rank 0 writes ``splits.npz`` and ``model.pt``; metrics are averaged over ranks;
 ``data.batch_size`` is per process: K processes with batch b train as one with batch K·b.
+
+SIGTERM (``kill``, ``timeout``, SLURM's preemption and time limit) or SIGINT (Ctrl-C) stops a fit at
+the end of the current batch, every rank at the same one (``visnet.training.stopping``): ``model.pt``
+is exported from the best checkpoint marked ``"interrupted": true``, the exit code is 143 (130), and
+``--ckpt_path last`` resumes from the last validation's ``last.ckpt`` (written atomically).
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from visnet.training.preflight import (
     ended_fit,
     resolve_resume,
 )
+from visnet.training.stopping import use_signal_stop
 
 DEFAULT_RUN_DIR = "runs/visnet"
 CHECKPOINT_DEFAULTS = {"monitor": "val_loss", "mode": "min", "save_top_k": 1, "save_last": True, "filename": "best"}
@@ -193,6 +199,7 @@ class ViSNetCLI(LightningCLI):
             kwargs["logger"] = default_loggers(self._run_dir())
         trainer = super().instantiate_trainer(**kwargs)
         use_epoch_end_resume(trainer)  # last.ckpt resumed under --trainer.max_steps starts the next epoch
+        use_signal_stop(trainer)  # SIGTERM/SIGINT stop every rank at the same batch; atomic checkpoints
         return trainer
 
     def _parse_ckpt_path(self) -> None:
@@ -244,8 +251,10 @@ class ViSNetCLI(LightningCLI):
         return kwargs
 
     def _run_subcommand(self, subcommand: str) -> None:
-        """Lightning ends a fit interrupted by Ctrl-C with ``sys.exit(1)``, skipping ``after_fit``:
-        export the best checkpoint so far anyway, marked ``"interrupted": true`` (exit code 1).
+        """A fit stopped by SIGTERM or SIGINT (``visnet.training.stopping``: every rank at the same
+        batch, exit code 128 + the signal number: 143, 130) or by a KeyboardInterrupt Lightning
+        caught (``sys.exit(1)``) skips ``after_fit``: export the best checkpoint so far anyway,
+        marked ``"interrupted": true``.
 
         A ``--ckpt_path`` checkpoint that will be loaded over the module sets its ``restoring``: a
         fine-tune then skips the refit of its start model's energy references (the checkpoint's
@@ -276,7 +285,8 @@ class ViSNetCLI(LightningCLI):
         if interrupted:
             print(
                 "visnet fit: warning: training was interrupted; the exported model (metadata "
-                '"interrupted": true) is the best checkpoint so far, not a finished run',
+                '"interrupted": true) is the best checkpoint so far, not a finished run; '
+                "the same command with --ckpt_path last resumes from the last validation's checkpoint",
                 file=sys.stderr,
             )
         if path is None:
