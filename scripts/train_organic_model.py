@@ -7,12 +7,15 @@ optimizer, scheduler, loop position and the wall-clock already spent) is committ
 resumes from the newest of the run folder's ``last.ckpt`` and the committed one.
 
     python scripts/build_organic_dataset.py --out runs/organic --workers 2   # data (deterministic)
-    python scripts/train_organic_model.py --devices 2     # train until killed or max_time is spent
+    python scripts/train_organic_model.py --devices 2     # train until stopped or max_time is spent
+    timeout 2h python scripts/train_organic_model.py --devices 2   # stops cleanly (SIGTERM) after 2 h
     python scripts/train_organic_model.py --save          # copy the run's last.ckpt to training_state/
     python scripts/train_organic_model.py --export runs/organic_snapshot.pt   # EMA weights -> model file
 
 ``--devices 2`` trains data-parallel over two processes (one thread each, gloo): twice the
-structures per second on two cores; the per-process batch stays the config's.
+structures per second on two cores; the per-process batch stays the config's. Training runs in
+this process (the script execs ``visnet fit``): SIGTERM or Ctrl-C sent to the script stops it at the
+end of a batch, ``model.pt`` marked interrupted, ``last.ckpt`` the last validation's.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -85,7 +88,13 @@ def check_data() -> None:
             print(f"warning: {DATA} differs from the data the committed state trained on (sha256 {expected[:12]}...)")
 
 
-def train(devices: int) -> int:
+def train(devices: int) -> NoReturn:
+    """Become ``visnet fit`` (exec, same process id): a signal sent to this script (``timeout``,
+    ``kill``, Ctrl-C, a scheduler) reaches the training itself, which stops at the end of its batch
+    (every rank), exports ``model.pt`` marked interrupted and exits with 128 + the signal number;
+    ``last.ckpt`` is the last validation's, resumed by the next start. A child process (as before)
+    was left training when the script alone was killed, and was SIGKILLed by ``subprocess.call`` on
+    Ctrl-C."""
     check_data()
     # The console script, not `python -c`: DDP starts its other processes by re-running argv.
     command = [str(Path(sys.executable).parent / "visnet"), "fit", "--config", str(CONFIG)]
@@ -96,7 +105,10 @@ def train(devices: int) -> int:
     if devices > 1:
         command += ["--trainer.devices", str(devices), "--trainer.strategy", "ddp_find_unused_parameters_true"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.call(command, cwd=REPO, env=env)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.chdir(REPO)
+    os.execve(command[0], command, env)
 
 
 def save() -> None:
@@ -141,7 +153,7 @@ def main() -> None:
     elif args.export:
         export(args.export)
     else:
-        sys.exit(train(args.devices))
+        train(args.devices)
 
 
 if __name__ == "__main__":
