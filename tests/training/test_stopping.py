@@ -40,6 +40,7 @@ SIGNAL_STEP = 6  # the 6th batch (epoch 2): the fit stops at its end; last.ckpt 
 HANG_SECONDS = 120  # a stopped fit ends within one batch plus its export; a hang would never end
 WAIT_SECONDS = 300  # for a subprocess to write its first last.ckpt on a contended machine
 FLOAT64 = ("--trainer.precision", "64-true")
+ENDLESS = ("--trainer.max_epochs", "100000", "--early_stopping.patience", "100000")  # runs until stopped
 
 
 def _arguments(run_dir: Path, *extra: str) -> list[str]:
@@ -177,7 +178,7 @@ def _assert_stopped_and_resumable(run_dir: Path, code: int, err: str, signum: in
 
 def test_sigterm_from_outside_stops_one_process(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    code, err = _signalled_fit(run, signal.SIGTERM, "--trainer.max_epochs", "100000")
+    code, err = _signalled_fit(run, signal.SIGTERM, *ENDLESS)
     _assert_stopped_and_resumable(run, code, err, signal.SIGTERM)
 
 
@@ -189,7 +190,7 @@ def ddp_stopped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, st
     """Two gloo processes (Lightning starts the second), SIGTERM to the first only (``kill PID``):
     (run folder, exit code, stderr)."""
     run = tmp_path_factory.mktemp("ddp") / "run"
-    code, err = _signalled_fit(run, signal.SIGTERM, *DDP, "--trainer.max_epochs", "100000")
+    code, err = _signalled_fit(run, signal.SIGTERM, *DDP, *ENDLESS)
     return run, code, err
 
 
